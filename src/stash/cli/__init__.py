@@ -1,0 +1,1 @@
+"""Command-line entry points: `stash` (operator, webhook, agent, crds, dev) and `kubectl-stash`."""

@@ -1,0 +1,61 @@
+"""The `stash` command: one sub-command per module in this package.
+
+Not for: business logic. Each sub-command parses flags and calls library code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from stash import __version__
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that prints a one-line error (no usage dump, no traceback) and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the `stash` argument parser with every sub-command registered."""
+    from stash.cli import crds, dev
+
+    parser = _Parser(prog="stash", description="Stash backup operator for Kubernetes")
+    parser.add_argument("--version", action="version", version=f"stash {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for module in (crds, dev):
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `stash`; return the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except _UsageError as exc:
+        print(f"stash: error: {exc}", file=sys.stderr)
+        return 2
+
+
+class _UsageError(Exception):
+    """Raised by a sub-command for input the user must fix; printed as one line."""
+
+
+UsageError = _UsageError
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
