@@ -30,7 +30,19 @@ __all__ = [
     "Int64",
     "StashModel",
     "Time",
+    "crd_default",
 ]
+
+CRD_DEFAULT = "x-stash-crd-default"
+"""Schema key carrying a default the CRD (not the Python model) applies; see crdgen."""
+
+
+def crd_default(value: str) -> dict[str, Any]:
+    """Field `json_schema_extra` for a default the apiserver fills in, as upstream does.
+
+    The Python attribute stays None when unset, so objects round-trip unchanged.
+    """
+    return {CRD_DEFAULT: value}
 
 
 class StashModel(BaseModel):

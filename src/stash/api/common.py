@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from stash.api.base import Bool, Int32, Int64, StashModel, Time
+from stash.api.base import Bool, Int32, Int64, StashModel, Time, crd_default
 from stash.api.k8s import (
     IntOrString,
     KubeList,
@@ -32,8 +32,10 @@ __all__ = [
     "BackupTarget",
     "Condition",
     "ContainerRuntimeSettings",
+    "Driver",
     "EmptyDirSettings",
     "ExecAction",
+    "ExecutionOrder",
     "FormEntry",
     "HTTPGetAction",
     "HTTPHeader",
@@ -42,9 +44,11 @@ __all__ = [
     "HookExecutionPolicy",
     "IONiceSettings",
     "NiceSettings",
+    "ObjectReference",
     "Param",
     "PodRuntimeSettings",
-    "PostHook",
+    "PostBackupHook",
+    "PostRestoreHook",
     "RestoreHooks",
     "RestoreTarget",
     "RetentionPolicy",
@@ -57,7 +61,13 @@ __all__ = [
 ]
 
 HookExecutionPolicy = Literal["Always", "OnSuccess", "OnFailure", "OnFinalRetryFailure"]
-"""When a postBackup/postRestore hook runs, judged on the target's final phase."""
+"""When a postBackup hook runs, judged on the target's final phase."""
+
+Driver = Literal["Restic", "VolumeSnapshotter"]
+"""What takes the backup: restic, or CSI VolumeSnapshots. Unset = `Restic`."""
+
+ExecutionOrder = Literal["Parallel", "Sequential"]
+"""How the members of a batch run. Unset = `Parallel`."""
 
 
 class TargetRef(StashModel):
@@ -66,6 +76,13 @@ class TargetRef(StashModel):
     api_version: str
     kind: str
     name: str | None = None
+    namespace: str | None = None
+
+
+class ObjectReference(StashModel):
+    """A `{name, namespace}` reference (empty namespace = the referring object's)."""
+
+    name: str
     namespace: str | None = None
 
 
@@ -268,24 +285,37 @@ class Handler(StashModel):
     container_name: str | None = None
 
 
-class PostHook(Handler):
-    """A postBackup/postRestore hook: a Handler plus when to run it."""
+class PostBackupHook(Handler):
+    """A postBackup hook: a Handler plus when to run it (unset = `Always`)."""
 
-    execution_policy: HookExecutionPolicy | None = None
+    execution_policy: HookExecutionPolicy | None = Field(
+        default=None, json_schema_extra=crd_default("Always")
+    )
+
+
+class PostRestoreHook(Handler):
+    """A postRestore hook: a Handler plus when to run it (unset = `Always`).
+
+    Restores are never retried, so `OnFinalRetryFailure` is not offered here.
+    """
+
+    execution_policy: Literal["Always", "OnSuccess", "OnFailure"] | None = Field(
+        default=None, json_schema_extra=crd_default("Always")
+    )
 
 
 class BackupHooks(StashModel):
     """Hooks around a backup (per target, or global for a BackupBatch)."""
 
     pre_backup: Handler | None = None
-    post_backup: PostHook | None = None
+    post_backup: PostBackupHook | None = None
 
 
 class RestoreHooks(StashModel):
     """Hooks around a restore (per target, or global for a RestoreBatch)."""
 
     pre_restore: Handler | None = None
-    post_restore: PostHook | None = None
+    post_restore: PostRestoreHook | None = None
 
 
 class Condition(StashModel):
@@ -294,7 +324,7 @@ class Condition(StashModel):
     type: str
     status: Literal["True", "False", "Unknown"]
     severity: str | None = None
-    last_transition_time: Time | None = None
+    last_transition_time: Time
     reason: str | None = None
     message: str | None = None
     observed_generation: Int64 | None = None

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from stash.api.base import Bool, Int64, StashModel, Time
+from stash.api.base import Bool, Int64, StashModel, Time, crd_default
 from stash.api.k8s import LabelSelector, ObjectMeta, TypedObjectReference
 
 __all__ = [
@@ -122,7 +122,9 @@ class Backend(StashModel):
 class AllowedNamespaces(StashModel):
     """Which namespaces' invokers may use the repository."""
 
-    from_: Literal["Same", "All", "Selector"] | None = Field(default=None, alias="from")
+    from_: Literal["Same", "All", "Selector"] | None = Field(
+        default=None, alias="from", json_schema_extra=crd_default("Same")
+    )
     selector: LabelSelector | None = None
 
 

@@ -1,8 +1,13 @@
-"""`stash crds`: print (or write) the CustomResourceDefinitions generated from the API models."""
+"""`stash crds`: print (or write) the CustomResourceDefinitions generated from the API models.
+
+Not for: generating them (`stash.api.crdgen`) or applying them to a cluster.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -14,5 +19,21 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Not implemented yet (placeholder until the API models land)."""
-    raise SystemExit("stash crds: not yet")
+    """Print every CRD as one YAML stream, or write `<group>_<plural>.yaml` files."""
+    from stash.api import KINDS
+    from stash.api.crdgen import crd, crds, file_name, render, render_stream
+
+    if not args.out_dir:
+        sys.stdout.write(render_stream(crds()))
+        return 0
+    out = Path(args.out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for info in KINDS.values():
+            path = out / file_name(info)
+            path.write_text(render(crd(info)), encoding="utf-8")
+            print(path)
+    except OSError as exc:
+        print(f"stash crds: cannot write to {out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
