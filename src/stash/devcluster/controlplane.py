@@ -1,0 +1,471 @@
+"""Start, wait for and stop a loopback Kubernetes control plane built from upstream sources.
+
+One `ktc` binary (tests/cluster) runs etcd, kube-apiserver, kube-controller-manager and
+kube-scheduler, each as its own process group; a stand-in kubelet (`stash.devcluster.kubelet`)
+registers fake Nodes and moves scheduled Pods to Running. Component logs go to files in
+the state directory. The admin credential is a static bearer token in group
+system:masters; a few unprivileged users exist for RBAC tests.
+
+Not for: anything that talks to a real cluster. Pods never run containers here.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stash.devcluster import pki
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+BUILD_SCRIPT = REPO_ROOT / "tests" / "cluster" / "build.sh"
+
+#: kube-controller-manager controllers the operator and its tests rely on.
+CONTROLLERS = [
+    "namespace-controller",
+    "garbage-collector-controller",
+    "deployment-controller",
+    "replicaset-controller",
+    "statefulset-controller",
+    "daemonset-controller",
+    "job-controller",
+    "serviceaccount-controller",
+    "root-ca-certificate-publisher-controller",
+    "persistentvolume-binder-controller",
+    "ttl-after-finished-controller",
+]
+
+#: Unprivileged users (static tokens, no groups beyond system:authenticated).
+RESTRICTED_USERS = ["alice", "bob"]
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not be built, started or reached; the message says why."""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ktc_binary() -> Path:
+    """Return the path of the cached `ktc` binary, building it when missing."""
+    override = os.environ.get("STASH_KTC")
+    if override:
+        return Path(override)
+    if not BUILD_SCRIPT.exists():
+        raise ControlPlaneError(f"{BUILD_SCRIPT} is missing; run from a stash source checkout")
+    proc = subprocess.run(
+        [str(BUILD_SCRIPT)], stdout=subprocess.PIPE, stderr=None, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise ControlPlaneError(f"building the test control plane failed ({BUILD_SCRIPT})")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+@dataclass
+class _State:
+    """What `stash dev down` and `attach()` need to find a running control plane."""
+
+    state_dir: str
+    binary: str
+    etcd_port: int
+    etcd_peer_port: int
+    apiserver_port: int
+    kcm_port: int
+    scheduler_port: int
+    admin_token: str
+    user_tokens: dict[str, str]
+    pids: dict[str, int] = field(default_factory=dict)
+
+
+class ControlPlane:
+    """A local control plane rooted at `state_dir` (PKI, etcd data, logs, kubeconfig)."""
+
+    def __init__(self, state_dir: Path, binary: Path | None = None, nodes: int = 2) -> None:
+        self.state_dir = state_dir.resolve()
+        self._binary = binary
+        self.nodes = nodes
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._state: _State | None = None
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def state(self) -> _State:
+        if self._state is None:
+            raise ControlPlaneError("control plane not started")
+        return self._state
+
+    @property
+    def server(self) -> str:
+        """The apiserver URL, https://127.0.0.1:PORT."""
+        return f"https://127.0.0.1:{self.state.apiserver_port}"
+
+    @property
+    def admin_token(self) -> str:
+        return self.state.admin_token
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The admin kubeconfig (token auth, CA embedded)."""
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.state_dir / "pki" / "ca.crt"
+
+    @property
+    def etcd_url(self) -> str:
+        return f"http://127.0.0.1:{self.state.etcd_port}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    def user_token(self, user: str) -> str:
+        """The static token of one of RESTRICTED_USERS."""
+        return self.state.user_tokens[user]
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self, timeout: float = 120.0) -> None:
+        """Generate PKI, start every component in order and wait until each is ready."""
+        binary = self._binary or ktc_binary()
+        if self.state_dir.exists():
+            shutil.rmtree(self.state_dir)
+        (self.state_dir / "pki").mkdir(parents=True)
+        self.log_dir.mkdir()
+        self._state = _State(
+            state_dir=str(self.state_dir),
+            binary=str(binary),
+            etcd_port=_free_port(),
+            etcd_peer_port=_free_port(),
+            apiserver_port=_free_port(),
+            kcm_port=_free_port(),
+            scheduler_port=_free_port(),
+            admin_token=secrets.token_hex(24),
+            user_tokens={u: secrets.token_hex(24) for u in RESTRICTED_USERS},
+        )
+        self._write_pki_and_config()
+        deadline = time.monotonic() + timeout
+        try:
+            self._spawn("etcd", self._etcd_args())
+            self._wait("etcd", deadline, self._etcd_healthy)
+            self._spawn("kube-apiserver", self._apiserver_args())
+            self._wait("kube-apiserver", deadline, self._apiserver_ready)
+            self._spawn("kube-controller-manager", self._kcm_args())
+            self._spawn("kube-scheduler", self._scheduler_args())
+            self._spawn_kubelet()
+            self._wait("kube-controller-manager", deadline, self._kcm_working)
+            self._wait("kubelet", deadline, self._nodes_ready)
+        except BaseException:
+            self.stop()
+            raise
+        self._save_state()
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM every component (newest first), SIGKILL what is left after `grace`."""
+        pids = dict(self._state.pids) if self._state else {}
+        for name, pid in reversed(list(pids.items())):
+            _signal_group(pid, signal.SIGTERM)
+            proc = self._procs.get(name)
+            end = time.monotonic() + grace
+            while time.monotonic() < end and _alive(pid, proc):
+                time.sleep(0.05)
+            if _alive(pid, proc):
+                _signal_group(pid, signal.SIGKILL)
+            if proc is not None:
+                proc.wait()
+        self._procs.clear()
+        if self._state:
+            self._state.pids.clear()
+
+    def restart_apiserver(self, timeout: float = 60.0) -> None:
+        """Stop and start kube-apiserver alone (for watch-resume tests)."""
+        pid = self.state.pids.pop("kube-apiserver")
+        proc = self._procs.pop("kube-apiserver", None)
+        _signal_group(pid, signal.SIGTERM)
+        if proc is not None:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                _signal_group(pid, signal.SIGKILL)
+                proc.wait()
+        self._spawn("kube-apiserver", self._apiserver_args())
+        self._wait("kube-apiserver", time.monotonic() + timeout, self._apiserver_ready)
+        self._save_state()
+
+    @classmethod
+    def attach(cls, state_dir: Path) -> ControlPlane:
+        """A handle on a control plane started by another process (for `stash dev down`)."""
+        raw = json.loads((state_dir / "state.json").read_text())
+        cp = cls(Path(raw["state_dir"]))
+        cp._state = _State(**raw)
+        return cp
+
+    def running(self) -> bool:
+        """True when every recorded component process is still alive."""
+        return bool(self._state and self._state.pids) and all(
+            _alive(pid, self._procs.get(n)) for n, pid in self.state.pids.items()
+        )
+
+    def logs(self, tail: int = 60) -> str:
+        """The last `tail` lines of each component's log, for failing tests."""
+        out = []
+        for path in sorted(self.log_dir.glob("*.log")):
+            lines = path.read_text(errors="replace").splitlines()[-tail:]
+            out.append(f"===== {path.name} (last {len(lines)} lines)\n" + "\n".join(lines))
+        return "\n".join(out)
+
+    # ----------------------------------------------------------------- internals
+    def _write_pki_and_config(self) -> None:
+        d = self.state_dir / "pki"
+        ca = pki.new_ca("stash-dev-ca")
+        pki.write_pair(ca, d, "ca")
+        serving = pki.new_serving_cert(
+            ca,
+            "kube-apiserver",
+            dns_names=[
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ],
+            ips=["127.0.0.1", "10.0.0.1"],
+        )
+        pki.write_pair(serving, d, "apiserver")
+        sa_private, sa_public = pki.new_signing_key()
+        (d / "sa.key").write_bytes(sa_private)
+        (d / "sa.key").chmod(0o600)
+        (d / "sa.pub").write_bytes(sa_public)
+        st = self.state
+        rows = [f'{st.admin_token},admin,admin-uid,"system:masters"']
+        rows += [f"{tok},{user},{user}-uid" for user, tok in st.user_tokens.items()]
+        tokens = self.state_dir / "tokens.csv"
+        tokens.write_text("\n".join(rows) + "\n")
+        tokens.chmod(0o600)
+        self.kubeconfig.write_text(render_kubeconfig(self.server, ca.cert_pem, st.admin_token))
+        self.kubeconfig.chmod(0o600)
+
+    def _etcd_args(self) -> list[str]:
+        st = self.state
+        return [
+            "etcd",
+            f"--data-dir={self.state_dir / 'etcd'}",
+            f"--listen-client-url=http://127.0.0.1:{st.etcd_port}",
+            f"--listen-peer-url=http://127.0.0.1:{st.etcd_peer_port}",
+        ]
+
+    def _apiserver_args(self) -> list[str]:
+        st, d = self.state, self.state_dir / "pki"
+        return [
+            "kube-apiserver",
+            f"--etcd-servers=http://127.0.0.1:{st.etcd_port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={st.apiserver_port}",
+            f"--cert-dir={d}",
+            f"--tls-cert-file={d / 'apiserver.crt'}",
+            f"--tls-private-key-file={d / 'apiserver.key'}",
+            f"--client-ca-file={d / 'ca.crt'}",
+            f"--token-auth-file={self.state_dir / 'tokens.csv'}",
+            "--authorization-mode=RBAC",
+            f"--service-account-issuer=https://127.0.0.1:{st.apiserver_port}",
+            f"--service-account-key-file={d / 'sa.pub'}",
+            f"--service-account-signing-key-file={d / 'sa.key'}",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            # Without it every namespace needs a `default` ServiceAccount before its first
+            # Pod, a race in tests; envtest turns it off for the same reason.
+            "--disable-admission-plugins=ServiceAccount",
+            "--allow-privileged=true",
+            # configmaps bypass the watch cache so a test can see etcd compaction -> 410.
+            "--watch-cache-sizes=configmaps#0",
+            "--profiling=false",
+            "--v=1",
+        ]
+
+    def _component_kubeconfig(self) -> Path:
+        return self.kubeconfig
+
+    def _kcm_args(self) -> list[str]:
+        st, d = self.state, self.state_dir / "pki"
+        return [
+            "kube-controller-manager",
+            f"--kubeconfig={self._component_kubeconfig()}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={st.kcm_port}",
+            f"--cert-dir={self.state_dir / 'kcm-certs'}",
+            f"--controllers={','.join(CONTROLLERS)}",
+            f"--root-ca-file={d / 'ca.crt'}",
+            f"--service-account-private-key-file={d / 'sa.key'}",
+            "--concurrent-gc-syncs=5",
+            "--v=1",
+        ]
+
+    def _scheduler_args(self) -> list[str]:
+        return [
+            "kube-scheduler",
+            f"--kubeconfig={self._component_kubeconfig()}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={self.state.scheduler_port}",
+            f"--cert-dir={self.state_dir / 'scheduler-certs'}",
+            "--v=1",
+        ]
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        self._spawn_cmd(name, [self.state.binary, *args])
+
+    def _spawn_kubelet(self) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "stash.devcluster.kubelet",
+            f"--kubeconfig={self.kubeconfig}",
+            f"--nodes={self.nodes}",
+        ]
+        self._spawn_cmd("kubelet", cmd)
+
+    def _spawn_cmd(self, name: str, cmd: list[str]) -> None:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG",)}
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+            cwd=self.state_dir,
+        )
+        log.close()
+        self._procs[name] = proc
+        self.state.pids[name] = proc.pid
+
+    def _wait(self, name: str, deadline: float, ready: Any) -> None:
+        last_err = ""
+        while time.monotonic() < deadline:
+            proc = self._procs.get(name)
+            if proc is not None and proc.poll() is not None:
+                raise ControlPlaneError(
+                    f"{name} exited with code {proc.returncode} during start-up\n{self.logs(40)}"
+                )
+            try:
+                if ready():
+                    return
+            except (OSError, urllib.error.URLError, ValueError, KeyError) as exc:
+                last_err = str(exc)
+            time.sleep(0.25)
+        raise ControlPlaneError(f"{name} not ready in time ({last_err})\n{self.logs(40)}")
+
+    # readiness probes -----------------------------------------------------------
+    def _etcd_healthy(self) -> bool:
+        with urllib.request.urlopen(f"{self.etcd_url}/health", timeout=2) as r:
+            return bool(json.loads(r.read()).get("health") == "true")
+
+    def request(
+        self, method: str, path: str, body: Any = None, token: str | None = None
+    ) -> tuple[int, Any]:
+        """A blocking JSON request to the apiserver (for the controller itself and CLIs)."""
+        ctx = ssl.create_default_context(cafile=str(self.ca_file))
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.server + path, data=data, method=method)
+        req.add_header("Authorization", f"Bearer {token or self.admin_token}")
+        if data is not None:
+            ctype = "application/merge-patch+json" if method == "PATCH" else "application/json"
+            req.add_header("Content-Type", ctype)
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+                raw = r.read()
+                return r.status, (json.loads(raw) if raw[:1] in (b"{", b"[") else raw.decode())
+        except urllib.error.HTTPError as err:
+            raw = err.read()
+            try:
+                return err.code, json.loads(raw)
+            except ValueError:
+                return err.code, raw.decode(errors="replace")
+
+    def _apiserver_ready(self) -> bool:
+        code, _ = self.request("GET", "/readyz")
+        return code == 200
+
+    def _kcm_working(self) -> bool:
+        # The serviceaccount controller creating `default` proves KCM is up and syncing.
+        code, _ = self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")
+        return code == 200
+
+    def _nodes_ready(self) -> bool:
+        code, body = self.request("GET", "/api/v1/nodes")
+        if code != 200:
+            return False
+        ready = [
+            n
+            for n in body.get("items", [])
+            for c in n.get("status", {}).get("conditions", [])
+            if c.get("type") == "Ready" and c.get("status") == "True"
+        ]
+        return len(ready) >= self.nodes
+
+    def _save_state(self) -> None:
+        path = self.state_dir / "state.json"
+        path.write_text(json.dumps(asdict(self.state), indent=2))
+        path.chmod(0o600)
+
+
+def render_kubeconfig(server: str, ca_pem: bytes, token: str, user: str = "admin") -> str:
+    """A kubeconfig (JSON is valid YAML) with the CA embedded and bearer-token auth."""
+    cfg = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "stash-dev",
+                "cluster": {
+                    "server": server,
+                    "certificate-authority-data": base64.b64encode(ca_pem).decode(),
+                },
+            }
+        ],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "stash-dev", "context": {"cluster": "stash-dev", "user": user}}],
+        "current-context": "stash-dev",
+    }
+    return json.dumps(cfg, indent=2) + "\n"
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _alive(pid: int, proc: subprocess.Popen[bytes] | None) -> bool:
+    if proc is not None:
+        return proc.poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); treat it as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return False

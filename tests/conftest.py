@@ -1,0 +1,111 @@
+"""Shared fixtures: one real control plane per test run, a namespace per test.
+
+The control plane (tests/cluster: etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler built from the Kubernetes Go module, plus a stand-in kubelet) starts the
+first time a test asks for it. Tests talk only to it, through its own kubeconfig; a
+KUBECONFIG or in-cluster setting found on the machine is removed before anything runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes_asyncio import client
+
+from stash.devcluster import ControlPlane, ControlPlaneError
+from tests.support.cluster import api_client_for
+
+for _var in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"):
+    os.environ.pop(_var, None)
+
+_CONTROL_PLANE: list[ControlPlane] = []
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """The real control plane, started once per test run; fails (never skips) if it can't."""
+    cp = ControlPlane(tmp_path_factory.mktemp("cluster") / "state", nodes=2)
+    try:
+        cp.start()
+    except ControlPlaneError as exc:
+        pytest.fail(f"the test control plane could not start: {exc}", pytrace=False)
+    _CONTROL_PLANE.append(cp)
+    yield cp
+    cp.stop()
+    _CONTROL_PLANE.clear()
+
+
+@pytest.fixture(scope="session")
+async def kube(control_plane: ControlPlane) -> AsyncIterator[client.ApiClient]:
+    """An admin kubernetes_asyncio client bound to the test control plane's kubeconfig."""
+    api = await api_client_for(control_plane.kubeconfig)
+    yield api
+    await api.close()
+
+
+@pytest.fixture
+async def namespace(kube: client.ApiClient, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """A fresh namespace for one test, deleted afterwards (without waiting)."""
+    base = request.node.name.lower().replace("_", "-")
+    base = "".join(ch for ch in base if ch.isalnum() or ch == "-")[:40].strip("-")
+    name = f"{base}-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(kube)
+    await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    try:
+        await core.delete_namespace(name)
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Attach the control plane's component logs to every failing test that used it."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and _CONTROL_PLANE and "control_plane" in getattr(item, "fixturenames", ()):
+        report.sections.append(("control plane logs", _CONTROL_PLANE[0].logs(tail=40)))
+
+
+def repo_root() -> Path:
+    """The checkout's root directory."""
+    return Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+async def stash_crds(kube: client.ApiClient) -> list[str]:
+    """Install the committed CRDs (manifests/crds) once and wait until they are Established."""
+    ext = client.ApiextensionsV1Api(kube)
+    files = sorted((repo_root() / "manifests" / "crds").glob("*.yaml"))
+    if not files:
+        pytest.fail("manifests/crds is empty: run `make manifests`", pytrace=False)
+    names = []
+    for path in files:
+        crd = yaml.safe_load(path.read_text())
+        name = crd["metadata"]["name"]
+        try:
+            await ext.create_custom_resource_definition(crd)
+        except client.ApiException as exc:
+            if exc.status != 409:
+                pytest.fail(f"the apiserver rejected {path.name}: {exc.body}", pytrace=False)
+            current = await ext.read_custom_resource_definition(name)
+            crd["metadata"]["resourceVersion"] = current.metadata.resource_version
+            await ext.replace_custom_resource_definition(name, crd)
+        names.append(name)
+    for name in names:
+        for _ in range(200):
+            crd = await ext.read_custom_resource_definition(name)
+            conds = {c.type: c.status for c in (crd.status.conditions or [])}
+            if conds.get("Established") == "True":
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail(f"CRD {name} never became Established: {conds}", pytrace=False)
+    return names
