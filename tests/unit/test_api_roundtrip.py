@@ -240,6 +240,7 @@ BAD_INPUT = [
     ("s5-batch.yaml#0", "spec.hooks.postBackup.executionPolicy", "Sometimes"),
     ("s5-batch.yaml#0", "spec.hooks.preBackup.httpGet.port", _DELETE),
     ("s6-postgres.yaml#0", "spec.task.params.0.value", _DELETE),
+    ("s6-postgres.yaml#0", "spec.task.name", _DELETE),
     (
         "everything-restoresession.yaml#0",
         "spec.hooks.postRestore.executionPolicy",

@@ -71,10 +71,13 @@ ExecutionOrder = Literal["Parallel", "Sequential"]
 
 
 class TargetRef(StashModel):
-    """The object a backup or restore acts on; empty namespace = the invoker's namespace."""
+    """The object a backup or restore acts on; empty namespace = the invoker's namespace.
 
-    api_version: str
-    kind: str
+    All fields are optional in the CRD, as upstream (`omitempty` everywhere).
+    """
+
+    api_version: str | None = None
+    kind: str | None = None
     name: str | None = None
     namespace: str | None = None
 
@@ -96,7 +99,7 @@ class Param(StashModel):
 class TaskRef(StashModel):
     """The Task an invoker runs (job model) and the parameters it overrides."""
 
-    name: str | None = None
+    name: str
     params: list[Param] | None = None
 
 
