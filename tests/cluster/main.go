@@ -82,7 +82,7 @@ func runEtcd(args []string) int {
 	cfg := embed.NewConfig()
 	cfg.Name = "ktc"
 	cfg.Dir = *dataDir
-	cfg.LogLevel = "warn"
+	cfg.LogLevel = "error" // "warn" logs every request on this machine
 	cfg.UnsafeNoFsync = true // throw-away test data only
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}

@@ -7,7 +7,6 @@ import asyncio
 import base64
 import json
 import ssl
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from aiohttp import web
 from kubernetes_asyncio import client
 
 from stash.devcluster import ControlPlane, pki
-from tests.support.cluster import eventually, token_client
+from tests.support.cluster import etcd_compact, eventually, token_client
 
 pytestmark = pytest.mark.cluster
 
@@ -88,24 +87,6 @@ async def _watch_lines(
         resp.release()
 
 
-def _etcd_compact(etcd_url: str) -> int:
-    """Compact etcd at its current revision through etcd's JSON gateway; return it."""
-    key = base64.b64encode(b"/").decode()
-    req = urllib.request.Request(
-        f"{etcd_url}/v3/kv/range", data=json.dumps({"key": key}).encode(), method="POST"
-    )
-    with urllib.request.urlopen(req, timeout=5) as r:
-        rev = int(json.loads(r.read())["header"]["revision"])
-    req = urllib.request.Request(
-        f"{etcd_url}/v3/kv/compaction",
-        data=json.dumps({"revision": str(rev), "physical": True}).encode(),
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=10) as r:
-        r.read()
-    return rev
-
-
 async def test_watch_sees_changes_and_expired_resource_version_is_gone(
     kube: client.ApiClient, control_plane: ControlPlane, namespace: str
 ) -> None:
@@ -125,7 +106,7 @@ async def test_watch_sees_changes_and_expired_resource_version_is_gone(
             break
     assert seen == [("ADDED", "1"), ("MODIFIED", "2"), ("DELETED", "2")]
 
-    await asyncio.to_thread(_etcd_compact, control_plane.etcd_url)
+    await asyncio.to_thread(etcd_compact, control_plane.etcd_url)
     errors = [ev async for ev in _watch_lines(kube, namespace, rv0, timeout=5)]
     assert errors, "a watch from a compacted resourceVersion must not be silent"
     assert errors[0]["type"] == "ERROR"

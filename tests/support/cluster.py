@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -44,3 +47,21 @@ async def eventually(
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def etcd_compact(etcd_url: str) -> int:
+    """Compact etcd at its current revision through etcd's JSON gateway; return it."""
+    key = base64.b64encode(b"/").decode()
+    req = urllib.request.Request(
+        f"{etcd_url}/v3/kv/range", data=json.dumps({"key": key}).encode(), method="POST"
+    )
+    with urllib.request.urlopen(req, timeout=5) as r:
+        rev = int(json.loads(r.read())["header"]["revision"])
+    req = urllib.request.Request(
+        f"{etcd_url}/v3/kv/compaction",
+        data=json.dumps({"revision": str(rev), "physical": True}).encode(),
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        r.read()
+    return rev

@@ -1,0 +1,349 @@
+"""A thin async JSON client over kubernetes_asyncio's authenticated transport.
+
+kubernetes_asyncio supplies configuration (kubeconfig, in-cluster service account, token
+refresh) and the HTTP session; this module sends raw requests and returns parsed JSON
+dicts, raising a typed `KubeError` for every non-2xx answer. Not for: business logic,
+retries (callers decide), or deserialising into generated model classes.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from kubernetes_asyncio import client, config
+
+JSON = dict[str, Any]
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+
+
+class KubeError(Exception):
+    """A non-2xx answer from the apiserver, with its Status reason and message."""
+
+    def __init__(self, status: int, reason: str, message: str, body: Any = None) -> None:
+        super().__init__(f"HTTP {status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.body = body
+
+
+class NotFound(KubeError):
+    """404: the object (or its namespace) does not exist."""
+
+
+class Conflict(KubeError):
+    """409: a resourceVersion conflict, or the object already exists (reason tells)."""
+
+    @property
+    def already_exists(self) -> bool:
+        return self.reason == "AlreadyExists"
+
+
+class Gone(KubeError):
+    """410: the requested resourceVersion is too old (compacted)."""
+
+
+class Forbidden(KubeError):
+    """403: RBAC denied the request."""
+
+
+class Invalid(KubeError):
+    """422: schema or validation failure; the message names the field."""
+
+
+_ERRORS: dict[int, type[KubeError]] = {
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    410: Gone,
+    422: Invalid,
+}
+
+
+def error_from(status: int, body: Any) -> KubeError:
+    """Build the typed error for an HTTP status and its (Status object) body."""
+    reason, message = "", ""
+    if isinstance(body, dict):
+        reason = str(body.get("reason", ""))
+        message = str(body.get("message", ""))
+    elif body:
+        message = str(body)[:500]
+    return _ERRORS.get(status, KubeError)(status, reason, message, body)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """An API resource: where its objects live on the REST path."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(
+        self, namespace: str | None = None, name: str | None = None, subresource: str | None = None
+    ) -> str:
+        """The REST path of the collection, or of one object (and a subresource)."""
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{quote(namespace, safe='')}"
+        base += f"/{self.plural}"
+        if name is not None:
+            base += f"/{quote(name, safe='')}"
+            if subresource:
+                base += f"/{subresource}"
+        return base
+
+
+class Kube:
+    """Raw JSON requests to one apiserver, authenticated by kubernetes_asyncio."""
+
+    def __init__(self, api: client.ApiClient, timeout: float = 30.0) -> None:
+        self.api = api
+        self.timeout = timeout
+
+    @classmethod
+    async def connect(cls, kubeconfig: Path | None = None, timeout: float = 30.0) -> Kube:
+        """Connect with an explicit kubeconfig, or in-cluster settings when none is given."""
+        cfg = client.Configuration()
+        if kubeconfig is not None:
+            await config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+        else:
+            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        return cls(client.ApiClient(configuration=cfg), timeout)
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        await self.api.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float | aiohttp.ClientTimeout | None = None,
+    ) -> Any:
+        """Send one request; return the decoded JSON body or raise `KubeError`."""
+        resp = await self._send(method, path, query, body, content_type, timeout)
+        try:
+            raw = await resp.read()
+        finally:
+            resp.release()
+        data: Any = json.loads(raw) if raw[:1] in (b"{", b"[") else raw.decode(errors="replace")
+        if not 200 <= resp.status <= 299:
+            raise error_from(resp.status, data)
+        return data
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, Any] | None,
+        body: Any,
+        content_type: str,
+        timeout: float | aiohttp.ClientTimeout | None,
+    ) -> aiohttp.ClientResponse:
+        params = [(k, _qv(v)) for k, v in (query or {}).items() if v is not None]
+        resp: aiohttp.ClientResponse = await self.api.call_api(
+            path,
+            method,
+            query_params=params,
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _request_timeout=timeout if timeout is not None else self.timeout,
+        )
+        return resp
+
+    # --------------------------------------------------------------- verbs
+    async def get(self, res: Resource, name: str, namespace: str | None = None) -> JSON:
+        """GET one object."""
+        out: JSON = await self.request("GET", res.path(namespace, name))
+        return out
+
+    async def list(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
+        resource_version: str | None = None,
+    ) -> JSON:
+        """LIST a collection (one page); the raw List object."""
+        query = {
+            "labelSelector": label_selector,
+            "fieldSelector": field_selector,
+            "limit": limit,
+            "continue": continue_token,
+            "resourceVersion": resource_version,
+        }
+        out: JSON = await self.request("GET", res.path(namespace), query=query)
+        return out
+
+    async def list_all(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        page: int = 500,
+    ) -> tuple[builtins.list[JSON], str]:
+        """Every object of a collection (paged); returns (items, list resourceVersion)."""
+        items: builtins.list[JSON] = []
+        token: str | None = None
+        while True:
+            data = await self.list(
+                res, namespace, label_selector=label_selector, limit=page, continue_token=token
+            )
+            items.extend(data.get("items") or [])
+            token = data.get("metadata", {}).get("continue") or None
+            if not token:
+                return items, str(data.get("metadata", {}).get("resourceVersion", ""))
+
+    async def create(self, res: Resource, obj: JSON, namespace: str | None = None) -> JSON:
+        """POST a new object."""
+        out: JSON = await self.request("POST", res.path(namespace), body=obj)
+        return out
+
+    async def replace(
+        self,
+        res: Resource,
+        obj: JSON,
+        namespace: str | None = None,
+        subresource: str | None = None,
+    ) -> JSON:
+        """PUT an object (its metadata.resourceVersion is the optimistic lock)."""
+        name = obj["metadata"]["name"]
+        out: JSON = await self.request("PUT", res.path(namespace, name, subresource), body=obj)
+        return out
+
+    async def patch(
+        self,
+        res: Resource,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        *,
+        subresource: str | None = None,
+        content_type: str = MERGE_PATCH,
+    ) -> JSON:
+        """PATCH an object (merge patch by default)."""
+        path = res.path(namespace, name, subresource)
+        out: JSON = await self.request("PATCH", path, body=patch, content_type=content_type)
+        return out
+
+    async def delete(
+        self,
+        res: Resource,
+        name: str,
+        namespace: str | None = None,
+        *,
+        propagation: str | None = None,
+        uid: str | None = None,
+    ) -> JSON | None:
+        """DELETE an object; None when it was already gone."""
+        body: JSON = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if propagation:
+            body["propagationPolicy"] = propagation
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        try:
+            out: JSON = await self.request("DELETE", res.path(namespace, name), body=body)
+        except NotFound:
+            return None
+        return out
+
+    async def watch(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        *,
+        resource_version: str,
+        label_selector: str | None = None,
+        timeout_seconds: int = 300,
+    ) -> AsyncIterator[JSON]:
+        """Stream watch events ({type, object}) from `resource_version`.
+
+        Lines are split here rather than by aiohttp's line reader, whose buffer limit
+        fails on large objects. An ERROR event ends the stream with the typed error
+        (`Gone` for an expired resourceVersion).
+        """
+        query = {
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "resourceVersion": resource_version,
+            "labelSelector": label_selector,
+            "timeoutSeconds": timeout_seconds,
+        }
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_seconds + 30)
+        resp = await self._send(
+            "GET", res.path(namespace), query, None, "application/json", timeout
+        )
+        try:
+            if resp.status != 200:
+                raw = await resp.read()
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = raw.decode(errors="replace")
+                raise error_from(resp.status, body)
+            buf = b""
+            async for chunk in resp.content.iter_any():
+                buf += chunk
+                while True:
+                    nl = buf.find(b"\n")
+                    if nl < 0:
+                        break
+                    line, buf = buf[:nl], buf[nl + 1 :]
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        status = event.get("object") or {}
+                        raise error_from(int(status.get("code") or 500), status)
+                    yield event
+        finally:
+            resp.release()
+
+
+def _qv(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def key_of(obj: Mapping[str, Any]) -> str:
+    """The cache/queue key of an object: `namespace/name`, or `name` when cluster-scoped."""
+    meta = obj.get("metadata", {})
+    ns = meta.get("namespace")
+    return f"{ns}/{meta['name']}" if ns else str(meta["name"])
+
+
+def split_key(key: str) -> tuple[str | None, str]:
+    """Inverse of `key_of`."""
+    if "/" in key:
+        ns, name = key.split("/", 1)
+        return ns, name
+    return None, key

@@ -1,0 +1,42 @@
+"""Prometheus metric families of the operator (served on its /metrics endpoint).
+
+Session metrics pushed to a Pushgateway by agents (stash-api.md §7) live with the agent;
+these are the operator's own: reconciles, queues, watches, schedules and sessions.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECONCILE_TOTAL = Counter(
+    "stash_operator_reconcile_total", "Reconciles run, per controller", ["controller"]
+)
+RECONCILE_ERRORS = Counter(
+    "stash_operator_reconcile_errors_total",
+    "Reconciles that failed, per controller",
+    ["controller"],
+)
+RECONCILE_SECONDS = Histogram(
+    "stash_operator_reconcile_duration_seconds",
+    "Time spent in one reconcile, per controller",
+    ["controller"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+QUEUE_DEPTH = Gauge("stash_operator_queue_depth", "Keys waiting in a work queue", ["controller"])
+WATCH_RESTARTS = Gauge(
+    "stash_operator_watch_restarts", "Watch restarts (incl. re-lists) per resource", ["resource"]
+)
+SCHEDULED_SESSIONS = Counter(
+    "stash_operator_scheduled_sessions_total",
+    "BackupSessions created by the cron engine",
+    ["namespace", "invoker_kind", "invoker_name"],
+)
+SESSIONS_BY_PHASE = Gauge(
+    "stash_operator_backup_sessions", "BackupSessions by phase (in the cache)", ["phase"]
+)
+LAST_SUCCESS = Gauge(
+    "stash_operator_last_successful_backup_timestamp_seconds",
+    "Completion time of the invoker's last Succeeded BackupSession",
+    ["namespace", "invoker_kind", "invoker_name"],
+)
+IS_LEADER = Gauge("stash_operator_is_leader", "1 while this replica holds the leader lease")

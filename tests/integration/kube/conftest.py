@@ -1,0 +1,17 @@
+"""A raw-JSON `Kube` client bound to the test control plane."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from stash.devcluster import ControlPlane
+from stash.kube.client import Kube
+
+
+@pytest.fixture
+async def rawkube(control_plane: ControlPlane) -> AsyncIterator[Kube]:
+    kube = await Kube.connect(control_plane.kubeconfig)
+    yield kube
+    await kube.close()
