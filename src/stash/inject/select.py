@@ -1,0 +1,118 @@
+"""Which invoker a workload gets, and the hash and record of what was applied.
+
+Not for: changing objects (see `stash.inject`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+from stash.api import BackupConfiguration, RestoreSession
+from stash.inject.names import WORKLOAD_KINDS
+
+# Fields of a BackupConfiguration spec that only the operator and the scheduler read.
+# Changing them must not restart the workload's pods, so they stay out of the hash.
+_OPERATOR_ONLY_FIELDS = frozenset(
+    {"schedule", "paused", "retentionPolicy", "backupHistoryLimit", "timeOut", "retryConfig"}
+)
+
+
+def uses_sidecar_model(invoker: BackupConfiguration | RestoreSession) -> bool:
+    """True when the invoker runs inside its target's pods (sidecar / init-container).
+
+    That is: driver Restic (or unset), no task, a workload target, and not being deleted.
+    """
+    spec = invoker.spec
+    if spec is None or invoker.metadata.deletion_timestamp is not None:
+        return False
+    if spec.driver not in (None, "Restic") or (spec.task is not None and spec.task.name):
+        return False
+    ref = spec.target.ref if spec.target else None
+    return ref is not None and ref.kind in WORKLOAD_KINDS and bool(ref.name)
+
+
+def _targets(
+    invoker: BackupConfiguration | RestoreSession, kind: str, namespace: str, name: str
+) -> bool:
+    spec = invoker.spec
+    ref = spec.target.ref if spec and spec.target else None
+    if ref is None:
+        return False
+    ref_ns = ref.namespace or invoker.metadata.namespace
+    return ref.kind == kind and ref.name == name and ref_ns == namespace
+
+
+_Invoker = TypeVar("_Invoker", BackupConfiguration, RestoreSession)
+
+
+def _newest(candidates: list[_Invoker]) -> _Invoker | None:
+    if not candidates:
+        return None
+
+    def age_key(inv: _Invoker) -> tuple[str, str]:
+        created = inv.metadata.creation_timestamp
+        return (created.isoformat() if created else "", inv.metadata.name or "")
+
+    return max(candidates, key=age_key)
+
+
+def select_backup_invoker(
+    invokers: Iterable[BackupConfiguration], kind: str, namespace: str, name: str
+) -> BackupConfiguration | None:
+    """The newest sidecar-model BackupConfiguration targeting `kind namespace/name`."""
+    return _newest(
+        [i for i in invokers if uses_sidecar_model(i) and _targets(i, kind, namespace, name)]
+    )
+
+
+def select_restore_invoker(
+    invokers: Iterable[RestoreSession], kind: str, namespace: str, name: str
+) -> RestoreSession | None:
+    """The newest init-container-model RestoreSession targeting `kind namespace/name`."""
+    return _newest(
+        [i for i in invokers if uses_sidecar_model(i) and _targets(i, kind, namespace, name)]
+    )
+
+
+def repository_key(invoker: BackupConfiguration | RestoreSession) -> str | None:
+    """`namespace/name` of the invoker's Repository (None when it names none)."""
+    repo = invoker.spec.repository if invoker.spec else None
+    if repo is None:
+        return None
+    return f"{repo.namespace or invoker.metadata.namespace}/{repo.name}"
+
+
+def _fnv64a(data: bytes) -> int:
+    h = 0xCBF29CE484222325
+    for byte in data:
+        h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def invoker_hash(invoker: BackupConfiguration | RestoreSession) -> str:
+    """FNV-64a (decimal) of the invoker spec fields the injected agent depends on.
+
+    A BackupConfiguration's schedule, pause flag, retention, history limit, timeout and
+    retries are left out: the operator acts on them, so changing them restarts no pod.
+    """
+    spec = invoker.spec.to_wire() if invoker.spec else {}
+    if isinstance(invoker, BackupConfiguration):
+        spec = {k: v for k, v in spec.items() if k not in _OPERATOR_ONLY_FIELDS}
+    return str(_fnv64a(_canonical(spec)))
+
+
+def last_applied(invoker: BackupConfiguration | RestoreSession) -> str:
+    """The invoker as recorded in the last-applied annotation: kind, name, spec."""
+    doc = {
+        "apiVersion": invoker.api_version,
+        "kind": invoker.kind,
+        "metadata": {"name": invoker.metadata.name, "namespace": invoker.metadata.namespace},
+        "spec": invoker.spec.to_wire() if invoker.spec else {},
+    }
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,103 @@
+"""Operator settings: what the operator process and its webhook are configured with.
+
+What it is for: one `OperatorSettings` object (pydantic-settings; environment variables
+prefixed `STASH_`, overridden by command-line flags) that the webhook, the injector and
+the controllers read: the agent image, image pull secrets, the Pushgateway, where the
+webhook listens and how it is reached, which webhooks are enabled, the operator's own
+namespace and Service, and how injection is done (`workload` or `pod`).
+
+Not for: per-object behaviour (that lives in the invokers) or the Kubernetes client
+configuration (kubeconfig / in-cluster, see `stash.kube.client`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stash import __version__
+
+__all__ = ["InjectionMode", "OperatorSettings"]
+
+InjectionMode = Literal["workload", "pod"]
+"""Where the agent is injected: into workload pod templates, or into Pods at admission."""
+
+OPT_OUT_LABEL = "stash.appscode.com/webhook"
+"""Label on a namespace or object that turns the webhooks off for it (value `disabled`)."""
+
+_WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+
+
+class OperatorSettings(BaseSettings):
+    """Settings of `stash operator` and `stash webhook` (env `STASH_<FIELD>`, upper case)."""
+
+    model_config = SettingsConfigDict(env_prefix="STASH_", extra="ignore", frozen=True)
+
+    # --- the agent image (stash-api.md §12: --docker-registry/--image/--image-tag)
+    docker_registry: str = "stash"
+    image: str = "stash"
+    image_tag: str = __version__
+    image_pull_secrets: list[str] = Field(default_factory=list)
+    """Secret names appended to injected pods' imagePullSecrets (they must exist in the
+    workload's namespace; the operator copies them there)."""
+
+    # --- metrics
+    pushgateway_url: str | None = None
+    """Where agents push metrics; default `http://<service>.<namespace>.svc:56789`."""
+
+    # --- the operator itself
+    namespace: str = "stash"
+    """The namespace the operator runs in (never mutated by its own webhook)."""
+    service_name: str = "stash-operator"
+    """The operator's Service (its DNS name is in the webhook certificate)."""
+    cluster_domain: str = "cluster.local"
+
+    # --- the admission webhook
+    webhook_host: str = "0.0.0.0"
+    """Bind address. A specific address (e.g. 127.0.0.1) also makes the registrations
+    point at `https://<host>:<port>` instead of the Service: for running out of cluster."""
+    webhook_port: int = Field(default=8443, ge=0, le=65535)
+    webhook_service_port: int = 443
+    enable_mutating_webhook: bool = True
+    enable_validating_webhook: bool = True
+    webhook_config_name: str = "admission.stash.appscode.com"
+    """Name of both the Mutating- and the ValidatingWebhookConfiguration."""
+    webhook_timeout_seconds: int = Field(default=5, ge=1, le=30)
+    webhook_tls_secret: str = "stash-webhook-tls"
+    """Secret (in `namespace`) that stores the webhook CA and serving certificate."""
+    injection_mode: InjectionMode = "workload"
+
+    @property
+    def image_ref(self) -> str:
+        """The agent image, `<registry>/<image>:<tag>` (no registry part when empty)."""
+        name = f"{self.docker_registry}/{self.image}" if self.docker_registry else self.image
+        return f"{name}:{self.image_tag}"
+
+    @property
+    def effective_pushgateway_url(self) -> str:
+        """The configured Pushgateway URL, or the operator Service's Pushgateway port."""
+        if self.pushgateway_url:
+            return self.pushgateway_url
+        return f"http://{self.service_name}.{self.namespace}.svc:56789"
+
+    @property
+    def webhook_url_base(self) -> str | None:
+        """`https://<host>:<port>` when the webhook is reached directly (out of cluster);
+        None when the apiserver reaches it through the operator Service."""
+        if self.webhook_host in _WILDCARD_HOSTS:
+            return None
+        host = self.webhook_host
+        try:
+            if ipaddress.ip_address(host).version == 6:
+                host = f"[{host}]"
+        except ValueError:
+            pass
+        return f"https://{host}:{self.webhook_port}"
+
+    def service_dns_names(self) -> list[str]:
+        """Every name the operator Service is dialled by, for the serving certificate."""
+        svc, ns = self.service_name, self.namespace
+        return [svc, f"{svc}.{ns}", f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.{self.cluster_domain}"]
