@@ -419,3 +419,11 @@ def test_pod_mode_injects_pods_and_cleans_workload_templates() -> None:
     assert out["metadata"]["annotations"][ANN_BACKUP_HASH]
     # in workload mode pods are left alone
     assert desired_workload(pod, backup_config(), None, SETTINGS, {}).workload == pod
+
+
+def test_removal_from_a_workload_never_injected_changes_nothing() -> None:
+    w = workload()
+    pod_spec(w)["volumes"] = []
+    pod_spec(w)["imagePullSecrets"] = []
+    w["metadata"]["annotations"] = {}
+    assert desired_workload(w, None, None, SETTINGS, {}).workload == w

@@ -54,9 +54,9 @@ def set_annotation(meta: JSON, key: str, value: str) -> None:
 
 
 def drop_annotations(meta: JSON, *keys: str) -> None:
-    """Remove annotations; remove the map when it ends up empty."""
+    """Remove annotations; remove the map when that leaves it empty."""
     anns = meta.get("annotations")
-    if not isinstance(anns, dict):
+    if not isinstance(anns, dict) or not any(key in anns for key in keys):
         return
     for key in keys:
         anns.pop(key, None)
@@ -77,11 +77,13 @@ def upsert_named(items: list[JSON], item: JSON, *, prepend: bool = False) -> Non
 
 
 def remove_named(spec: JSON, field: str, name: str) -> None:
-    """Remove the named item from `spec[field]`; remove the field when it ends up empty."""
+    """Remove the named item from `spec[field]`; remove the field when that leaves it empty."""
     items = spec.get(field)
     if not isinstance(items, list):
         return
     kept = [x for x in items if not (isinstance(x, dict) and x.get("name") == name)]
+    if len(kept) == len(items):
+        return
     if kept:
         spec[field] = kept
     else:
@@ -124,10 +126,11 @@ def sync_pull_secrets(template: JSON, wanted: list[str]) -> None:
             secrets.append({"name": name})
             present.add(name)
             ours.add(name)
-    if secrets:
-        spec["imagePullSecrets"] = secrets
-    else:
-        spec.pop("imagePullSecrets", None)
+    if secrets != (spec.get("imagePullSecrets") or []):
+        if secrets:
+            spec["imagePullSecrets"] = secrets
+        else:
+            del spec["imagePullSecrets"]
     if ours:
         template["metadata"] = meta
         set_annotation(meta, ANN_PULL_SECRETS, ",".join(sorted(ours)))
