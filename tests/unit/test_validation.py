@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import sys
 from typing import Any
 
 import pytest
@@ -328,13 +327,3 @@ def test_backup_session_invoker_kind_must_be_a_backup_invoker() -> None:
 
 def test_unknown_kinds_pass() -> None:
     assert validate({"kind": "ConfigMap", "data": {}}).ok
-
-
-@pytest.mark.parametrize(
-    ("schedule", "ok"), [("*/5 * * * *", True), ("0 0 * * 7", False), ("1 2 3", False)]
-)
-def test_schedule_check_without_the_cron_engine(
-    schedule: str, ok: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(sys.modules, "stash.cron", None)  # as if stash.cron were absent
-    assert (schedule_problem(schedule) is None) is ok
