@@ -36,6 +36,7 @@ Fire = Callable[[str, dt.datetime], Awaitable[None]]
 class _Entry:
     schedule: CronSchedule
     paused: bool
+    not_before: dt.datetime | None = None
 
 
 class CronEngine:
@@ -69,9 +70,16 @@ class CronEngine:
         job = self._scheduler.get_job(key)
         return job.next_run_time if job is not None else None
 
-    def register(self, key: str, schedule: CronSchedule, paused: bool) -> None:
-        """Make `key` fire on `schedule` (or not at all while `paused`)."""
-        entry = _Entry(schedule, paused)
+    def register(
+        self,
+        key: str,
+        schedule: CronSchedule,
+        paused: bool,
+        not_before: dt.datetime | None = None,
+    ) -> None:
+        """Make `key` fire on `schedule` (or not at all while `paused`). A missed tick
+        is only ever replayed if it is later than `not_before` (the invoker's creation)."""
+        entry = _Entry(schedule, paused, not_before)
         old = self._entries.get(key)
         self._entries[key] = entry
         if old == entry and (self._scheduler is None or paused or self._has_job(key)):
@@ -124,7 +132,10 @@ class CronEngine:
         if first and self.missed_grace > 0 and entry.schedule.every is None:
             now = self._now()
             missed = entry.schedule.previous_before(now)
-            if (now - missed).total_seconds() <= self.missed_grace:
+            late = (now - missed).total_seconds()
+            if late <= self.missed_grace and (
+                entry.not_before is None or missed > entry.not_before
+            ):
                 log.info("%s: running missed tick %s once (within grace)", key, missed)
                 self._scheduler.add_job(self._fire_at, args=[key, missed])
 

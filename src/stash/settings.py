@@ -70,6 +70,27 @@ class OperatorSettings(BaseSettings):
     """Secret (in `namespace`) that stores the webhook CA and serving certificate."""
     injection_mode: InjectionMode = "workload"
 
+    # --- controllers, cron engine and leader election (stash.operator)
+    watch_namespace: str | None = None
+    """Watch one namespace only (None: the whole cluster)."""
+    leader_elect: bool = True
+    lease_name: str = "stash-operator"
+    """The coordination.k8s.io Lease (in `namespace`) replicas compete for."""
+    lease_duration: float = Field(default=15.0, gt=0)
+    renew_deadline: float = Field(default=10.0, gt=0)
+    retry_period: float = Field(default=2.0, gt=0)
+    metrics_port: int = Field(default=8080, ge=0, le=65535)
+    """Port of /metrics, /healthz and /readyz (0: pick a free one)."""
+    metrics_host: str = "0.0.0.0"
+    default_timezone: str = "UTC"
+    """Time zone of schedules without a CRON_TZ= prefix."""
+    missed_schedule_grace: float = Field(default=0.0, ge=0)
+    """Seconds: a tick missed while no leader ran is run once if younger than this
+    (0: missed ticks are skipped)."""
+    workers: int = Field(default=4, ge=1)
+    """Concurrent reconciles per controller."""
+    resync_period: float = Field(default=300.0, ge=0)
+
     @property
     def image_ref(self) -> str:
         """The agent image, `<registry>/<image>:<tag>` (no registry part when empty)."""

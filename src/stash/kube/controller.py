@@ -71,6 +71,10 @@ class Controller:
 
         informer.add_handler(enqueue)
 
+    def reset(self) -> None:
+        """A fresh queue (after leadership was lost: the next leader term starts clean)."""
+        self.queue = WorkQueue(self.name)
+
     async def run(self) -> None:
         """Process keys until cancelled."""
         tasks = [

@@ -1,0 +1,66 @@
+"""`stash operator`: run the controllers, the cron engine, the webhook and /metrics."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from stash.settings import OperatorSettings
+
+
+def register(sub: Any) -> None:
+    """Add the `operator` sub-command."""
+    p: argparse.ArgumentParser = sub.add_parser("operator", help="run the operator")
+    p.add_argument("--kubeconfig", type=Path, help="kubeconfig (default: in-cluster config)")
+    p.add_argument("--namespace", dest="watch_namespace", help="watch one namespace only")
+    p.add_argument("--operator-namespace", dest="namespace", help="namespace of the Lease")
+    p.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--metrics-port", type=int)
+    p.add_argument("--webhook-host")
+    p.add_argument("--webhook-port", type=int)
+    p.add_argument("--image", help="agent image name")
+    p.add_argument("--default-timezone", help="zone of schedules without CRON_TZ=")
+    p.add_argument("--missed-schedule-grace", type=float, help="seconds; 0 skips missed ticks")
+    p.add_argument("--log-level", default="INFO")
+    p.set_defaults(handler=run)
+
+
+def settings_from(args: argparse.Namespace) -> OperatorSettings:
+    """Environment (STASH_*) settings overridden by the flags that were given."""
+    names = (
+        "watch_namespace",
+        "namespace",
+        "leader_elect",
+        "metrics_port",
+        "webhook_host",
+        "webhook_port",
+        "image",
+        "default_timezone",
+        "missed_schedule_grace",
+    )
+    given = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    return OperatorSettings(**given)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the operator until SIGINT/SIGTERM."""
+    from stash.kube.client import Kube
+    from stash.operator import Operator, run_until_signalled
+
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    settings = settings_from(args)
+
+    async def main() -> None:
+        kube = await Kube.connect(args.kubeconfig)
+        try:
+            await Operator(kube, settings).run()
+        finally:
+            await kube.close()
+
+    run_until_signalled(main)
+    return 0

@@ -1,0 +1,68 @@
+"""What every reconciler shares: the client, the informer caches, events, the cron
+engine and the clock. Built once by the operator (`stash.operator`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from stash.kube.client import JSON, Kube
+from stash.kube.events import EventRecorder
+from stash.kube.informer import Informer
+from stash.scheduler import CronEngine
+
+
+@dataclass
+class Caches:
+    """The informers whose caches reconcilers read (never the apiserver, for reads)."""
+
+    repositories: Informer
+    backupconfigurations: Informer
+    backupsessions: Informer
+    restoresessions: Informer
+    secrets: Informer
+    namespaces: Informer
+
+    def all(self) -> list[Informer]:
+        return [
+            self.repositories,
+            self.backupconfigurations,
+            self.backupsessions,
+            self.restoresessions,
+            self.secrets,
+            self.namespaces,
+        ]
+
+
+@dataclass
+class ControllerContext:
+    """Dependencies of the reconcilers."""
+
+    kube: Kube
+    caches: Caches
+    recorder: EventRecorder
+    engine: CronEngine
+    default_tz: str = "UTC"
+    pushgateway_url: str | None = None
+    now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+    #: Extra hooks later pieces plug in (executor creation, workload repair).
+    hooks: dict[str, Any] = field(default_factory=dict)
+
+    def secret_exists(self, namespace: str, name: str) -> bool:
+        """Whether a Secret exists (from the metadata-only secrets cache)."""
+        return self.caches.secrets.get(f"{namespace}/{name}") is not None
+
+    def namespace_labels(self, name: str) -> dict[str, str] | None:
+        ns: JSON | None = self.caches.namespaces.get(name)
+        if ns is None:
+            return None
+        return dict(ns.get("metadata", {}).get("labels") or {})
+
+
+def metadata_only(obj: JSON) -> JSON:
+    """Informer transform for Secrets: keep metadata, drop the data (never cache secrets)."""
+    meta = dict(obj.get("metadata") or {})
+    meta.pop("managedFields", None)
+    return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": meta}

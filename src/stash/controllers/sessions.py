@@ -1,0 +1,148 @@
+"""Pure rules about sessions: names, labels, durations, deadlines, history, host counts.
+
+Everything here is a function of its arguments (stash-api.md §1.4, §5.2, §5.4, §5.8);
+the reconcilers and the cron engine call these so each rule lives in one place.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+GROUP = "stash.appscode.com"
+LABEL_INVOKER_TYPE = f"{GROUP}/invoker-type"
+LABEL_INVOKER_NAME = f"{GROUP}/invoker-name"
+LABEL_TARGET_KIND = f"{GROUP}/target-kind"
+LABEL_TARGET_NAME = f"{GROUP}/target-name"
+LABEL_TARGET_NAMESPACE = f"{GROUP}/target-namespace"
+LABEL_LEGACY_BACKUP_CONFIGURATION = f"{GROUP}/backup-configuration"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+INVOKER_FINALIZER = GROUP
+REPOSITORY_FINALIZER = "stash"
+
+
+def session_name(invoker_name: str, fire_time: dt.datetime) -> str:
+    """`<invoker>-<unix-seconds>` (§1.4); the same fire time always gives the same name,
+    which makes a tick replayed after a leader change idempotent."""
+    return f"{invoker_name}-{int(fire_time.timestamp())}"
+
+
+def session_labels(
+    invoker_kind: str,
+    invoker_name: str,
+    invoker_labels: Mapping[str, str] | None,
+    target: Mapping[str, Any] | None,
+    invoker_namespace: str,
+) -> dict[str, str]:
+    """The labels every BackupSession carries (§1.4): invoker labels first, ours win."""
+    labels = dict(invoker_labels or {})
+    labels.update(
+        {
+            LABEL_INVOKER_TYPE: invoker_kind,
+            LABEL_INVOKER_NAME: invoker_name,
+            LABEL_COMPONENT: "stash-backup",
+            LABEL_MANAGED_BY: GROUP,
+        }
+    )
+    if target:
+        if target.get("kind"):
+            labels[LABEL_TARGET_KIND] = str(target["kind"])
+        if target.get("name"):
+            labels[LABEL_TARGET_NAME] = str(target["name"])
+        labels[LABEL_TARGET_NAMESPACE] = str(target.get("namespace") or invoker_namespace)
+    return labels
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as a Go duration string (`1m3s`, `12.3s`, `2h0m5s`), as status shows it."""
+    if seconds < 60:
+        text = f"{seconds:.3f}".rstrip("0").rstrip(".")
+        return f"{text}s"
+    whole = round(seconds)
+    h, rem = divmod(whole, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m}m{s}s" if h else f"{m}m{s}s"
+
+
+def history_to_delete(sessions: Iterable[Mapping[str, Any]], limit: int) -> list[str]:
+    """Names of sessions to delete so `limit` remain (§5.8).
+
+    Newest first; the first `limit` stay; older ones are deleted only when final; the
+    newest Succeeded/Failed session always stays unless `limit` <= 0.
+    """
+    ordered = sorted(
+        sessions,
+        key=lambda o: (
+            str(o.get("metadata", {}).get("creationTimestamp", "")),
+            str(o.get("metadata", {}).get("name", "")),
+        ),
+        reverse=True,
+    )
+    keep_last_final: str | None = None
+    if limit > 0:
+        for o in ordered:
+            if (o.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                keep_last_final = o["metadata"]["name"]
+                break
+    out = []
+    for o in ordered[max(limit, 0) :]:
+        name = o["metadata"]["name"]
+        phase = (o.get("status") or {}).get("phase")
+        if phase in ("Succeeded", "Failed", "Skipped") and name != keep_last_final:
+            out.append(name)
+    return out
+
+
+def total_hosts(target_kind: str, workload: Mapping[str, Any] | None) -> int:
+    """How many hosts back up a target with the Restic driver (§5.4)."""
+    if workload is None:
+        return 1
+    if target_kind == "StatefulSet":
+        replicas = (workload.get("spec") or {}).get("replicas")
+        return int(1 if replicas is None else replicas)
+    if target_kind == "DaemonSet":
+        return int((workload.get("status") or {}).get("desiredNumberScheduled") or 0)
+    return 1
+
+
+def new_backup_session(
+    invoker: Mapping[str, Any], when: dt.datetime, retry_left: int | None = None
+) -> dict[str, Any]:
+    """The BackupSession a tick, a retry or `kubectl stash trigger` creates (§5.2, §5.3):
+    name `<invoker>-<unix>`, the §1.4 labels, a controller ownerReference to the invoker
+    and `spec.retryLeft` (= retryConfig.maxRetry for a fresh session)."""
+    meta = invoker["metadata"]
+    spec = invoker.get("spec") or {}
+    kind = str(invoker.get("kind", "BackupConfiguration"))
+    target = (spec.get("target") or {}).get("ref")
+    if target is None and spec.get("members"):
+        target = ((spec["members"][0] or {}).get("target") or {}).get("ref")
+    if retry_left is None:
+        retry_left = int((spec.get("retryConfig") or {}).get("maxRetry") or 0)
+    return {
+        "apiVersion": f"{GROUP}/v1beta1",
+        "kind": "BackupSession",
+        "metadata": {
+            "name": session_name(meta["name"], when),
+            "namespace": meta["namespace"],
+            "labels": session_labels(
+                kind, meta["name"], meta.get("labels"), target, meta["namespace"]
+            ),
+            "ownerReferences": [
+                {
+                    "apiVersion": str(invoker.get("apiVersion", f"{GROUP}/v1beta1")),
+                    "kind": kind,
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "invoker": {"apiGroup": GROUP, "kind": kind, "name": meta["name"]},
+            "retryLeft": retry_left,
+        },
+    }

@@ -1,0 +1,282 @@
+"""`stash operator`: informers, controllers, the cron engine and /metrics in one loop.
+
+Every replica runs the informers (warm caches make a hand-over fast) and the metrics
+server; only the replica holding the Lease runs the controllers and the cron engine,
+and it stops them as soon as it can no longer renew the lease. Not for: rules (they are
+in `stash.controllers`) or Kubernetes plumbing (`stash.kube`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from stash import metrics
+from stash.controllers import phases
+from stash.controllers.backupconfiguration import (
+    BackupConfigurationReconciler,
+    repository_key,
+)
+from stash.controllers.backupsession import BackupSessionReconciler, invoker_key
+from stash.controllers.context import Caches, ControllerContext, metadata_only
+from stash.controllers.repository import RepositoryReconciler
+from stash.controllers.resources import (
+    BACKUPCONFIGURATIONS,
+    BACKUPSESSIONS,
+    NAMESPACES,
+    REPOSITORIES,
+    RESTORESESSIONS,
+    SECRETS,
+)
+from stash.controllers.restoresession import RestoreSessionReconciler
+from stash.controllers.trigger import create_backup_session
+from stash.kube.client import JSON, Kube, key_of
+from stash.kube.controller import Controller
+from stash.kube.events import EventRecorder
+from stash.kube.informer import Informer
+from stash.kube.leader import LeaderElector
+from stash.scheduler import CronEngine
+from stash.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+
+def _secret_key(obj: JSON) -> list[str]:
+    backend = (obj.get("spec") or {}).get("backend") or {}
+    name = backend.get("storageSecretName")
+    return [f"{obj['metadata']['namespace']}/{name}"] if name else []
+
+
+def _restore_repository_key(obj: JSON) -> list[str]:
+    return repository_key(obj)
+
+
+class Operator:
+    """The operator process: build with settings and a client, then `await run()`."""
+
+    def __init__(self, kube: Kube, settings: OperatorSettings, identity: str | None = None):
+        self.kube = kube
+        self.settings = settings
+        self.identity = identity or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        ns = settings.watch_namespace
+
+        def informer(res: Any, **kw: Any) -> Informer:
+            return Informer(kube, res, namespace=ns, resync_period=settings.resync_period, **kw)
+
+        self.caches = Caches(
+            repositories=informer(REPOSITORIES),
+            backupconfigurations=informer(BACKUPCONFIGURATIONS),
+            backupsessions=informer(BACKUPSESSIONS),
+            restoresessions=informer(RESTORESESSIONS),
+            secrets=informer(SECRETS, transform=metadata_only),
+            namespaces=Informer(kube, NAMESPACES, resync_period=0),
+        )
+        c = self.caches
+        c.backupconfigurations.add_index("repository", repository_key)
+        c.restoresessions.add_index("repository", _restore_repository_key)
+        c.backupsessions.add_index("invoker", invoker_key)
+        c.repositories.add_index("secret", _secret_key)
+        self.engine = CronEngine(self._fire, missed_grace=settings.missed_schedule_grace)
+        self.ctx = ControllerContext(
+            kube=kube,
+            caches=c,
+            recorder=EventRecorder(kube, "stash-operator", self.identity),
+            engine=self.engine,
+            default_tz=settings.default_timezone,
+            pushgateway_url=settings.pushgateway_url,
+        )
+        self.controllers = self._wire()
+        self.ready = asyncio.Event()
+        self.metrics_port: int | None = None
+        self._phase_of: dict[str, str] = {}
+        c.backupsessions.add_handler(self._count_phases)
+
+    def _wire(self) -> list[Controller]:
+        c, w = self.caches, self.settings.workers
+        repo = Controller(RepositoryReconciler(self.ctx), workers=w)
+        repo.watch(c.repositories)
+        repo.watch(c.backupconfigurations, repository_key)
+        repo.watch(c.restoresessions, _restore_repository_key)
+        repo.watch(
+            c.secrets, lambda s: [key_of(r) for r in c.repositories.by_index("secret", key_of(s))]
+        )
+
+        bc = Controller(BackupConfigurationReconciler(self.ctx), workers=w)
+        bc.watch(c.backupconfigurations)
+        bc.watch(c.repositories, self._bcs_of_repository)
+        bc.watch(c.secrets, self._bcs_of_secret)
+
+        bs = Controller(BackupSessionReconciler(self.ctx), workers=w)
+        bs.watch(c.backupsessions)
+        bs.watch(c.backupconfigurations, self._sessions_of_invoker)
+
+        rs = Controller(RestoreSessionReconciler(self.ctx), workers=w)
+        rs.watch(c.restoresessions)
+        rs.watch(
+            c.repositories,
+            lambda r: [key_of(o) for o in c.restoresessions.by_index("repository", key_of(r))],
+        )
+        return [repo, bc, bs, rs]
+
+    # ------------------------------------------------------------------ mappers
+    def _bcs_of_repository(self, repo: JSON) -> list[str]:
+        return [
+            key_of(o) for o in self.caches.backupconfigurations.by_index("repository", key_of(repo))
+        ]
+
+    def _bcs_of_secret(self, secret: JSON) -> list[str]:
+        out: list[str] = []
+        for repo in self.caches.repositories.by_index("secret", key_of(secret)):
+            out.extend(self._bcs_of_repository(repo))
+        return out
+
+    def _sessions_of_invoker(self, bc: JSON) -> list[str]:
+        ns, name = bc["metadata"]["namespace"], bc["metadata"]["name"]
+        sessions = self.caches.backupsessions.by_index(
+            "invoker", f"BackupConfiguration/{ns}/{name}"
+        )
+        return [
+            key_of(s)
+            for s in sessions
+            if (s.get("status") or {}).get("phase") not in phases.FINAL_SESSION_PHASES
+        ]
+
+    def _count_phases(self, kind: str, obj: JSON, old: JSON | None) -> None:
+        key = key_of(obj)
+        before = self._phase_of.pop(key, None)
+        if before is not None:
+            metrics.SESSIONS_BY_PHASE.labels(before).dec()
+        if kind != "DELETED":
+            phase = (obj.get("status") or {}).get("phase") or "Pending"
+            self._phase_of[key] = phase
+            metrics.SESSIONS_BY_PHASE.labels(phase).inc()
+
+    # ------------------------------------------------------------------ cron tick
+    async def _fire(self, ekey: str, when: Any) -> None:
+        _kind, ns, name = ekey.split("/", 2)
+        invoker = self.caches.backupconfigurations.get(f"{ns}/{name}")
+        if invoker is None or (invoker.get("spec") or {}).get("paused"):
+            return
+        await create_backup_session(self.kube, invoker, when)
+
+    # ------------------------------------------------------------------ running
+    async def run(self) -> None:
+        """Run until cancelled; clean shutdown on cancellation."""
+        informer_tasks = [
+            asyncio.create_task(inf.run(), name=f"informer {inf.resource.plural}")
+            for inf in self.caches.all()
+        ]
+        server = await self._serve_metrics()
+        try:
+            await asyncio.gather(*(inf.synced.wait() for inf in self.caches.all()))
+            self.ready.set()
+            log.info(
+                "caches synced (%s); identity %s",
+                self.settings.watch_namespace or "all namespaces",
+                self.identity,
+            )
+            if self.settings.leader_elect:
+                elector = LeaderElector(
+                    self.kube,
+                    self.settings.namespace,
+                    self.settings.lease_name,
+                    self.identity,
+                    lease_duration=self.settings.lease_duration,
+                    renew_deadline=self.settings.renew_deadline,
+                    retry_period=self.settings.retry_period,
+                )
+                await elector.run(self._lead)
+            else:
+                await self._lead()
+        finally:
+            self.engine.stop()
+            for t in informer_tasks:
+                t.cancel()
+            await asyncio.gather(*informer_tasks, return_exceptions=True)
+            await server.cleanup()
+
+    async def _lead(self) -> None:
+        """Leader work: the cron engine and every controller (re-synced from the caches)."""
+        log.info("%s leads", self.identity)
+        self.engine.start()
+        for ctrl in self.controllers:
+            for key in self._initial_keys(ctrl):
+                ctrl.queue.add(key)
+        tasks = [
+            asyncio.create_task(ctrl.run(), name=f"controller {ctrl.name}")
+            for ctrl in self.controllers
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            self.engine.stop()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for ctrl in self.controllers:
+                ctrl.reset()
+
+    def _initial_keys(self, ctrl: Controller) -> list[str]:
+        c = self.caches
+        source: dict[str, Informer] = {
+            "repository": c.repositories,
+            "backupconfiguration": c.backupconfigurations,
+            "backupsession": c.backupsessions,
+            "restoresession": c.restoresessions,
+        }
+        inf = source.get(ctrl.name)
+        return [key_of(o) for o in inf.list()] if inf else []
+
+    async def _serve_metrics(self) -> web.AppRunner:
+        async def metrics_handler(_: web.Request) -> web.Response:
+            for inf in self.caches.all():
+                metrics.WATCH_RESTARTS.labels(inf.resource.plural).set(inf.restarts)
+            for ctrl in self.controllers:
+                metrics.QUEUE_DEPTH.labels(ctrl.name).set(ctrl.queue.depth)
+            return web.Response(
+                body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            )
+
+        async def healthz(_: web.Request) -> web.Response:
+            return web.Response(text="ok")
+
+        async def readyz(_: web.Request) -> web.Response:
+            if self.ready.is_set():
+                return web.Response(text="ok")
+            return web.Response(status=503, text="caches not synced")
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics_handler)
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.settings.metrics_host, self.settings.metrics_port)
+        await site.start()
+        addrs = runner.addresses
+        self.metrics_port = int(addrs[0][1]) if addrs else None
+        return runner
+
+
+def run_until_signalled(make: Callable[[], Any]) -> None:
+    """Run a coroutine factory; SIGINT/SIGTERM cancel it for a clean shutdown."""
+    import signal
+
+    async def main() -> None:
+        task = asyncio.create_task(make())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())

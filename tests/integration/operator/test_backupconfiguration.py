@@ -1,0 +1,75 @@
+"""A BackupConfiguration becomes Ready with the documented conditions, follows its
+Secret's existence, and is Invalid (never a crash) when its schedule is bad."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stash.controllers.resources import BACKUPCONFIGURATIONS, SECRETS
+from stash.kube.client import Kube
+from tests.integration.operator.conftest import OperatorFactory, create_world, secret
+from tests.support.cluster import eventually
+
+pytestmark = pytest.mark.cluster
+
+
+def _conds(obj: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
+    return {
+        c["type"]: (c["status"], c.get("reason", ""), c.get("message", ""))
+        for c in (obj.get("status") or {}).get("conditions") or []
+    }
+
+
+async def _phase(kube: Kube, ns: str, want: str) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        obj = await kube.get(BACKUPCONFIGURATIONS, "bc", ns)
+        return obj if (obj.get("status") or {}).get("phase") == want else None
+
+    return await eventually(probe, timeout=30, what=f"BackupConfiguration phase {want}")
+
+
+async def test_ready_then_not_ready_without_secret_then_ready_again(
+    rawkube: Kube, run_operator: OperatorFactory, namespace: str
+) -> None:
+    await run_operator()
+    await create_world(rawkube, namespace)
+    bc = await _phase(rawkube, namespace, "Ready")
+    conds = _conds(bc)
+    for kind in (
+        "RepositoryFound",
+        "BackendSecretFound",
+        "ValidationPassed",
+        "BackupTargetFound",
+        "ScheduleRegistered",
+    ):
+        assert conds[kind][0] == "True", (kind, conds[kind])
+    assert conds["RepositoryFound"][1] == "RepositoryAvailable"
+    assert "stash.appscode.com" in bc["metadata"]["finalizers"]
+    assert bc["status"]["observedGeneration"] == bc["metadata"]["generation"]
+
+    await rawkube.delete(SECRETS, "repo-secret", namespace)
+    bc = await _phase(rawkube, namespace, "NotReady")
+    status, reason, message = _conds(bc)["BackendSecretFound"]
+    assert (status, reason) == ("False", "BackendSecretNotAvailable")
+    assert f"{namespace}/repo-secret" in message
+
+    await rawkube.create(SECRETS, secret(), namespace)
+    await _phase(rawkube, namespace, "Ready")
+
+
+async def test_bad_schedule_past_the_webhook_is_invalid_with_the_problem(
+    rawkube: Kube, run_operator: OperatorFactory, namespace: str
+) -> None:
+    op = await run_operator()
+    await create_world(rawkube, namespace, schedule="*/5 * * 13 *")
+    bc = await _phase(rawkube, namespace, "Invalid")
+    status, reason, message = _conds(bc)["ValidationPassed"]
+    assert (status, reason) == ("False", "ResourceValidationFailed")
+    assert "13" in message and "month" in message
+    assert op.engine.keys() == [], "an invalid object has no schedule"
+    # Fixing it makes it Ready: the operator did not get stuck on the bad object.
+    await rawkube.patch(BACKUPCONFIGURATIONS, "bc", {"spec": {"schedule": "0 * * * *"}}, namespace)
+    await _phase(rawkube, namespace, "Ready")
+    assert op.engine.keys() == [f"BackupConfiguration/{namespace}/bc"]
