@@ -1,0 +1,224 @@
+"""Running one restic process: its own process group, streamed output, clean stops.
+
+What it is for: `run()` starts restic (or its `nice`/`ionice` wrapper) with
+`asyncio.create_subprocess_exec` in a new session, so restic and anything it starts
+(the `--stdin-from-command` dump) form one process group; streams stdout line by line
+to a handler and keeps a bounded tail of stderr; and stops the whole group when the
+caller is cancelled: SIGTERM (restic then releases its lock and exits 130), SIGKILL
+after a grace period, and always waits for the process so no zombie is left. A lock
+left behind by a SIGKILL is for the stale-lock policy (`locks`).
+
+`RetryWatch` cuts restic's own backend retries short. restic retries a failing backend
+for up to 15 minutes, also when the bucket does not exist or the server is down at
+start; an operator should say so within seconds. A permanent error (no such bucket,
+credentials refused) stops restic at its first retry; "unreachable" errors while
+opening the repository stop it after `budget` seconds of retrying. Retries later in a
+run (uploading data) are left to restic.
+
+Not for: building arguments or parsing results (`driver`), or classifying errors
+(`errors`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from stash.restic.errors import (
+    BackendAuthFailed,
+    BackendUnreachable,
+    BucketNotFound,
+    ResticError,
+    WrongPassword,
+    classify,
+)
+
+__all__ = ["Completed", "LineHandler", "RetryWatch", "run"]
+
+log = logging.getLogger("stash.restic")
+
+LineHandler = Callable[[bytes], None]
+"""Called with each stdout line (without the newline)."""
+
+_CHUNK = 1 << 16
+_STDERR_TAIL = 256 << 10
+
+
+@dataclass(frozen=True)
+class Completed:
+    """A finished restic run: exit code, stdout (unless streamed), stderr tail."""
+
+    exit_code: int
+    stdout: bytes
+    stderr: str
+
+
+_RETRY = re.compile(
+    r"^(?P<op>\w+)\((?P<what>[^)]*)\) returned error, retrying after (?P<delay>\S+): "
+    r"(?P<error>.*)$"
+)
+_PERMANENT = (BucketNotFound, BackendAuthFailed, WrongPassword)
+
+
+class RetryWatch:
+    """Decides, from restic's "retrying" stderr lines, when to stop waiting for it.
+
+    `feed(line)` returns the error to raise (and restic is stopped), or None. Opening
+    the repository means operations on the config, keys and locks files.
+    """
+
+    def __init__(self, budget: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.budget = budget
+        self._clock = clock
+        self._first: float | None = None
+
+    def feed(self, line: str) -> ResticError | None:
+        """Look at one stderr line; return an error if restic should be stopped."""
+        match = _RETRY.match(line.strip())
+        if match is None:
+            return None
+        error = classify(None, match["error"])
+        if isinstance(error, _PERMANENT):
+            return error
+        opening = match["what"].startswith(("<config", "<key", "<lock"))
+        if not (opening and isinstance(error, BackendUnreachable)) or self.budget is None:
+            return None
+        now = self._clock()
+        if self._first is None:
+            self._first = now
+        if now - self._first >= self.budget:
+            waited = now - self._first
+            return BackendUnreachable(
+                f"{error.message} (still failing after {waited:.0f}s of retries)",
+                hint=error.hint,
+            )
+        return None
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+async def _stop(proc: asyncio.subprocess.Process, grace: float) -> None:
+    """SIGTERM the group, SIGKILL it after `grace` seconds, and reap the process."""
+    if proc.returncode is None:
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except TimeoutError:
+            log.warning("restic pid %d ignored SIGTERM for %.0fs; killing it", proc.pid, grace)
+            _signal_group(proc.pid, signal.SIGKILL)
+            await proc.wait()
+
+
+async def run(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    on_line: LineHandler | None = None,
+    stdin: bytes | None = None,
+    watch: RetryWatch | None = None,
+    grace: float = 10.0,
+    cwd: str | None = None,
+) -> Completed:
+    """Run `argv` to completion and return its exit code and output.
+
+    With `on_line`, stdout is handed over line by line and not kept. Cancelling the
+    calling task stops the process group (see module docstring) before the
+    cancellation propagates. If `watch` decides to stop restic, its error is raised.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(env),
+        cwd=cwd,
+        start_new_session=True,
+    )
+    stdout = bytearray()
+    tail: deque[str] = deque()
+    tail_size = 0
+    aborted: list[ResticError] = []
+    loop = asyncio.get_running_loop()
+
+    def abort(error: ResticError) -> None:
+        aborted.append(error)
+        _signal_group(proc.pid, signal.SIGTERM)
+
+        def kill_if_alive() -> None:
+            if proc.returncode is None:
+                _signal_group(proc.pid, signal.SIGKILL)
+
+        loop.call_later(grace, kill_if_alive)
+
+    async def pump_stdout() -> None:
+        assert proc.stdout is not None
+        pending = b""
+        while chunk := await proc.stdout.read(_CHUNK):
+            if on_line is None:
+                stdout.extend(chunk)
+                continue
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                on_line(line)
+        if pending and on_line is not None:
+            on_line(pending)
+
+    async def pump_stderr() -> None:
+        nonlocal tail_size
+        assert proc.stderr is not None
+        pending = b""
+        while chunk := await proc.stderr.read(_CHUNK):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                text = raw.decode(errors="replace")
+                tail.append(text)
+                tail_size += len(text) + 1
+                while tail_size > _STDERR_TAIL and len(tail) > 1:
+                    tail_size -= len(tail.popleft()) + 1
+                if watch is not None and not aborted:
+                    error = watch.feed(text)
+                    if error is not None:
+                        abort(error)
+        if pending:
+            tail.append(pending.decode(errors="replace"))
+
+    async def feed_stdin() -> None:
+        assert proc.stdin is not None and stdin is not None
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            proc.stdin.write(stdin)
+            await proc.stdin.drain()
+        proc.stdin.close()
+
+    try:
+        jobs = [pump_stdout(), pump_stderr()]
+        if stdin is not None:
+            jobs.append(feed_stdin())
+        await asyncio.gather(*jobs)
+        exit_code = await proc.wait()
+    except BaseException:
+        try:
+            await asyncio.shield(_stop(proc, grace))
+        except asyncio.CancelledError:
+            # Cancelled again while stopping: no more waiting, but asyncio's child
+            # watcher still reaps the process once SIGKILL has done its work.
+            _signal_group(proc.pid, signal.SIGKILL)
+        raise
+    finally:
+        # Anything restic left running in its group (a dump's own children) goes too.
+        _signal_group(proc.pid, signal.SIGKILL)
+    if aborted:
+        raise aborted[0]
+    return Completed(exit_code, bytes(stdout), "\n".join(tail))
