@@ -1,0 +1,207 @@
+"""Running the webhook: TLS with a self-managed certificate, registration, rotation.
+
+What it is for: `WebhookServer` — start (certificate from the store, HTTPS site,
+Mutating/ValidatingWebhookConfigurations with our caBundle), keep the certificate fresh
+(checked hourly; a rotated CA is published in the caBundle before the new certificate is
+served), stop — and `serve_webhook(settings, kube)`, the coroutine `stash operator` and
+`stash webhook` run in their event loop.
+
+In the cluster the registrations point at the operator Service and the bundle lives in a
+Secret shared by the replicas; with a specific `webhook_host` (e.g. 127.0.0.1, for a local
+run against a remote apiserver) they point at `https://<host>:<port>`, the certificate
+is kept in memory and the registrations are removed again on exit.
+
+Not for: the admission decisions (`stash.webhook.app`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import ipaddress
+import logging
+import ssl
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from stash.kube.client import JSON, Kube
+from stash.settings import OperatorSettings
+from stash.webhook.app import STATE, make_app
+from stash.webhook.certs import (
+    CA_LIFETIME,
+    CERT_LIFETIME,
+    CertBundle,
+    CertStore,
+    MemoryCertStore,
+    SecretCertStore,
+    plan,
+)
+from stash.webhook.lookup import ApiLookup, Lookup
+from stash.webhook.registration import configurations, publish_ca_bundle, register, unregister
+
+__all__ = ["WebhookServer", "serve_webhook"]
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], dt.datetime]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _names(settings: OperatorSettings) -> tuple[list[str], list[str]]:
+    """(DNS names, IPs) the serving certificate must cover."""
+    dns, ips = settings.service_dns_names(), []
+    if settings.webhook_url_base:
+        try:
+            ips.append(str(ipaddress.ip_address(settings.webhook_host)))
+        except ValueError:
+            dns.append(settings.webhook_host)
+    return dns, ips
+
+
+class WebhookServer:
+    """The webhook over HTTPS, registered with the apiserver, its certificate kept fresh."""
+
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        kube: Kube,
+        *,
+        lookup: Lookup | None = None,
+        store: CertStore | None = None,
+        namespace_selector: JSON | None = None,
+        clock: Clock = _now,
+        check_interval: float = 3600.0,
+        propagation_delay: float = 10.0,
+        ca_lifetime: dt.timedelta = CA_LIFETIME,
+        cert_lifetime: dt.timedelta = CERT_LIFETIME,
+    ) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.lookup = lookup or ApiLookup(kube)
+        local = settings.webhook_url_base is not None
+        self.store = store or (
+            MemoryCertStore()
+            if local
+            else SecretCertStore(kube, settings.namespace, settings.webhook_tls_secret)
+        )
+        self.namespace_selector = namespace_selector
+        self.clock = clock
+        self.check_interval = check_interval
+        self.propagation_delay = propagation_delay
+        self.lifetimes = {"ca_lifetime": ca_lifetime, "cert_lifetime": cert_lifetime}
+        self.bundle: CertBundle | None = None
+        self._ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+        self._tmp = tempfile.TemporaryDirectory(prefix="stash-webhook-")
+        self._runner: web.AppRunner | None = None
+        self._rotation: asyncio.Task[None] | None = None
+        self._app = make_app(settings, self.lookup)
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on (useful when settings asked for port 0)."""
+        return self.settings.webhook_port
+
+    @property
+    def url_base(self) -> str | None:
+        """`https://host:port` in local mode, None when reached through the Service."""
+        return self.settings.webhook_url_base
+
+    def _load_certificate(self, bundle: CertBundle) -> None:
+        crt, key = Path(self._tmp.name, "tls.crt"), Path(self._tmp.name, "tls.key")
+        key.touch(mode=0o600)
+        crt.write_bytes(bundle.cert)
+        key.write_bytes(bundle.key)
+        # Later handshakes use the new chain; open connections keep theirs.
+        self._ssl.load_cert_chain(crt, key)
+        self.bundle = bundle
+
+    async def _current_bundle(self) -> CertBundle:
+        stored = await self.store.load()
+        dns, ips = _names(self.settings)
+        wanted = plan(stored, dns, ips, self.clock(), **self.lifetimes)
+        if wanted is not stored:
+            wanted = await self.store.save(wanted)
+        return wanted
+
+    async def start(self) -> None:
+        """Load or issue the certificate, serve HTTPS, register the webhooks."""
+        self._app[STATE].ready = False
+        self._load_certificate(await self._current_bundle())
+        self._runner = web.AppRunner(self._app, access_log=None)
+        await self._runner.setup()
+        host = self.settings.webhook_host or None
+        site = web.TCPSite(self._runner, host, self.settings.webhook_port, ssl_context=self._ssl)
+        await site.start()
+        port = int(self._runner.addresses[0][1])
+        if port != self.settings.webhook_port:
+            self.settings = self.settings.model_copy(update={"webhook_port": port})
+        await self._register()
+        self._app[STATE].ready = True
+        self._rotation = asyncio.create_task(self._rotate_forever(), name="webhook-cert-rotation")
+        log.info("admission webhook serving on port %d (%s)", port, self.url_base or "service")
+
+    async def _register(self) -> None:
+        assert self.bundle is not None
+        mutating, validating = configurations(
+            self.settings,
+            self.bundle.ca_bundle,
+            url_base=self.url_base,
+            namespace_selector=self.namespace_selector,
+        )
+        await register(self.kube, mutating, validating, self.settings)
+
+    async def rotate(self) -> bool:
+        """Check the certificate once; return True when a new one is being served."""
+        assert self.bundle is not None
+        current = await self._current_bundle()
+        if current == self.bundle:
+            return False
+        if current.ca_bundle != self.bundle.ca_bundle:
+            await publish_ca_bundle(self.kube, self.settings, current.ca_bundle)
+            if current.ca_cert != self.bundle.ca_cert:
+                # Let every apiserver see the new CA before a certificate it signed is served.
+                await asyncio.sleep(self.propagation_delay)
+        self._load_certificate(current)
+        log.info("admission webhook certificate rotated")
+        return True
+
+    async def _rotate_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.check_interval)
+            try:
+                await self.rotate()
+            except Exception:
+                log.exception("webhook certificate check failed; retrying later")
+
+    async def stop(self, *, unregister_webhooks: bool | None = None) -> None:
+        """Stop serving. Local runs also remove their registrations (unless told not to)."""
+        if self._rotation is not None:
+            self._rotation.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rotation
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if unregister_webhooks if unregister_webhooks is not None else self.url_base is not None:
+            await unregister(self.kube, self.settings)
+        self._tmp.cleanup()
+
+
+async def serve_webhook(
+    settings: OperatorSettings, kube: Kube, lookup: Lookup | None = None
+) -> None:
+    """Run the webhook until cancelled (the `stash operator` / `stash webhook` coroutine)."""
+    server = WebhookServer(settings, kube, lookup=lookup)
+    await server.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await asyncio.shield(server.stop())
