@@ -17,7 +17,6 @@ for the agent, or deciding whether an invoker is valid (`stash.validation`).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,9 +47,10 @@ from stash.inject.names import (
     WORKLOAD_KINDS,
 )
 from stash.inject.pod import (
-    copy_with_template,
+    clone,
     drop_annotations,
     drop_shared_parts,
+    ensure_template,
     list_field,
     pod_spec_of,
     remove_named,
@@ -144,16 +144,17 @@ _RESTORE = _Role(
 
 
 def _inject(
-    workload: Mapping[str, Any],
+    out: JSON,
     invoker: BackupConfiguration | RestoreSession,
     settings: OperatorSettings,
     repository: Repository | None,
     role: _Role,
-) -> JSON:
+) -> None:
+    """Inject in place (`out` is already a copy)."""
     spec = invoker.spec
     if spec is None or spec.target is None or spec.target.ref is None:
         raise ValueError(f"{invoker.kind} {invoker.metadata.name} has no spec.target.ref")
-    out, meta, template = copy_with_template(workload)
+    meta, template = ensure_template(out)
     pod_spec = template["spec"]
     mounts = [
         {"name": TMP_VOLUME, "mountPath": TMP_MOUNT},
@@ -188,11 +189,10 @@ def _inject(
     set_annotation(template["metadata"], role.hash_annotation, invoker_hash(invoker))
     set_annotation(meta, role.invoker_annotation, last_applied(invoker))
     set_annotation(meta, role.kind_annotation, invoker.kind)
-    return out
 
 
-def _remove(workload: Mapping[str, Any], role: _Role) -> JSON:
-    out = copy.deepcopy(dict(workload))
+def _remove(out: JSON, role: _Role) -> None:
+    """Remove in place (`out` is already a copy)."""
     template = template_of(out)
     if isinstance(template, dict) and isinstance(template.get("spec"), dict):
         remove_named(template["spec"], role.field, role.container)
@@ -202,7 +202,6 @@ def _remove(workload: Mapping[str, Any], role: _Role) -> JSON:
         drop_annotations(template["metadata"], role.hash_annotation)
     if isinstance(out.get("metadata"), dict):
         drop_annotations(out["metadata"], role.invoker_annotation, role.kind_annotation)
-    return out
 
 
 def inject_backup(
@@ -217,7 +216,9 @@ def inject_backup(
     volume is mounted into the sidecar) and for `--max-connections`. Raises ValueError
     when the invoker has no `spec.target.ref`.
     """
-    return _inject(workload, invoker, settings, repository, _BACKUP)
+    out: JSON = clone(workload)
+    _inject(out, invoker, settings, repository, _BACKUP)
+    return out
 
 
 def remove_backup(workload: Mapping[str, Any]) -> JSON:
@@ -225,7 +226,9 @@ def remove_backup(workload: Mapping[str, Any]) -> JSON:
 
     The scratch volume and our pull secrets stay while a `stash-init` remains.
     """
-    return _remove(workload, _BACKUP)
+    out: JSON = clone(workload)
+    _remove(out, _BACKUP)
+    return out
 
 
 def inject_restore(
@@ -238,12 +241,16 @@ def inject_restore(
 
     An existing `stash-init` is replaced where it stands (so re-admission is a no-op).
     """
-    return _inject(workload, invoker, settings, repository, _RESTORE)
+    out: JSON = clone(workload)
+    _inject(out, invoker, settings, repository, _RESTORE)
+    return out
 
 
 def remove_restore(workload: Mapping[str, Any]) -> JSON:
     """Return `workload` without the restore init-container and what came with it."""
-    return _remove(workload, _RESTORE)
+    out: JSON = clone(workload)
+    _remove(out, _RESTORE)
+    return out
 
 
 # ------------------------------------------------------------------ the shared entry point
@@ -289,7 +296,7 @@ def desired_workload(
     """
     is_pod = workload.get("kind") == "Pod"
     if is_pod and settings.injection_mode != "pod":
-        return DesiredWorkload(copy.deepcopy(dict(workload)))
+        return DesiredWorkload(clone(workload))
     if not is_pod and settings.injection_mode == "pod":
         backup = restore = None
     problems: list[str] = []
@@ -313,13 +320,13 @@ def desired_workload(
         key = repository_key(inv)
         return repositories.get(key) if key else None
 
-    out = copy.deepcopy(dict(workload))
+    out: JSON = clone(workload)
     if backup is not None:
-        out = inject_backup(out, backup, settings, repo(backup))
+        _inject(out, backup, settings, repo(backup), _BACKUP)
     elif not is_pod:
-        out = remove_backup(out)
+        _remove(out, _BACKUP)
     if restore is not None:
-        out = inject_restore(out, restore, settings, repo(restore))
+        _inject(out, restore, settings, repo(restore), _RESTORE)
     elif not is_pod:
-        out = remove_restore(out)
+        _remove(out, _RESTORE)
     return DesiredWorkload(out, tuple(problems))

@@ -5,14 +5,13 @@ Not for: placing it into a pod template (`stash.inject`).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from stash.api import BackupConfiguration, Repository, RestoreSession
 from stash.api.common import ContainerRuntimeSettings, EmptyDirSettings, TargetRef
 from stash.inject.names import SIDECAR, TMP_VOLUME
-from stash.inject.pod import upsert_named
+from stash.inject.pod import clone, upsert_named
 from stash.settings import OperatorSettings
 
 JSON = dict[str, Any]
@@ -41,7 +40,7 @@ def _env(settings: ContainerRuntimeSettings | None) -> list[JSON]:
             env.append({"name": "IONICE_CLASS_DATA", "value": str(settings.ionice.class_data)})
     for extra in (settings.env if settings else None) or []:
         if isinstance(extra, dict) and extra.get("name"):
-            upsert_named(env, copy.deepcopy(extra))
+            upsert_named(env, clone(extra))
     return env
 
 
@@ -125,7 +124,7 @@ def security_context(
         sc["capabilities"] = {"drop": ["ALL"], "add": list(_RESTORE_CAPABILITIES)}
     else:
         sc.update(identity)
-    sc.update(copy.deepcopy(dict(user or {})))
+    sc.update(clone(dict(user or {})))
     return sc
 
 
@@ -149,14 +148,14 @@ def agent_container(
         "command": ["stash"],
         "args": args,
         "env": _env(runtime),
-        "resources": copy.deepcopy(runtime.resources) if runtime and runtime.resources else {},
+        "resources": clone(runtime.resources) if runtime and runtime.resources else {},
         "volumeMounts": mounts,
         "securityContext": security_context,
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "File",
     }
     if runtime and runtime.env_from:
-        container["envFrom"] = copy.deepcopy(runtime.env_from)
+        container["envFrom"] = clone(runtime.env_from)
     if runtime and not init:  # init-containers may not have probes or lifecycle hooks
         for field, value in (
             ("livenessProbe", runtime.liveness_probe),
@@ -164,7 +163,7 @@ def agent_container(
             ("lifecycle", runtime.lifecycle),
         ):
             if value:
-                container[field] = copy.deepcopy(value)
+                container[field] = clone(value)
     return container
 
 
@@ -187,7 +186,7 @@ def local_backend(repository: Repository | None, volume: str) -> tuple[JSON, JSO
     mount: JSON = {"name": volume, "mountPath": local.mount_path}
     if local.sub_path:
         mount["subPath"] = local.sub_path
-    return {"name": volume, **copy.deepcopy(local.volume_source())}, mount
+    return {"name": volume, **clone(local.volume_source())}, mount
 
 
 def target_mounts(volume_mounts: Iterable[Any] | None) -> list[JSON]:

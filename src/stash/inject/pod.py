@@ -6,7 +6,6 @@ Not for: deciding what to inject (`stash.inject`).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,18 +14,27 @@ from stash.inject.names import ANN_PULL_SECRETS, INIT_CONTAINER, SIDECAR, TMP_VO
 JSON = dict[str, Any]
 
 
-def copy_with_template(obj: Mapping[str, Any]) -> tuple[JSON, JSON, JSON]:
-    """Deep-copy `obj`; return (copy, its metadata, its pod template), creating what is
-    missing (for injection). A Pod is its own template (GitOps `pod` mode)."""
-    out = copy.deepcopy(dict(obj))
+def clone(value: Any) -> Any:
+    """A deep copy of a JSON value (dicts, lists, scalars): several times faster than
+    `copy.deepcopy`, which matters on the admission path."""
+    if isinstance(value, dict):
+        return {k: clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clone(v) for v in value]
+    return value
+
+
+def ensure_template(out: JSON) -> tuple[JSON, JSON]:
+    """(metadata, pod template) of `out`, creating what is missing, in place (for
+    injection). A Pod is its own template (GitOps `pod` mode)."""
     meta = out.setdefault("metadata", {})
     if out.get("kind") == "Pod":
         out.setdefault("spec", {})
-        return out, meta, out
+        return meta, out
     template = out.setdefault("spec", {}).setdefault("template", {})
     template.setdefault("metadata", {})
     template.setdefault("spec", {})
-    return out, meta, template
+    return meta, template
 
 
 def template_of(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -9,7 +9,8 @@ apiserver's timeout, and answers:
 * a mutating handler that fails or runs out of time -> allowed, no patch, a warning
   (a workload is never blocked because of us; the operator repairs injection later);
 * a validating handler that fails -> denied with the reason (the rules could not run);
-* otherwise the handler's answer; mutations as `jsonpatch.make_patch(original, mutated)`.
+* otherwise the handler's answer; mutations as `jsonpatch.make_patch(original, mutated)`
+  (`stash.webhook.patch`).
 
 Not for: TLS, registration or certificates (`stash.webhook.server`), or decisions
 (`mutating`, `validating`).
@@ -21,9 +22,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
-import jsonpatch
 from aiohttp import web
 
 from stash.api import KINDS
@@ -37,6 +36,7 @@ from stash.webhook.mutating import (
     mutate_restore_session,
     mutate_workload,
 )
+from stash.webhook.patch import json_patch
 from stash.webhook.review import AdmissionRequest, BadReview, allowed, denied, parse_review
 from stash.webhook.validating import validate_request
 
@@ -108,9 +108,7 @@ def _mutating(
         try:
             async with asyncio.timeout(_budget(settings)):
                 result = await decide(req)
-            patch: list[dict[str, Any]] = jsonpatch.make_patch(
-                result.original, result.mutated
-            ).patch
+            patch = json_patch(result.original, result.mutated)
             review = allowed(req.uid, patch, result.warnings)
         except Exception as exc:
             reason = (
