@@ -321,7 +321,7 @@ class BackupSessionReconciler:
             value = (invoker.get("spec") or {}).get("backupHistoryLimit")
             limit = 1 if value is None else int(value)
         siblings = self.ctx.caches.backupsessions.by_index("invoker", keys[0])
-        doomed = history_to_delete(siblings, limit)
+        doomed = history_to_delete(siblings, limit, completing=obj["metadata"]["name"])
         ns = obj["metadata"]["namespace"]
         try:
             for victim in doomed:

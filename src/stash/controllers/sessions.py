@@ -66,11 +66,15 @@ def format_duration(seconds: float) -> str:
     return f"{h}h{m}m{s}s" if h else f"{m}m{s}s"
 
 
-def history_to_delete(sessions: Iterable[Mapping[str, Any]], limit: int) -> list[str]:
+def history_to_delete(
+    sessions: Iterable[Mapping[str, Any]], limit: int, completing: str | None = None
+) -> list[str]:
     """Names of sessions to delete so `limit` remain (§5.8).
 
     Newest first; the first `limit` stay; older ones are deleted only when final; the
-    newest Succeeded/Failed session always stays unless `limit` <= 0.
+    newest Succeeded/Failed session always stays unless `limit` <= 0. `completing` is
+    the session whose completion triggers the cleanup: it counts as finished (it is,
+    a moment later), so with limit 1 the previous result is not kept beside it.
     """
     ordered = sorted(
         sessions,
@@ -83,7 +87,8 @@ def history_to_delete(sessions: Iterable[Mapping[str, Any]], limit: int) -> list
     keep_last_final: str | None = None
     if limit > 0:
         for o in ordered:
-            if (o.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            done = o["metadata"]["name"] == completing
+            if done or (o.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 keep_last_final = o["metadata"]["name"]
                 break
     out = []

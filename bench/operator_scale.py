@@ -1,0 +1,208 @@
+"""Operator scale: 2,000 BackupConfigurations created at once, and 500 schedules firing
+in the same minute, against the real test control plane.
+
+Prints `name: value baseline ratio` lines:
+* converge_seconds: from the first create until all 2,000 are Ready; baseline = the time
+  the apiserver took to accept the 2,000 creates (the floor any operator shares).
+* operator_peak_rss_mb: the operator process's peak RSS (VmHWM); baseline = its RSS
+  with empty caches, right after start-up.
+* tick_to_session_p50/p99_seconds: from the minute tick to each BackupSession's ADDED
+  event on a watch; baseline = the watch's own latency for a ConfigMap written at the
+  tick by this script.
+Targets (issue #5): converge < 60 s, RSS < 200 MB, p99 tick-to-session < 2 s.
+Run: `.venv/bin/python bench/operator_scale.py [--configs 2000] [--ticking 500]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from stash.controllers.resources import (  # noqa: E402
+    BACKUPCONFIGURATIONS,
+    BACKUPSESSIONS,
+    DEPLOYMENTS,
+    REPOSITORIES,
+    SECRETS,
+)
+from stash.devcluster import ControlPlane  # noqa: E402
+from stash.kube.client import Kube, Resource  # noqa: E402
+
+CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CRD", namespaced=False)
+NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
+CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap")
+NS = "bench"
+
+
+def _kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _bc(i: int, schedule: str) -> dict[str, object]:
+    return {
+        "apiVersion": "stash.appscode.com/v1beta1",
+        "kind": "BackupConfiguration",
+        "metadata": {"name": f"bc-{i:05d}"},
+        "spec": {
+            "schedule": schedule,
+            "repository": {"name": "repo"},
+            "target": {"ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}},
+            "retentionPolicy": {"name": "keep", "keepLast": 5, "prune": True},
+        },
+    }
+
+
+async def _install(kube: Kube) -> None:
+    for path in sorted((ROOT / "manifests" / "crds").glob("*.yaml")):
+        await kube.create(CRDS, yaml.safe_load(path.read_text()))
+    await asyncio.sleep(3)  # CRDs become Established
+    await kube.create(NAMESPACES, {"metadata": {"name": NS}})
+    await kube.create(
+        SECRETS, {"metadata": {"name": "s"}, "stringData": {"RESTIC_PASSWORD": "x"}}, NS
+    )
+    repo = {
+        "apiVersion": "stash.appscode.com/v1alpha1",
+        "kind": "Repository",
+        "metadata": {"name": "repo"},
+        "spec": {
+            "backend": {"storageSecretName": "s", "local": {"mountPath": "/b", "emptyDir": {}}}
+        },
+    }
+    await kube.create(REPOSITORIES, repo, NS)
+    dep = {
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "a", "image": "a"}]},
+            },
+        },
+    }
+    await kube.create(DEPLOYMENTS, dep, NS)
+
+
+async def _create_all(kube: Kube, n: int, ticking: int) -> float:
+    sem = asyncio.Semaphore(32)
+
+    async def one(i: int) -> None:
+        async with sem:
+            await kube.create(
+                BACKUPCONFIGURATIONS, _bc(i, "*/1 * * * *" if i < ticking else "0 0 1 1 *"), NS
+            )
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return time.monotonic() - t0
+
+
+async def _ready_count(kube: Kube) -> int:
+    items, _ = await kube.list_all(BACKUPCONFIGURATIONS, NS)
+    return sum(1 for o in items if (o.get("status") or {}).get("phase") == "Ready")
+
+
+async def _tick_delays(kube: Kube, ticking: int) -> tuple[list[float], float]:
+    now = dt.datetime.now(dt.UTC)
+    tick = (now + dt.timedelta(minutes=1)).replace(second=0, microsecond=0)
+    if (tick - now).total_seconds() < 10:
+        tick += dt.timedelta(minutes=1)
+    _, rv = await kube.list_all(BACKUPSESSIONS, NS)
+    seen: dict[str, float] = {}
+    tick_mono = time.monotonic() + (tick - dt.datetime.now(dt.UTC)).total_seconds()
+
+    async def watch_sessions() -> None:
+        async for ev in kube.watch(BACKUPSESSIONS, NS, resource_version=rv, timeout_seconds=180):
+            if ev["type"] == "ADDED":
+                seen.setdefault(ev["object"]["metadata"]["name"], time.monotonic())
+                if len(seen) >= ticking:
+                    return
+
+    async def baseline() -> float:
+        _, cmrv = await kube.list_all(CONFIGMAPS, NS)
+        await asyncio.sleep(max(0.0, tick_mono - time.monotonic()))
+        t = time.monotonic()
+        await kube.create(CONFIGMAPS, {"metadata": {"name": "tick"}}, NS)
+        async for ev in kube.watch(CONFIGMAPS, NS, resource_version=cmrv, timeout_seconds=30):
+            if ev["object"]["metadata"]["name"] == "tick":
+                return time.monotonic() - t
+        return float("nan")
+
+    base_task = asyncio.create_task(baseline())
+    await asyncio.wait_for(watch_sessions(), timeout=240)
+    return sorted(v - tick_mono for v in seen.values()), await base_task
+
+
+def _pct(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+async def main(n: int, ticking: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        cp = ControlPlane(Path(tmp) / "cluster")
+        cp.start()
+        op: subprocess.Popen[bytes] | None = None
+        kube = await Kube.connect(cp.kubeconfig)
+        try:
+            await _install(kube)
+            env = dict(os.environ, STASH_METRICS_PORT="0", STASH_LEADER_ELECT="false")
+            op = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "stash.cli.main",
+                    "operator",
+                    f"--kubeconfig={cp.kubeconfig}",
+                    f"--namespace={NS}",
+                    f"--operator-namespace={NS}",
+                    "--log-level=WARNING",
+                ],
+                env=env,
+            )
+            await asyncio.sleep(5)
+            idle_rss = _kb(op.pid, "VmRSS") / 1024
+            t0 = time.monotonic()
+            create_s = await _create_all(kube, n, ticking)
+            while await _ready_count(kube) < n:
+                if time.monotonic() - t0 > 600:
+                    raise SystemExit("not converged within 600 s")
+                await asyncio.sleep(1)
+            converge = time.monotonic() - t0
+            delays, base = await _tick_delays(kube, ticking)
+            peak = _kb(op.pid, "VmHWM") / 1024
+            print(f"converge_seconds: {converge:.1f} {create_s:.1f} {converge / create_s:.2f}")
+            print(f"operator_peak_rss_mb: {peak:.0f} {idle_rss:.0f} {peak / idle_rss:.2f}")
+            p50, p99 = _pct(delays, 0.5), _pct(delays, 0.99)
+            print(f"tick_to_session_p50_seconds: {p50:.3f} {base:.3f} {p50 / base:.1f}")
+            print(f"tick_to_session_p99_seconds: {p99:.3f} {base:.3f} {p99 / base:.1f}")
+            print(f"sessions_seen: {len(delays)} {ticking} {len(delays) / ticking:.2f}")
+        finally:
+            if op is not None:
+                op.terminate()
+                op.wait(timeout=30)
+            await kube.close()
+            cp.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--configs", type=int, default=2000)
+    parser.add_argument("--ticking", type=int, default=500)
+    a = parser.parse_args()
+    asyncio.run(main(a.configs, a.ticking))

@@ -1,0 +1,74 @@
+"""The cron engine keeps one job per invoker, stays silent while paused, never bursts on
+resume, names sessions after the scheduled tick, and replays a missed tick only within
+its grace period (and never one from before the invoker existed)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from stash.cron import parse_schedule
+from stash.scheduler import CronEngine
+
+NOW = dt.datetime(2026, 3, 1, 12, 0, 30, tzinfo=dt.UTC)
+
+
+def _engine(fired: list[tuple[str, dt.datetime]], grace: float = 0.0) -> CronEngine:
+    async def fire(key: str, when: dt.datetime) -> None:
+        fired.append((key, when))
+
+    return CronEngine(fire, missed_grace=grace, now=lambda: NOW)
+
+
+async def test_register_pause_resume_and_change_keep_one_job() -> None:
+    fired: list[tuple[str, dt.datetime]] = []
+    engine = _engine(fired)
+    engine.start()
+    try:
+        every5 = parse_schedule("*/5 * * * *")
+        engine.register("BackupConfiguration/ns/a", every5, paused=False)
+        assert engine.next_fire_time("BackupConfiguration/ns/a") is not None
+        engine.register("BackupConfiguration/ns/a", every5, paused=True)
+        assert engine.next_fire_time("BackupConfiguration/ns/a") is None
+        engine.register("BackupConfiguration/ns/a", every5, paused=False)
+        hourly = parse_schedule("0 * * * *")
+        engine.register("BackupConfiguration/ns/a", hourly, paused=False)
+        nxt = engine.next_fire_time("BackupConfiguration/ns/a")
+        assert nxt is not None and nxt.minute == 0
+        assert engine.keys() == ["BackupConfiguration/ns/a"]
+        engine.unregister("BackupConfiguration/ns/a")
+        assert engine.keys() == [] and engine.next_fire_time("BackupConfiguration/ns/a") is None
+    finally:
+        engine.stop()
+    assert fired == [], "registering, pausing or resuming never fires by itself"
+
+
+async def test_tick_is_named_after_the_scheduled_minute() -> None:
+    fired: list[tuple[str, dt.datetime]] = []
+    engine = _engine(fired)
+    engine.register("k", parse_schedule("*/1 * * * *"), paused=False)
+    await engine._tick("k")  # APScheduler calls this a little after 12:00:00
+    assert fired == [("k", dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC))]
+
+
+async def test_missed_tick_runs_once_within_grace_only() -> None:
+    fired: list[tuple[str, dt.datetime]] = []
+    sched = parse_schedule("0 12 * * *")
+    created = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    for grace, expect in ((0.0, 0), (10.0, 0), (60.0, 1)):
+        fired.clear()
+        engine = _engine(fired, grace)
+        engine.register("k", sched, paused=False, not_before=created)
+        engine.start()
+
+        await asyncio.sleep(0.05)
+        engine.stop()
+        assert len(fired) == expect, (grace, fired)
+    fired.clear()
+    engine = _engine(fired, 60.0)
+    engine.register("k", sched, paused=False, not_before=NOW)  # created after the tick
+    engine.start()
+
+    await asyncio.sleep(0.05)
+    engine.stop()
+    assert fired == []
