@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from stash.devcluster.podrunner.objects import PodRunnerError
+
+log = logging.getLogger("stash.devcluster.podrunner")
 
 TRAMPOLINE = Path(__file__).with_name("trampoline.py")
 
@@ -73,7 +76,12 @@ class RunningContainer:
         code = 128 - rc if rc < 0 else rc
         self._exit_code = code
         if self._on_exit is not None:
-            await self._on_exit(code)
+            try:
+                await self._on_exit(code)
+            except Exception as exc:  # the exit code stands even if its report fails
+                log.warning(
+                    "%s/%s: reporting exit %s failed: %s", self.pod_key, self.container, code, exc
+                )
         return code
 
     async def wait(self, timeout: float | None = None) -> int:

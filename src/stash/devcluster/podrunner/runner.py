@@ -12,6 +12,7 @@ hooks, resource limits, or networking (every pod shares the host's loopback).
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -23,7 +24,12 @@ from stash.devcluster.podrunner import status
 from stash.devcluster.podrunner.environment import container_env, runtime_env, service_env
 from stash.devcluster.podrunner.expansion import expand
 from stash.devcluster.podrunner.objects import PODS, PodObjects, PodRunnerError
-from stash.devcluster.podrunner.process import START_ERROR_EXIT, RunningContainer, spawn
+from stash.devcluster.podrunner.process import (
+    START_ERROR_EXIT,
+    RunningContainer,
+    namespace_support,
+    spawn,
+)
 from stash.devcluster.podrunner.serviceaccount import (
     automount,
     service_account_name,
@@ -77,6 +83,7 @@ class PodRunner:
         self.service_port = service_port or url.port or 443
         self.ref_timeout = ref_timeout
         self._sandboxes: dict[str, _Sandbox] = {}
+        self._sandbox_lock = asyncio.Lock()
         self._running: list[RunningContainer] = []
 
     async def run(
@@ -95,11 +102,14 @@ class PodRunner:
         `report_status`, the container's running and terminated states (and the phase
         that follows) are written to the Pod's status.
         """
+        reason = namespace_support()
+        if reason:
+            raise PodRunnerError(reason)
         current = await self._current(pod)
-        box = await self._sandbox(current, volumes or {})
+        async with self._sandbox_lock:
+            box = await self._sandbox(current, volumes or {})
         spec, init = _container(box.pod, container)
         objects = PodObjects(self.kube, current["metadata"]["namespace"], self.ref_timeout)
-        box.volumes.objects = objects
         kenv = await container_env(
             box.pod, spec, objects, service_env(self.service_host, self.service_port)
         )

@@ -19,6 +19,7 @@ Not for: anything after exec.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -140,7 +141,8 @@ class View:
         opts = f"mode={stat.S_IMODE(st.st_mode):o},uid={st.st_uid},gid={st.st_gid}"
         mount("tmpfs", target, "tmpfs", 0, opts)
         for entry in entries:
-            _mirror(f"/proc/self/fd/{fd}/{entry}", os.path.join(target, entry))
+            with contextlib.suppress(FileNotFoundError):  # gone since listed
+                _mirror(f"/proc/self/fd/{fd}/{entry}", os.path.join(target, entry))
         os.close(fd)
         self.private.add(directory)
 
@@ -148,7 +150,8 @@ class View:
         new = self.staging
         mount("tmpfs", new, "tmpfs", 0, "mode=755")
         for entry in os.listdir("/"):
-            _mirror("/" + entry, os.path.join(new, entry))
+            with contextlib.suppress(FileNotFoundError):
+                _mirror("/" + entry, os.path.join(new, entry))
         # The recursive bind of the directory holding `new` carried a copy of it.
         inner = os.path.join(new, new.lstrip("/"))
         if os.path.ismount(inner):

@@ -12,6 +12,7 @@ types that need a storage driver (PVC, CSI, NFS...): those must be mapped by the
 
 from __future__ import annotations
 
+import asyncio
 import os
 import posixpath
 from collections.abc import Mapping
@@ -84,6 +85,7 @@ class PodVolumes:
         self.mapped = {k: Path(v) for k, v in mapped.items()}
         self.objects = objects
         self._made: dict[str, Path] = {}
+        self._lock = asyncio.Lock()
         self._specs = {v["name"]: v for v in pod["spec"].get("volumes") or []}
 
     def spec(self, name: str) -> JSON:
@@ -99,9 +101,10 @@ class PodVolumes:
             if not path.exists():
                 raise PodRunnerError(f"volume {name!r} is mapped to {path}, which does not exist")
             return path
-        if name not in self._made:
-            self._made[name] = await self._make(self.spec(name))
-        return self._made[name]
+        async with self._lock:
+            if name not in self._made:
+                self._made[name] = await self._make(self.spec(name))
+            return self._made[name]
 
     async def _make(self, volume: JSON) -> Path:
         name, kind = volume["name"], volume_type(volume)
