@@ -478,6 +478,21 @@ async def test_kill_ends_the_whole_process_group(
     await eventually(gone, timeout=10, what="every process of the group to end")
 
 
+async def test_what_the_main_process_leaves_behind_is_killed(
+    api: Kube, runner: PodRunner, namespace: str
+) -> None:
+    spec = {"containers": [_shell("forks", "sleep 300 & echo started")]}
+    pod = await _create_pod(api, namespace, "forks", spec)
+    handle = await runner.run(pod, "forks")
+    assert await handle.wait(timeout=10) == 0
+    assert handle.logs().strip() == "started"
+
+    async def gone() -> bool:
+        return not _group_members(handle.pid)
+
+    await eventually(gone, timeout=10, what="the background sleep to be killed")
+
+
 async def test_start_errors_are_clear_and_reported(
     api: Kube, runner: PodRunner, namespace: str
 ) -> None:

@@ -142,7 +142,7 @@ def _valid_env_name(name: str) -> bool:
 def runtime_env(pod: JSON) -> dict[str, str]:
     """What the container runtime gives every process (the image's ENV is unknown here)."""
     hostname = pod.get("spec", {}).get("hostname") or pod["metadata"]["name"]
-    return {"PATH": DEFAULT_PATH, "HOME": "/root", "HOSTNAME": hostname[:63]}
+    return {"PATH": DEFAULT_PATH, "HOME": "/root", "HOSTNAME": hostname[:63].rstrip("-.")}
 
 
 def service_env(service_host: str, service_port: int) -> dict[str, str]:

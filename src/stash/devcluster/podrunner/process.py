@@ -3,7 +3,8 @@
 For: spawning the trampoline under `unshare` in its own process group with the plan on
 an unlinked file descriptor, learning whether the exec succeeded (an error pipe that a
 successful exec closes), capturing stdout and stderr to one log file, signalling the
-whole process group, and reporting the exit code as Kubernetes does (128 + signal for a
+whole process group (what is left of it is killed when the main process ends, as in a
+container), and reporting the exit code as Kubernetes does (128 + signal number for a
 signalled process). Not for: deciding what to run (runner.py) or talking to the
 apiserver (status.py).
 """
@@ -73,6 +74,9 @@ class RunningContainer:
 
     async def _supervise(self) -> int:
         rc = await self._proc.wait()
+        # As when a container's main process ends: nothing else of it keeps running.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
         code = 128 - rc if rc < 0 else rc
         self._exit_code = code
         if self._on_exit is not None:

@@ -239,6 +239,9 @@ def main() -> None:
     except (StartError, OSError) as exc:
         os.write(error_fd, str(exc).encode(errors="replace") or b"start failed")
         os._exit(128)
+    except Exception as exc:  # a bug here must still read as a start error, not an exit
+        os.write(error_fd, f"trampoline failed: {type(exc).__name__}: {exc}".encode())
+        os._exit(128)
 
 
 if __name__ == "__main__":
