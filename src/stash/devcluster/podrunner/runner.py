@@ -13,9 +13,11 @@ hooks, resource limits, or networking (every pod shares the host's loopback).
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -39,6 +41,8 @@ from stash.devcluster.podrunner.volumes import PodVolumes
 from stash.kube.client import Kube, NotFound
 
 JSON = dict[str, Any]
+
+log = logging.getLogger("stash.devcluster.podrunner")
 
 
 class _Sandbox:
@@ -117,7 +121,7 @@ class PodRunner:
         plan = {
             "argv": argv,
             "env": {**runtime_env(box.pod), **kenv},
-            "mounts": [m.__dict__ for m in await box.volumes.mounts(spec, kenv)],
+            "mounts": [asdict(m) for m in await box.volumes.mounts(spec, kenv)],
             "working_dir": spec.get("workingDir") or "/",
             "hostname": runtime_env(box.pod)["HOSTNAME"],
             "user": _user(box.pod, spec),
@@ -132,7 +136,10 @@ class PodRunner:
         except PodRunnerError as exc:
             if report_status:
                 state = status.terminated_state(START_ERROR_EXIT, started, str(exc))
-                await status.report(self.kube, current, spec, init, state, None)
+                try:
+                    await status.report(self.kube, current, spec, init, state, None)
+                except Exception as report_exc:  # the start error is what the caller needs
+                    log.warning("%s: reporting StartError failed: %s", _key(current), report_exc)
             raise PodRunnerError(f"{_key(current)} container {container!r}: {exc}") from None
         on_exit = None
         if report_status:
