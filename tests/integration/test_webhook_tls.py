@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from stash.devcluster import ControlPlane
-from stash.kube.client import Kube, NotFound
+from stash.kube.client import Kube, NotFound, Resource
 from stash.settings import OperatorSettings
 from stash.webhook.certs import SecretCertStore, plan
 from stash.webhook.registration import MUTATING, VALIDATING
@@ -155,11 +155,22 @@ async def test_stash_webhook_command_registers_serves_and_cleans_up(
         url = await eventually(registered, timeout=30, what="the CLI's registration")
         assert url.startswith("https://127.0.0.1:")
         await wait_until_active(raw, namespace)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
+        assert proc.returncode == 0, output.decode()
+        remaining = [res.kind for res in (MUTATING, VALIDATING) if await _exists(raw, res, name)]
+        assert remaining == [], "the command left its registrations behind"
     finally:
         if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-        output, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
-    assert proc.returncode == 0, output.decode()
-    for res in (MUTATING, VALIDATING):
-        with pytest.raises(NotFound):
-            await raw.get(res, name)
+            proc.kill()
+            await proc.wait()
+        for res in (MUTATING, VALIDATING):  # never leave a cluster-wide webhook behind
+            await raw.delete(res, name)
+
+
+async def _exists(raw: Kube, res: Resource, name: str) -> bool:
+    try:
+        await raw.get(res, name)
+    except NotFound:
+        return False
+    return True
