@@ -11,7 +11,6 @@ injection rules themselves (`stash.inject`).
 from __future__ import annotations
 
 import asyncio
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -197,4 +196,4 @@ async def mutate_backup_session(req: AdmissionRequest, lookup: Lookup) -> Mutati
     except Exception as exc:  # the invoker labels alone still let sidecars find the session
         invoker = None
         warnings = (f"stash: could not read the invoker to add target labels: {exc}",)
-    return Mutation(obj, default_backup_session_labels(copy.deepcopy(obj), invoker), warnings)
+    return Mutation(obj, default_backup_session_labels(obj, invoker), warnings)
