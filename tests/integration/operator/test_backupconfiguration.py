@@ -73,3 +73,27 @@ async def test_bad_schedule_past_the_webhook_is_invalid_with_the_problem(
     await rawkube.patch(BACKUPCONFIGURATIONS, "bc", {"spec": {"schedule": "0 * * * *"}}, namespace)
     await _phase(rawkube, namespace, "Ready")
     assert op.engine.keys() == [f"BackupConfiguration/{namespace}/bc"]
+
+
+async def test_metrics_endpoint_reports_reconciles_queues_and_watches(
+    rawkube: Kube, run_operator: OperatorFactory, namespace: str
+) -> None:
+    import aiohttp
+
+    op = await run_operator()
+    await create_world(rawkube, namespace)
+    await _phase(rawkube, namespace, "Ready")
+    base = f"http://127.0.0.1:{op.metrics_port}"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/readyz") as r:
+            assert r.status == 200
+        async with http.get(f"{base}/metrics") as r:
+            text = await r.text()
+    for needle in (
+        'stash_operator_reconcile_total{controller="backupconfiguration"}',
+        'stash_operator_reconcile_duration_seconds_bucket{controller="backupconfiguration"',
+        'stash_operator_queue_depth{controller="repository"}',
+        'stash_operator_watch_restarts{resource="backupconfigurations"}',
+        "stash_operator_is_leader 1.0",
+    ):
+        assert needle in text, needle
