@@ -39,6 +39,12 @@ from stash.controllers.resources import (
 )
 from stash.controllers.restoresession import RestoreSessionReconciler
 from stash.controllers.trigger import create_backup_session
+from stash.controllers.workload import (
+    WORKLOAD_RESOURCES,
+    WorkloadReconciler,
+    target_workload_keys,
+    workload_key,
+)
 from stash.kube.client import JSON, Kube, key_of
 from stash.kube.controller import Controller
 from stash.kube.events import EventRecorder
@@ -58,6 +64,13 @@ def _secret_key(obj: JSON) -> list[str]:
 
 def _restore_repository_key(obj: JSON) -> list[str]:
     return repository_key(obj)
+
+
+def _workload_mapper(kind: str) -> Callable[[JSON], list[str]]:
+    def keys(obj: JSON) -> list[str]:
+        return [workload_key(kind, obj["metadata"]["namespace"], obj["metadata"]["name"])]
+
+    return keys
 
 
 class Operator:
@@ -85,6 +98,7 @@ class Operator:
         c.restoresessions.add_index("repository", _restore_repository_key)
         c.backupsessions.add_index("invoker", invoker_key)
         c.repositories.add_index("secret", _secret_key)
+        self.workloads = {kind: informer(res) for kind, res in WORKLOAD_RESOURCES.items()}
         self.engine = CronEngine(self._fire, missed_grace=settings.missed_schedule_grace)
         self.ctx = ControllerContext(
             kube=kube,
@@ -125,7 +139,12 @@ class Operator:
             c.repositories,
             lambda r: [key_of(o) for o in c.restoresessions.by_index("repository", key_of(r))],
         )
-        return [repo, bc, bs, rs]
+        wl = Controller(WorkloadReconciler(self.ctx, self.workloads, self.settings), workers=w)
+        for kind, inf in self.workloads.items():
+            wl.watch(inf, _workload_mapper(kind))
+        wl.watch(c.backupconfigurations, target_workload_keys)
+        wl.watch(c.restoresessions, target_workload_keys)
+        return [repo, bc, bs, rs, wl]
 
     # ------------------------------------------------------------------ mappers
     def _bcs_of_repository(self, repo: JSON) -> list[str]:
@@ -171,13 +190,14 @@ class Operator:
     # ------------------------------------------------------------------ running
     async def run(self) -> None:
         """Run until cancelled; clean shutdown on cancellation."""
+        informers = [*self.caches.all(), *self.workloads.values()]
         informer_tasks = [
             asyncio.create_task(inf.run(), name=f"informer {inf.resource.plural}")
-            for inf in self.caches.all()
+            for inf in informers
         ]
         server = await self._serve_metrics()
         try:
-            await asyncio.gather(*(inf.synced.wait() for inf in self.caches.all()))
+            await asyncio.gather(*(inf.synced.wait() for inf in informers))
             self.ready.set()
             log.info(
                 "caches synced (%s); identity %s",
@@ -233,6 +253,12 @@ class Operator:
             "backupsession": c.backupsessions,
             "restoresession": c.restoresessions,
         }
+        if ctrl.name == "workload":
+            return [
+                workload_key(kind, o["metadata"]["namespace"], o["metadata"]["name"])
+                for kind, inf in self.workloads.items()
+                for o in inf.list()
+            ]
         inf = source.get(ctrl.name)
         return [key_of(o) for o in inf.list()] if inf else []
 

@@ -1,0 +1,158 @@
+"""Workload reconciler: the backup sidecar / restore init-container are where they should
+be, also when the mutating webhook was down, slow or skipped (stash-api.md §4.1).
+
+For each Deployment, StatefulSet, DaemonSet, ReplicaSet and ReplicationController it
+computes `stash.inject.desired_workload(...)` from the BackupConfigurations and
+RestoreSessions that target it and, when that differs from the stored object, patches
+the difference (a JSON patch guarded by the resourceVersion it was computed from).
+When the webhook did its job the two are equal and nothing is written. Invokers that
+cannot be injected (a volume they mount does not exist) get a Warning Event.
+ReplicaSets owned by a Deployment are left to the Deployment's template.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import jsonpatch
+from pydantic import ValidationError
+
+from stash.api import BackupConfiguration, Repository, RestoreSession
+from stash.controllers.context import ControllerContext
+from stash.controllers.resources import (
+    DAEMONSETS,
+    DEPLOYMENTS,
+    REPLICASETS,
+    REPLICATIONCONTROLLERS,
+    STATEFULSETS,
+)
+from stash.inject import desired_workload, select_backup_invoker, select_restore_invoker
+from stash.kube.client import JSON, JSON_PATCH, Conflict, Invalid, NotFound, Resource
+from stash.kube.controller import DONE, Result
+from stash.kube.events import WARNING
+from stash.kube.informer import Informer
+from stash.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+WORKLOAD_RESOURCES: dict[str, Resource] = {
+    r.kind: r for r in (DEPLOYMENTS, STATEFULSETS, DAEMONSETS, REPLICASETS, REPLICATIONCONTROLLERS)
+}
+
+
+def workload_key(kind: str, namespace: str, name: str) -> str:
+    """Queue key of a workload: `<Kind>/<namespace>/<name>`."""
+    return f"{kind}/{namespace}/{name}"
+
+
+def target_workload_keys(invoker: JSON) -> list[str]:
+    """The workload an invoker (BackupConfiguration / RestoreSession) targets, if any."""
+    ref = ((invoker.get("spec") or {}).get("target") or {}).get("ref") or {}
+    kind, name = ref.get("kind"), ref.get("name")
+    if kind not in WORKLOAD_RESOURCES or not name:
+        return []
+    ns = ref.get("namespace") or invoker["metadata"]["namespace"]
+    return [workload_key(kind, ns, name)]
+
+
+def _parse(model: Any, objs: list[JSON]) -> list[Any]:
+    out = []
+    for o in objs:
+        try:
+            out.append(model.model_validate(o))
+        except ValidationError:
+            continue  # the invoker's own reconciler reports it Invalid
+    return out
+
+
+class WorkloadReconciler:
+    """Repairs (or removes) agent injection on workloads."""
+
+    name = "workload"
+
+    def __init__(
+        self,
+        ctx: ControllerContext,
+        workloads: Mapping[str, Informer],
+        settings: OperatorSettings,
+    ) -> None:
+        self.ctx = ctx
+        self.workloads = workloads
+        self.settings = settings
+
+    async def reconcile(self, key: str) -> Result:
+        kind, ns, name = key.split("/", 2)
+        informer = self.workloads.get(kind)
+        obj = informer.get(f"{ns}/{name}") if informer else None
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            return DONE
+        if kind == "ReplicaSet" and any(
+            o.get("kind") == "Deployment" and o.get("controller")
+            for o in obj["metadata"].get("ownerReferences") or []
+        ):
+            return DONE
+        caches = self.ctx.caches
+        bcs = _parse(BackupConfiguration, caches.backupconfigurations.list(ns))
+        # The init-container stays until its RestoreSession is deleted (§4.3).
+        rss = _parse(RestoreSession, caches.restoresessions.list(ns))
+        backup = select_backup_invoker(bcs, kind, ns, name)
+        restore = select_restore_invoker(rss, kind, ns, name)
+        repos: dict[str, Repository] = {}
+        for inv in (backup, restore):
+            if inv is None or inv.spec is None or inv.spec.repository is None:
+                continue
+            rkey = f"{inv.spec.repository.namespace or ns}/{inv.spec.repository.name}"
+            robj = caches.repositories.get(rkey)
+            if robj is not None:
+                with contextlib.suppress(ValidationError):
+                    repos[rkey] = Repository.model_validate(robj)
+        current = {**obj, "kind": kind, "apiVersion": WORKLOAD_RESOURCES[kind].api_version}
+        desired = desired_workload(current, backup, restore, self.settings, repos)
+        for problem in desired.problems:
+            await self.ctx.recorder.emit(current, WARNING, "StashInjectionFailed", problem)
+        patch = _patch(current, desired.workload)
+        if not patch:
+            return DONE
+        ops = [
+            {
+                "op": "test",
+                "path": "/metadata/resourceVersion",
+                "value": obj["metadata"]["resourceVersion"],
+            }
+        ]
+        try:
+            await self.ctx.kube.patch(
+                WORKLOAD_RESOURCES[kind], name, ops + patch, ns, content_type=JSON_PATCH
+            )
+        except (Conflict, NotFound):
+            return Result(requeue_after=0.5)
+        except Invalid as exc:
+            if "test operation" in exc.message or "resourceVersion" in exc.message:
+                return Result(requeue_after=0.5)
+            raise
+        log.info("%s: agent injection repaired (%d operations)", key, len(patch))
+        return DONE
+
+
+def _patch(current: JSON, desired: JSON) -> list[JSON]:
+    """JSON patch from current to desired, limited to what injection touches."""
+    before = {
+        "metadata": {"annotations": current["metadata"].get("annotations") or {}},
+        "spec": current.get("spec"),
+    }
+    after_ann: JSON = desired["metadata"].get("annotations") or {}
+    after = {"metadata": {"annotations": after_ann}, "spec": desired.get("spec")}
+    ops: list[JSON] = list(jsonpatch.make_patch(before, after))
+    if ops and not current["metadata"].get("annotations"):
+        # make_patch writes into /metadata/annotations, which must exist first.
+        ops = [op for op in ops if not op["path"].startswith("/metadata/annotations/")] + [
+            {
+                "op": "add",
+                "path": "/metadata/annotations",
+                "value": after_ann,
+            }
+        ]
+    return ops
