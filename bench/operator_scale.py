@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import datetime as dt
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,7 +61,11 @@ def _bc(i: int, schedule: str) -> dict[str, object]:
         "spec": {
             "schedule": schedule,
             "repository": {"name": "repo"},
-            "target": {"ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}},
+            "target": {
+                "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "paths": ["/data"],
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+            },
             "retentionPolicy": {"name": "keep", "keepLast": 5, "prune": True},
         },
     }
@@ -92,7 +95,10 @@ async def _install(kube: Kube) -> None:
             "selector": {"matchLabels": {"app": "web"}},
             "template": {
                 "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "a", "image": "a"}]},
+                "spec": {
+                    "containers": [{"name": "a", "image": "a"}],
+                    "volumes": [{"name": "data", "emptyDir": {}}],
+                },
             },
         },
     }
@@ -115,7 +121,12 @@ async def _create_all(kube: Kube, n: int, ticking: int) -> float:
 
 async def _ready_count(kube: Kube) -> int:
     items, _ = await kube.list_all(BACKUPCONFIGURATIONS, NS)
-    return sum(1 for o in items if (o.get("status") or {}).get("phase") == "Ready")
+    phases = [(o.get("status") or {}).get("phase") for o in items]
+    bad = [o for o in items if (o.get("status") or {}).get("phase") == "Invalid"]
+    if bad:
+        raise SystemExit(f"{len(bad)} BackupConfigurations are Invalid: {bad[0]['status']}")
+    print(f"  ready {phases.count('Ready')}/{len(items)}", file=sys.stderr)
+    return phases.count("Ready")
 
 
 async def _tick_delays(kube: Kube, ticking: int) -> tuple[list[float], float]:
@@ -150,7 +161,7 @@ async def _tick_delays(kube: Kube, ticking: int) -> tuple[list[float], float]:
 
 
 def _pct(values: list[float], q: float) -> float:
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
 async def main(n: int, ticking: int) -> None:
@@ -162,7 +173,7 @@ async def main(n: int, ticking: int) -> None:
         try:
             await _install(kube)
             env = dict(os.environ, STASH_METRICS_PORT="0", STASH_LEADER_ELECT="false")
-            op = subprocess.Popen(
+            op = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
                 [
                     sys.executable,
                     "-m",

@@ -107,6 +107,7 @@ class Operator:
             engine=self.engine,
             default_tz=settings.default_timezone,
             pushgateway_url=settings.pushgateway_url,
+            heartbeat_timeout=settings.executor_heartbeat_timeout,
         )
         self.controllers = self._wire()
         self.ready = asyncio.Event()

@@ -87,6 +87,9 @@ class OperatorSettings(BaseSettings):
     missed_schedule_grace: float = Field(default=0.0, ge=0)
     """Seconds: a tick missed while no leader ran is run once if younger than this
     (0: missed ticks are skipped)."""
+    executor_heartbeat_timeout: float = Field(default=60.0, gt=0)
+    """Seconds: a host whose backup executor stopped renewing its heartbeat Lease for
+    this long is marked Failed (the agent died mid-backup), so the session ends."""
     workers: int = Field(default=4, ge=1)
     """Concurrent reconciles per controller."""
     resync_period: float = Field(default=300.0, ge=0)

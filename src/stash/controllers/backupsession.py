@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from stash import metrics
-from stash.api.backupsession import BackupSessionStatus, BackupTargetStatus
+from stash.api.backupsession import BackupSessionStatus, BackupTargetStatus, HostBackupStats
 from stash.api.common import TargetRef
 from stash.controllers import phases as P
 from stash.controllers.context import ControllerContext
@@ -39,6 +39,7 @@ from stash.kube.client import JSON, KubeError
 from stash.kube.conditions import get_condition, is_true, set_condition
 from stash.kube.controller import DONE, Result
 from stash.kube.events import NORMAL, WARNING
+from stash.kube.leader import LEASES
 from stash.kube.status import update_status
 from stash.validation import parse_duration
 
@@ -46,6 +47,10 @@ log = logging.getLogger(__name__)
 
 PRE_ACTIONS = ["InitializeBackendRepository"]
 POST_ACTIONS = ["ApplyRetentionPolicy", "VerifyRepositoryIntegrity", "SendRepositoryMetrics"]
+
+
+HEARTBEAT_LABEL_SESSION = "stash.appscode.com/backup-session"
+HEARTBEAT_LABEL_HOST = "stash.appscode.com/hostname"
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,8 @@ class _Facts:
     skip_reason: str | None
     target: BackupTargetStatus | None
     deadline: dt.datetime | None
+    dead_hosts: tuple[tuple[str, str], ...] = ()
+    """(hostname, error) of hosts whose executor stopped its heartbeat."""
 
 
 def _parse_time(text: str | None) -> dt.datetime | None:
@@ -117,11 +124,12 @@ class BackupSessionReconciler:
             new = BackupSessionStatus.model_validate(written.get("status") or {})
             if is_true(new.conditions, P.BACKUP_SKIPPED) or P.session_completed(new):
                 return Result(requeue_after=0.01)
-        if facts.deadline is not None and facts.deadline > now:
-            return Result(requeue_after=(facts.deadline - now).total_seconds() + 0.05)
+        waits: list[float] = []
         if facts.deadline is not None:
-            return Result(requeue_after=0.01)
-        return DONE
+            waits.append(max((facts.deadline - now).total_seconds() + 0.05, 0.01))
+        if status.targets:
+            waits.append(ctx.heartbeat_timeout / 3)  # look at executor heartbeats again
+        return Result(requeue_after=min(waits)) if waits else DONE
 
     # ------------------------------------------------------------------ reads
     async def _facts(
@@ -144,7 +152,41 @@ class BackupSessionReconciler:
                     deadline = created + dt.timedelta(seconds=parse_duration(spec["timeOut"]))
                 except ValueError:
                     deadline = None
-        return _Facts(now=now, skip_reason=skip, target=target, deadline=deadline)
+        dead = await self._dead_hosts(obj, status, now) if status.targets else ()
+        return _Facts(now=now, skip_reason=skip, target=target, deadline=deadline, dead_hosts=dead)
+
+    async def _dead_hosts(
+        self, obj: JSON, status: BackupSessionStatus, now: dt.datetime
+    ) -> tuple[tuple[str, str], ...]:
+        """Hosts whose executor's heartbeat Lease went stale before they reported."""
+        meta = obj["metadata"]
+        reported = {h.hostname for t in status.targets or [] for h in t.stats or []}
+        try:
+            leases = await self.ctx.kube.list(
+                LEASES,
+                meta["namespace"],
+                label_selector=f"{HEARTBEAT_LABEL_SESSION}={meta['name']}",
+            )
+        except KubeError:
+            return ()
+        dead: list[tuple[str, str]] = []
+        for lease in leases.get("items") or []:
+            host = (lease["metadata"].get("labels") or {}).get(HEARTBEAT_LABEL_HOST)
+            spec = lease.get("spec") or {}
+            renewed = _parse_time(spec.get("renewTime") or spec.get("acquireTime"))
+            if not host or host in reported or renewed is None:
+                continue
+            silent = (now - renewed).total_seconds()
+            if silent >= self.ctx.heartbeat_timeout:
+                dead.append(
+                    (
+                        host,
+                        f"the backup executor {spec.get('holderIdentity') or '?'} stopped "
+                        f"renewing its heartbeat {silent:.0f}s ago (killed or crashed "
+                        "mid-backup); the next session will clear the stale repository lock",
+                    )
+                )
+        return tuple(dead)
 
     def _skip_reason(
         self, obj: JSON, status: BackupSessionStatus, invoker: JSON | None, inv: JSON
@@ -222,6 +264,16 @@ class BackupSessionReconciler:
             )
         if facts.target is not None and not status.targets:
             status.targets = [facts.target]
+        for host, error in facts.dead_hosts:
+            for t in status.targets or []:
+                if any(h.hostname == host for h in t.stats or []):
+                    break
+                if len(t.stats or []) < (t.total_hosts or 0):
+                    t.stats = [
+                        *(t.stats or []),
+                        HostBackupStats(hostname=host, phase="Failed", error=error),
+                    ]
+                    break
         if facts.deadline is not None:
             status.session_deadline = facts.deadline
             if facts.now >= facts.deadline and not is_true(conds, P.DEADLINE_EXCEEDED):

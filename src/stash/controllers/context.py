@@ -46,6 +46,7 @@ class ControllerContext:
     engine: CronEngine
     default_tz: str = "UTC"
     pushgateway_url: str | None = None
+    heartbeat_timeout: float = 60.0
     now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     #: Extra hooks later pieces plug in (executor creation, workload repair).
     hooks: dict[str, Any] = field(default_factory=dict)

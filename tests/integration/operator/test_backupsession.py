@@ -170,3 +170,35 @@ async def test_overlapping_session_is_skipped_and_history_is_cleaned(
         return names if names == [third] else None
 
     await eventually(cleaned, timeout=20, what="history trimmed to the newest session")
+
+
+async def test_host_whose_executor_stops_its_heartbeat_fails_the_session(
+    rawkube: Kube, run_operator: OperatorFactory, namespace: str
+) -> None:
+    from stash.kube.leader import LEASES
+
+    await run_operator(executor_heartbeat_timeout=2)
+    await create_world(rawkube, namespace)
+    await _ready(rawkube, namespace)
+    name = await _trigger(rawkube, namespace, 1_700_000_400)
+    await _session_phase(rawkube, namespace, name, "Running")
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # What the agent keeps renewing while it backs up host-0, then a SIGKILL stops it.
+    await rawkube.create(
+        LEASES,
+        {
+            "metadata": {
+                "name": f"stash-hb-{name}-host-0",
+                "labels": {
+                    "stash.appscode.com/backup-session": name,
+                    "stash.appscode.com/hostname": "host-0",
+                },
+            },
+            "spec": {"holderIdentity": "web-abc-123", "renewTime": now, "acquireTime": now},
+        },
+        namespace,
+    )
+    failed = await _session_phase(rawkube, namespace, name, "Failed", timeout=30)
+    (host,) = failed["status"]["targets"][0]["stats"]
+    assert host["hostname"] == "host-0" and host["phase"] == "Failed"
+    assert "web-abc-123 stopped renewing its heartbeat" in host["error"]
