@@ -228,7 +228,9 @@ class Restic(ResticRunner):
         for tag in tags:
             args += ["--tag", tag]
         if time is not None:
-            args += ["--time", time.strftime("%Y-%m-%d %H:%M:%S")]
+            # restic reads --time as local time; an aware datetime is converted to it.
+            local = time.astimezone() if time.tzinfo is not None else time
+            args += ["--time", local.strftime("%Y-%m-%d %H:%M:%S")]
         return [*args, *extra_args]
 
     async def _backup(

@@ -268,6 +268,10 @@ _PATTERNS: list[tuple[type[ResticError], re.Pattern[str]]] = [
     ),
     (RepositoryLocked, re.compile(r"already locked", re.I)),
     (
+        InvalidBackend,
+        re.compile(r"invalid bucket name|bucket name cannot|InvalidBucketName", re.I),
+    ),
+    (
         BucketNotFound,
         re.compile(
             r"bucket does not exist|NoSuchBucket|container not found|ContainerNotFound|"

@@ -11,9 +11,9 @@ left behind by a SIGKILL is for the stale-lock policy (`locks`).
 `RetryWatch` cuts restic's own backend retries short. restic retries a failing backend
 for up to 15 minutes, also when the bucket does not exist or the server is down at
 start; an operator should say so within seconds. A permanent error (no such bucket,
-credentials refused) stops restic at its first retry; "unreachable" errors while
-opening the repository stop it after `budget` seconds of retrying. Retries later in a
-run (uploading data) are left to restic.
+credentials refused, invalid bucket name) stops restic at its first retry; any other
+error while opening the repository (unreachable server, ...) stops it after `budget`
+seconds of retrying. Retries later in a run (uploading data) are left to restic.
 
 Not for: building arguments or parsing results (`driver`), or classifying errors
 (`errors`).
@@ -36,6 +36,7 @@ from stash.restic.errors import (
     BackendAuthFailed,
     BackendUnreachable,
     BucketNotFound,
+    InvalidBackend,
     ResticError,
     WrongPassword,
     classify,
@@ -65,7 +66,7 @@ _RETRY = re.compile(
     r"^(?P<op>\w+)\((?P<what>[^)]*)\) returned error, retrying after (?P<delay>\S+): "
     r"(?P<error>.*)$"
 )
-_PERMANENT = (BucketNotFound, BackendAuthFailed, WrongPassword)
+_PERMANENT = (BucketNotFound, BackendAuthFailed, WrongPassword, InvalidBackend)
 
 
 class RetryWatch:
@@ -89,14 +90,15 @@ class RetryWatch:
         if isinstance(error, _PERMANENT):
             return error
         opening = match["what"].startswith(("<config", "<key", "<lock"))
-        if not (opening and isinstance(error, BackendUnreachable)) or self.budget is None:
+        if not opening or self.budget is None:
             return None
         now = self._clock()
         if self._first is None:
             self._first = now
         if now - self._first >= self.budget:
             waited = now - self._first
-            return BackendUnreachable(
+            kind = type(error) if isinstance(error, BackendUnreachable) else ResticError
+            return kind(
                 f"{error.message} (still failing after {waited:.0f}s of retries)",
                 hint=error.hint,
             )

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from stash.restic.errors import BackendAuthFailed, BackendUnreachable, BucketNotFound
+from stash.restic.errors import (
+    BackendAuthFailed,
+    BackendUnreachable,
+    BucketNotFound,
+    InvalidBackend,
+)
 from stash.restic.process import RetryWatch
 
 
@@ -64,3 +69,21 @@ def test_no_budget_and_other_lines() -> None:
     clock.now = 10_000
     assert watch.feed(REFUSED) is None
     assert watch.feed("Fatal: something else") is None
+
+
+def test_invalid_bucket_name_stops_at_first_retry() -> None:
+    error = RetryWatch(budget=600).feed(
+        "Stat(<config/>) returned error, retrying after 636ms: client.GetObject: "
+        "Bucket name cannot be shorter than 3 characters"
+    )
+    assert isinstance(error, InvalidBackend)
+
+
+def test_any_error_while_opening_is_bounded_by_the_budget() -> None:
+    clock = Clock()
+    watch = RetryWatch(budget=5, clock=clock)
+    line = "Stat(<config/>) returned error, retrying after 1s: Stat: something odd"
+    assert watch.feed(line) is None
+    clock.now = 6
+    error = watch.feed(line)
+    assert error is not None and "something odd" in error.message
