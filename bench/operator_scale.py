@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from stash.controllers.resources import (  # noqa: E402
     BACKUPCONFIGURATIONS,
     BACKUPSESSIONS,
-    DEPLOYMENTS,
+    PVCS,
     REPOSITORIES,
     SECRETS,
 )
@@ -61,8 +61,11 @@ def _bc(i: int, schedule: str) -> dict[str, object]:
         "spec": {
             "schedule": schedule,
             "repository": {"name": "repo"},
+            # PVC targets (job model): each BackupConfiguration is independent, as in a
+            # cluster where each protects its own volume; no workload is re-templated.
+            "task": {"name": "pvc-backup"},
             "target": {
-                "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "ref": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": "data"},
                 "paths": ["/data"],
                 "volumeMounts": [{"name": "data", "mountPath": "/data"}],
             },
@@ -88,21 +91,11 @@ async def _install(kube: Kube) -> None:
         },
     }
     await kube.create(REPOSITORIES, repo, NS)
-    dep = {
-        "metadata": {"name": "web"},
-        "spec": {
-            "replicas": 0,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {
-                    "containers": [{"name": "a", "image": "a"}],
-                    "volumes": [{"name": "data", "emptyDir": {}}],
-                },
-            },
-        },
+    pvc = {
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
     }
-    await kube.create(DEPLOYMENTS, dep, NS)
+    await kube.create(PVCS, pvc, NS)
 
 
 async def _create_all(kube: Kube, n: int, ticking: int) -> float:

@@ -46,7 +46,7 @@ from stash.controllers.workload import (
     workload_key,
 )
 from stash.kube.client import JSON, Kube, key_of
-from stash.kube.controller import Controller
+from stash.kube.controller import Controller, spec_changed
 from stash.kube.events import EventRecorder
 from stash.kube.informer import Informer
 from stash.kube.leader import LeaderElector
@@ -97,6 +97,7 @@ class Operator:
         c.backupconfigurations.add_index("repository", repository_key)
         c.restoresessions.add_index("repository", _restore_repository_key)
         c.backupsessions.add_index("invoker", invoker_key)
+        c.backupconfigurations.add_index("target", target_workload_keys)
         c.repositories.add_index("secret", _secret_key)
         self.workloads = {kind: informer(res) for kind, res in WORKLOAD_RESOURCES.items()}
         self.engine = CronEngine(self._fire, missed_grace=settings.missed_schedule_grace)
@@ -109,6 +110,7 @@ class Operator:
             pushgateway_url=settings.pushgateway_url,
             heartbeat_timeout=settings.executor_heartbeat_timeout,
         )
+        self.ctx.hooks["workloads"] = self.workloads
         self.controllers = self._wire()
         self.ready = asyncio.Event()
         self.metrics_port: int | None = None
@@ -119,14 +121,16 @@ class Operator:
         c, w = self.caches, self.settings.workers
         repo = Controller(RepositoryReconciler(self.ctx), workers=w)
         repo.watch(c.repositories)
-        repo.watch(c.backupconfigurations, repository_key)
-        repo.watch(c.restoresessions, _restore_repository_key)
+        repo.watch(c.backupconfigurations, repository_key, when=spec_changed)
+        repo.watch(c.restoresessions, _restore_repository_key, when=spec_changed)
         repo.watch(
             c.secrets, lambda s: [key_of(r) for r in c.repositories.by_index("secret", key_of(s))]
         )
 
         bc = Controller(BackupConfigurationReconciler(self.ctx), workers=w)
         bc.watch(c.backupconfigurations)
+        for kind, inf in self.workloads.items():
+            bc.watch(inf, self._bcs_of_target(kind), when=spec_changed)
         bc.watch(c.repositories, self._bcs_of_repository)
         bc.watch(c.secrets, self._bcs_of_secret)
 
@@ -143,8 +147,8 @@ class Operator:
         wl = Controller(WorkloadReconciler(self.ctx, self.workloads, self.settings), workers=w)
         for kind, inf in self.workloads.items():
             wl.watch(inf, _workload_mapper(kind))
-        wl.watch(c.backupconfigurations, target_workload_keys)
-        wl.watch(c.restoresessions, target_workload_keys)
+        wl.watch(c.backupconfigurations, target_workload_keys, when=spec_changed)
+        wl.watch(c.restoresessions, target_workload_keys, when=spec_changed)
         return [repo, bc, bs, rs, wl]
 
     # ------------------------------------------------------------------ mappers
@@ -152,6 +156,13 @@ class Operator:
         return [
             key_of(o) for o in self.caches.backupconfigurations.by_index("repository", key_of(repo))
         ]
+
+    def _bcs_of_target(self, kind: str) -> Callable[[JSON], list[str]]:
+        def keys(obj: JSON) -> list[str]:
+            wk = workload_key(kind, obj["metadata"]["namespace"], obj["metadata"]["name"])
+            return [key_of(b) for b in self.caches.backupconfigurations.by_index("target", wk)]
+
+        return keys
 
     def _bcs_of_secret(self, secret: JSON) -> list[str]:
         out: list[str] = []

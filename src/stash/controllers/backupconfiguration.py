@@ -158,7 +158,7 @@ class BackupConfigurationReconciler:
                     observed_generation=gen,
                 )
                 try:
-                    repo = Repository.model_validate(robj)
+                    repo = ctx.parse(Repository, robj)
                 except ValidationError:
                     repo = None
                 conds = self._secret_condition(conds, robj, repo, gen)
@@ -252,6 +252,25 @@ class BackupConfigurationReconciler:
                 "Unknown",
                 "UnableToCheckTargetAvailability",
                 f"target kind {kind} is not one the operator can look up",
+                observed_generation=gen,
+            ), False
+        cached = (self.ctx.hooks.get("workloads") or {}).get(kind)
+        if cached is not None:
+            if cached.get(f"{ns}/{name}") is None:
+                return set_condition(
+                    conds,
+                    P.BACKUP_TARGET_FOUND,
+                    False,
+                    "TargetNotAvailable",
+                    f"{kind} {ns}/{name} does not exist",
+                    observed_generation=gen,
+                ), True
+            return set_condition(
+                conds,
+                P.BACKUP_TARGET_FOUND,
+                True,
+                "TargetAvailable",
+                f"{kind} {ns}/{name} found",
                 observed_generation=gen,
             ), False
         try:

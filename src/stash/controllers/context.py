@@ -6,12 +6,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from stash.kube.client import JSON, Kube
 from stash.kube.events import EventRecorder
 from stash.kube.informer import Informer
 from stash.scheduler import CronEngine
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 @dataclass
@@ -50,6 +54,25 @@ class ControllerContext:
     now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     #: Extra hooks later pieces plug in (executor creation, workload repair).
     hooks: dict[str, Any] = field(default_factory=dict)
+
+    _parsed: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+
+    def parse(self, model: type[_M], obj: JSON) -> _M:
+        """`model.model_validate(obj)`, remembered per (kind, key, resourceVersion): the
+        same cached object is parsed once, however many reconciles read it."""
+        meta = obj.get("metadata") or {}
+        ck = (
+            model.__name__,
+            f"{meta.get('namespace')}/{meta.get('name')}",
+            str(meta.get("resourceVersion")),
+        )
+        hit = self._parsed.get(ck)
+        if hit is None:
+            hit = model.model_validate(obj)
+            if len(self._parsed) > 8192:
+                self._parsed.clear()
+            self._parsed[ck] = hit
+        return hit
 
     def secret_exists(self, namespace: str, name: str) -> bool:
         """Whether a Secret exists (from the metadata-only secrets cache)."""

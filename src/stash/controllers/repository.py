@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import time
 
 from pydantic import ValidationError
 
@@ -53,8 +54,13 @@ class RepositoryReconciler:
 
     name = "repository"
 
+    #: References are rewritten at most this often per Repository (a burst of new
+    #: invokers would otherwise rewrite an ever-longer list once per invoker).
+    REFERENCES_EVERY = 2.0
+
     def __init__(self, ctx: ControllerContext) -> None:
         self.ctx = ctx
+        self._written: dict[str, float] = {}
 
     async def reconcile(self, key: str) -> Result:
         ctx = self.ctx
@@ -93,6 +99,10 @@ class RepositoryReconciler:
         if status.get("references", []) != refs or status.get("observedGeneration") != meta.get(
             "generation"
         ):
+            wait = self._written.get(key, 0.0) + self.REFERENCES_EVERY - time.monotonic()
+            if wait > 0:
+                return Result(requeue_after=wait)
+            self._written[key] = time.monotonic()
 
             def compute(live: JSON) -> JSON:
                 st = dict(live.get("status") or {})

@@ -95,9 +95,17 @@ class WorkloadReconciler:
         ):
             return DONE
         caches = self.ctx.caches
-        bcs = _parse(BackupConfiguration, caches.backupconfigurations.list(ns))
+        # Parse only the invokers that target this workload (cheap dict check first).
+        mine = [key]
+        bcs = _parse(
+            BackupConfiguration,
+            [b for b in caches.backupconfigurations.list(ns) if target_workload_keys(b) == mine],
+        )
         # The init-container stays until its RestoreSession is deleted (§4.3).
-        rss = _parse(RestoreSession, caches.restoresessions.list(ns))
+        rss = _parse(
+            RestoreSession,
+            [r for r in caches.restoresessions.list(ns) if target_workload_keys(r) == mine],
+        )
         backup = select_backup_invoker(bcs, kind, ns, name)
         restore = select_restore_invoker(rss, kind, ns, name)
         repos: dict[str, Repository] = {}
@@ -129,8 +137,12 @@ class WorkloadReconciler:
             )
         except (Conflict, NotFound):
             return Result(requeue_after=0.5)
-        except Invalid as exc:
-            if "test operation" in exc.message or "resourceVersion" in exc.message:
+        except Invalid:
+            # A failed `test` of the resourceVersion is also a 422: if the object moved
+            # on, it was a conflict (try again with the newer object); if not, the patch
+            # itself is invalid and the error is real.
+            live = await self.ctx.kube.get(WORKLOAD_RESOURCES[kind], name, ns)
+            if live["metadata"]["resourceVersion"] != obj["metadata"]["resourceVersion"]:
                 return Result(requeue_after=0.5)
             raise
         log.info("%s: agent injection repaired (%d operations)", key, len(patch))

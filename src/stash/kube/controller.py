@@ -43,6 +43,21 @@ class Reconciler(Protocol):
 
 
 Mapper = Callable[[JSON], Iterable[str]]
+Predicate = Callable[[str, JSON, JSON | None], bool]
+
+
+def spec_changed(kind: str, obj: JSON, old: JSON | None) -> bool:
+    """Predicate: the object appeared, went, or its spec/metadata changed (status-only
+    updates are ignored), like controller-runtime's GenerationChangedPredicate."""
+    if kind in ("ADDED", "DELETED") or old is None:
+        return True
+    if obj.get("spec") != old.get("spec"):
+        return True
+    meta, old_meta = obj.get("metadata", {}), old.get("metadata", {})
+    return any(
+        meta.get(f) != old_meta.get(f)
+        for f in ("deletionTimestamp", "labels", "annotations", "finalizers")
+    )
 
 
 def own_key(obj: JSON) -> list[str]:
@@ -59,10 +74,15 @@ class Controller:
         self.queue = WorkQueue(reconciler.name)
         self.workers = workers
 
-    def watch(self, informer: Informer, mapper: Mapper = own_key) -> None:
-        """Enqueue `mapper(obj)` for every change the informer sees."""
+    def watch(
+        self, informer: Informer, mapper: Mapper = own_key, when: Predicate | None = None
+    ) -> None:
+        """Enqueue `mapper(obj)` (and `mapper(old)`) for the changes the informer sees
+        (only those `when` accepts, if given)."""
 
-        def enqueue(_kind: str, obj: JSON, old: JSON | None) -> None:
+        def enqueue(kind: str, obj: JSON, old: JSON | None) -> None:
+            if when is not None and kind != "SYNC" and not when(kind, obj, old):
+                return
             keys = set(mapper(obj))
             if old is not None and old is not obj:
                 keys.update(mapper(old))
