@@ -25,13 +25,13 @@ Handler = Callable[[argparse.Namespace], int]
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the `stash` argument parser with every sub-command registered."""
-    from stash.cli import crds, dev, operator, webhook
+    from stash.cli import agent, crds, dev, operator, webhook
 
     parser = _Parser(prog="stash", description="Stash backup operator for Kubernetes")
     parser.add_argument("--version", action="version", version=f"stash {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in (crds, dev, operator, webhook):
+    for module in (agent, crds, dev, operator, webhook):
         module.register(sub)
     return parser
 

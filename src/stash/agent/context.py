@@ -1,0 +1,124 @@
+"""What every agent command knows: its pod, its client, its invoker, how to run restic.
+
+What it is for: `AgentContext`, built once per process from flags and the downward-API
+environment and passed to the backup, restore and step code; `load_backup_invoker()`,
+which reads the BackupConfiguration (fresh for every session, so spec changes apply
+without a restart); the metric labels of §7.3 for an invoker.
+
+Not for: decisions (pure rules are in `identity` and `stats`) or restic itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from stash.agent.identity import PodIdentity
+from stash.agent.metrics import MetricLabels
+from stash.agent.repository import AgentError, ResticSettings
+from stash.agent.stats import TargetKey
+from stash.api import BackupConfiguration
+from stash.api.common import BackupTarget, RetentionPolicy
+from stash.controllers.resources import BACKUPCONFIGURATIONS
+from stash.kube.client import JSON, Forbidden, Kube, NotFound
+from stash.kube.events import EventRecorder
+
+__all__ = ["AgentContext", "BackupInvoker", "load_backup_invoker"]
+
+_API_GROUPS = {
+    "Deployment": "apps",
+    "StatefulSet": "apps",
+    "DaemonSet": "apps",
+    "ReplicaSet": "apps",
+    "ReplicationController": "",
+    "DeploymentConfig": "apps.openshift.io",
+    "PersistentVolumeClaim": "",
+}
+
+
+@dataclass
+class AgentContext:
+    """One agent process: its pod, API client, restic settings and metrics target."""
+
+    kube: Kube
+    pod: PodIdentity
+    settings: ResticSettings
+    invoker_kind: str
+    invoker_name: str
+    target: TargetKey
+    pushgateway_url: str | None = None
+    metrics_enabled: bool = True
+    recorder: EventRecorder = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.recorder = EventRecorder(self.kube, "stash-agent", self.pod.pod_name)
+
+    @property
+    def namespace(self) -> str:
+        """The namespace of the invoker and its sessions (the pod's own)."""
+        return self.pod.namespace
+
+    def metric_labels(self, repository: str) -> MetricLabels:
+        """§7.3 labels for this invoker, its target and `repository`."""
+        return MetricLabels(
+            invoker_kind=self.invoker_kind,
+            invoker_name=self.invoker_name,
+            namespace=self.namespace,
+            repository=repository,
+            target_kind=self.target.kind,
+            target_group=_API_GROUPS.get(self.target.kind, ""),
+            target_name=self.target.name,
+        )
+
+    @property
+    def push_url(self) -> str | None:
+        """Where to push metrics (None when metrics are disabled)."""
+        return self.pushgateway_url if self.metrics_enabled else None
+
+
+@dataclass(frozen=True)
+class BackupInvoker:
+    """A BackupConfiguration as the agent needs it."""
+
+    raw: JSON
+    name: str
+    namespace: str
+    target: BackupTarget
+    retention: RetentionPolicy
+    repository_name: str
+    repository_namespace: str
+
+
+async def load_backup_invoker(kube: Kube, kind: str, name: str, namespace: str) -> BackupInvoker:
+    """Read the invoker; AgentError when it is missing, unreadable or unsupported."""
+    if kind != "BackupConfiguration":
+        raise AgentError(f"invoker kind {kind} is not supported by the agent yet")
+    where = f"{kind} {namespace}/{name}"
+    try:
+        raw = await kube.get(BACKUPCONFIGURATIONS, name, namespace)
+    except NotFound:
+        raise AgentError(f"{where} does not exist") from None
+    except Forbidden as exc:
+        raise AgentError(
+            f"reading {where} is forbidden for this pod's ServiceAccount ({exc.message}); "
+            "bind it to the ClusterRole stash-sidecar"
+        ) from None
+    try:
+        model = BackupConfiguration.model_validate(raw)
+    except ValidationError as exc:
+        raise AgentError(f"{where} does not parse: {exc.errors()[0]['msg']}") from None
+    spec = model.spec
+    if spec is None or spec.target is None:
+        raise AgentError(f"{where} has no spec.target")
+    if spec.repository is None or not spec.repository.name:
+        raise AgentError(f"{where} has no spec.repository.name")
+    return BackupInvoker(
+        raw=raw,
+        name=name,
+        namespace=namespace,
+        target=spec.target,
+        retention=spec.retention_policy,
+        repository_name=spec.repository.name,
+        repository_namespace=spec.repository.namespace or namespace,
+    )

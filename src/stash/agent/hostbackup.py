@@ -1,0 +1,177 @@
+"""Back up one host's paths with restic and say honestly how it went.
+
+What it is for: `backup_host()` — check that every path exists in the pod, clear
+provably stale locks, then `restic backup <path> --host <hostname>` once per path (one
+snapshot per path, the target's excludes and extra args), and return the host's
+`HostBackupStats`: Succeeded only when every path was backed up completely. A path
+that is missing fails the host before anything is uploaded; an incomplete snapshot
+(restic exit 3, unreadable files) is never listed as a success; a repository-wide
+error (wrong password, unreachable or full storage, lock held) ends the host at once
+with restic's message and hint. `initialize_repository()` is the pre-backup action.
+
+Not for: session status, heartbeats or post-backup actions (`executor`,
+`postbackup`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from stash.agent.lockpolicy import clear_stale_locks
+from stash.agent.repository import RepositoryHandle
+from stash.agent.stats import failed_paths_message, snapshot_stats
+from stash.api.backupsession import HostBackupStats, SnapshotStats
+from stash.controllers.sessions import format_duration
+from stash.kube.client import Kube
+from stash.restic import (
+    BackendAuthFailed,
+    BackendUnreachable,
+    BackupIncomplete,
+    BackupSummary,
+    InitResult,
+    InvalidBackend,
+    NoSpace,
+    RepositoryLocked,
+    RepositoryNotFound,
+    ResticError,
+    ResticTooOld,
+    WrongPassword,
+)
+
+__all__ = ["BackupRequest", "backup_host", "initialize_repository"]
+
+log = logging.getLogger(__name__)
+
+#: Errors about the repository as a whole: the next path would fail the same way.
+_FATAL = (
+    WrongPassword,
+    RepositoryNotFound,
+    BackendUnreachable,
+    BackendAuthFailed,
+    NoSpace,
+    RepositoryLocked,
+    InvalidBackend,
+    ResticTooOld,
+)
+
+
+@dataclass(frozen=True)
+class BackupRequest:
+    """What to back up for one host."""
+
+    hostname: str
+    paths: tuple[str, ...]
+    excludes: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+
+
+def failed_host(hostname: str, error: str, started: float | None = None) -> HostBackupStats:
+    """A Failed stats entry for `hostname` with `error`."""
+    elapsed = time.monotonic() - started if started is not None else 0.0
+    return HostBackupStats(
+        hostname=hostname, phase="Failed", duration=format_duration(elapsed), error=error
+    )
+
+
+async def initialize_repository(repo: RepositoryHandle) -> InitResult:
+    """`InitializeBackendRepository`: create the restic repository unless it exists."""
+    result = await repo.restic.init()
+    log.info("%s restic repository %s", "created" if result.created else "found", repo.display)
+    return result
+
+
+async def _backup_path(
+    kube: Kube, repo: RepositoryHandle, request: BackupRequest, path: str
+) -> BackupSummary:
+    for attempt in (1, 2):
+        try:
+            return await repo.restic.backup(
+                [path],
+                host=request.hostname,
+                excludes=request.excludes,
+                extra_args=request.args,
+            )
+        except RepositoryLocked:
+            if attempt == 2:
+                raise
+            cleanup = await clear_stale_locks(kube, repo.restic, repo.namespace)
+            if cleanup is None or not cleanup.removed:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def backup_host(
+    kube: Kube, repo: RepositoryHandle, request: BackupRequest, namespace: str
+) -> HostBackupStats:
+    """Back up every path of `request` as its own snapshot (module docstring).
+
+    `namespace` is where the heartbeats of this invoker's sessions live (for the
+    stale-lock judgement).
+    """
+    started = time.monotonic()
+    if not request.paths:
+        return failed_host(
+            request.hostname,
+            "spec.target.paths is empty: nothing to back up; list the directories to back up",
+            started,
+        )
+    missing = await asyncio.to_thread(lambda: [p for p in request.paths if not os.path.exists(p)])
+    if missing:
+        return failed_host(request.hostname, failed_paths_message(missing), started)
+    await clear_stale_locks(kube, repo.restic, namespace)
+    snapshots: list[SnapshotStats] = []
+    errors: list[str] = []
+    for path in request.paths:
+        try:
+            summary = await _backup_path(kube, repo, request, path)
+        except BackupIncomplete as exc:
+            sid = (exc.summary.snapshot_id or "")[:8] if exc.summary else ""
+            errors.append(
+                f"{path}: restic could not read every file, so snapshot {sid or '?'} is "
+                f"incomplete and not counted: {exc.message} (hint: {exc.hint})"
+            )
+            continue
+        except ResticError as exc:
+            errors.append(f"{path}: {exc}")
+            if isinstance(exc, _FATAL):
+                break
+            continue
+        snapshots.append(snapshot_stats(path, summary))
+        log.info(
+            "backed up %s of host %s as snapshot %s",
+            path,
+            request.hostname,
+            (summary.snapshot_id or "")[:8],
+        )
+    elapsed = format_duration(time.monotonic() - started)
+    if errors:
+        return HostBackupStats(
+            hostname=request.hostname,
+            phase="Failed",
+            duration=elapsed,
+            snapshots=snapshots or None,
+            error="; ".join(errors),
+        )
+    return HostBackupStats(
+        hostname=request.hostname, phase="Succeeded", duration=elapsed, snapshots=snapshots
+    )
+
+
+def request_from_target(
+    hostname: str,
+    paths: Sequence[str] | None,
+    excludes: Sequence[str] | None,
+    args: Sequence[str] | None,
+) -> BackupRequest:
+    """A BackupRequest from a BackupTarget's fields (None = empty)."""
+    return BackupRequest(
+        hostname=hostname,
+        paths=tuple(p for p in paths or () if p),
+        excludes=tuple(e for e in excludes or () if e),
+        args=tuple(a for a in args or () if a),
+    )

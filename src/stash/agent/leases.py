@@ -1,0 +1,216 @@
+"""The agent's Leases: a heartbeat while a host backs up, and taking turns on a workload.
+
+What it is for:
+
+* `Heartbeat` — while one host of a BackupSession is being backed up, the executor
+  keeps a Lease `stash-hb-<session>-<hostname>` (see `identity.heartbeat_lease_name`)
+  with labels `stash.appscode.com/backup-session=<session>` and
+  `stash.appscode.com/hostname=<hostname>`, `holderIdentity` = the pod name, and
+  `renewTime` rewritten every 5 s. It is deleted once the host's stats entry is in the
+  session; an executor that dies leaves it behind un-renewed, and the operator fails
+  that host once `renewTime` is older than its heartbeat timeout. The Lease is owned by
+  the BackupSession, so it goes with it. In the job model the backup step leaves the
+  Lease for the `update-status` step, which takes it over and deletes it.
+* `take_turn(elector, work)` — run `work` once while holding a workload Lease
+  (`lock-<kind>-<name>-backup|restore`) through `stash.kube.leader.LeaderElector`, then
+  release it so the next pod's turn starts at once (§4.5: StatefulSet and DaemonSet
+  pods back up one at a time, so only one restic runs against the repository).
+
+Not for: leader election of a Deployment's pods (the sidecar uses LeaderElector
+directly) or deciding when a heartbeat is stale (the operator's rule).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import aiohttp
+
+from stash.agent.identity import heartbeat_lease_name
+from stash.kube.client import JSON, Conflict, Kube, KubeError, NotFound
+from stash.kube.leader import LEASES, LeaderElector
+
+__all__ = [
+    "HEARTBEAT_LABEL_HOST",
+    "HEARTBEAT_LABEL_SESSION",
+    "Heartbeat",
+    "take_turn",
+]
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_LABEL_SESSION = "stash.appscode.com/backup-session"
+HEARTBEAT_LABEL_HOST = "stash.appscode.com/hostname"
+RENEW_EVERY = 5.0
+LEASE_SECONDS = 15
+
+T = TypeVar("T")
+
+
+def _micro(now: dt.datetime) -> str:
+    return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class Heartbeat:
+    """The heartbeat Lease of one host's backup in one session (module docstring)."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        session: JSON,
+        hostname: str,
+        identity: str,
+        *,
+        renew_every: float = RENEW_EVERY,
+    ) -> None:
+        meta = session["metadata"]
+        self.kube = kube
+        self.namespace = str(meta["namespace"])
+        self.session = str(meta["name"])
+        self.session_uid = str(meta.get("uid") or "")
+        self.hostname = hostname
+        self.identity = identity
+        self.name = heartbeat_lease_name(self.session, hostname)
+        self.renew_every = renew_every
+        self._task: asyncio.Task[None] | None = None
+
+    async def holder_elsewhere(self) -> str | None:
+        """Another executor's identity if it renewed this heartbeat in the last lease
+        period (it is still backing up this host); None when we may take over."""
+        try:
+            lease = await self.kube.get(LEASES, self.name, self.namespace)
+        except NotFound:
+            return None
+        spec = lease.get("spec") or {}
+        holder = spec.get("holderIdentity") or ""
+        renewed = _parse(spec.get("renewTime"))
+        if not holder or holder == self.identity or renewed is None:
+            return None
+        age = (dt.datetime.now(dt.UTC) - renewed).total_seconds()
+        return str(holder) if age < LEASE_SECONDS else None
+
+    async def start(self) -> None:
+        """Create (or take over) the Lease and start renewing it."""
+        await self._beat(acquire=True)
+        self._task = asyncio.create_task(self._renew_loop(), name=f"heartbeat {self.name}")
+
+    async def stop(self, *, delete: bool) -> None:
+        """Stop renewing; `delete` once the host's stats are written (else it goes stale)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if delete:
+            try:
+                await self.kube.delete(LEASES, self.name, self.namespace)
+            except (KubeError, aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("could not delete heartbeat %s: %s", self.name, exc)
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.renew_every)
+            try:
+                await self._beat(acquire=False)
+            except (KubeError, aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("heartbeat %s not renewed: %s", self.name, exc)
+
+    def _body(self, now: str) -> JSON:
+        meta: JSON = {
+            "name": self.name,
+            "namespace": self.namespace,
+            "labels": {
+                HEARTBEAT_LABEL_SESSION: self.session,
+                HEARTBEAT_LABEL_HOST: self.hostname,
+            },
+        }
+        if self.session_uid:
+            meta["ownerReferences"] = [
+                {
+                    "apiVersion": "stash.appscode.com/v1beta1",
+                    "kind": "BackupSession",
+                    "name": self.session,
+                    "uid": self.session_uid,
+                }
+            ]
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": meta,
+            "spec": {
+                "holderIdentity": self.identity,
+                "leaseDurationSeconds": LEASE_SECONDS,
+                "acquireTime": now,
+                "renewTime": now,
+            },
+        }
+
+    async def _beat(self, *, acquire: bool) -> None:
+        for _ in range(3):
+            now = _micro(dt.datetime.now(dt.UTC))
+            try:
+                lease = await self.kube.get(LEASES, self.name, self.namespace)
+            except NotFound:
+                try:
+                    await self.kube.create(LEASES, self._body(now), self.namespace)
+                    return
+                except Conflict:
+                    continue
+            spec = lease.setdefault("spec", {})
+            if spec.get("holderIdentity") != self.identity:
+                if not acquire:
+                    log.warning(
+                        "heartbeat %s was taken over by %s", self.name, spec.get("holderIdentity")
+                    )
+                spec["acquireTime"] = now
+            spec["holderIdentity"] = self.identity
+            spec["renewTime"] = now
+            spec["leaseDurationSeconds"] = LEASE_SECONDS
+            try:
+                await self.kube.replace(LEASES, lease, self.namespace)
+                return
+            except Conflict:
+                continue
+
+
+async def take_turn(elector: LeaderElector, work: Callable[[], Awaitable[T]]) -> T:
+    """Run `work` once while `elector` holds its Lease; release the Lease afterwards.
+
+    Waits (retrying every `retry_period`) while another pod has its turn. Should the
+    Lease be lost mid-way (apiserver unreachable longer than the renew deadline), the
+    work is cancelled and started again at the next turn.
+    """
+    loop = asyncio.get_running_loop()
+    outcome: asyncio.Future[T] = loop.create_future()
+
+    async def lead() -> None:
+        if not outcome.done():
+            try:
+                outcome.set_result(await work())
+            except Exception as exc:
+                outcome.set_exception(exc)
+        await loop.create_future()  # hold the Lease until take_turn releases it
+
+    runner = asyncio.create_task(elector.run(lead), name=f"turn on {elector.name}")
+    try:
+        pending: set[asyncio.Future[Any]] = {outcome, runner}
+        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        if runner.done() and not outcome.done():
+            runner.result()  # re-raise why the elector stopped
+            raise RuntimeError(f"leader election on {elector.name} ended without a turn")
+        return await outcome
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await runner

@@ -1,0 +1,114 @@
+"""Which restic locks an agent may remove before it uses a repository.
+
+What it is for: `clear_stale_locks()` applies `stash.restic.locks.remove_stale_locks`
+with what only the agent knows, so that the session after a crash succeeds without a
+person running `kubectl stash unlock`. A lock is removed when its owner is provably
+gone:
+
+* it was taken on this pod (restic records the pod's host name) by a PID that is no
+  longer a running restic — e.g. the sidecar was killed mid-backup and restarted; or
+* its host is the holder of a heartbeat Lease (see `leases`) whose BackupSession is
+  final or deleted, and the lock is no newer than that heartbeat's last renewal plus
+  two renew periods: the executor that held it stopped renewing (killed, node gone)
+  and the operator failed its host. A live executor renews both, so its locks are
+  always newer than its heartbeat.
+
+Any age suffices in both cases (the restic module's default 10-minute floor exists for
+locks whose owner we know nothing about; these we know). Every other lock stays; a
+person removes it with `kubectl stash unlock`.
+
+Not for: the lock rules themselves (`stash.restic.locks`) or retrying a command that
+found the repository locked (its caller).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+
+from stash.agent.leases import HEARTBEAT_LABEL_SESSION, RENEW_EVERY
+from stash.controllers import phases as P
+from stash.controllers.resources import BACKUPSESSIONS
+from stash.kube.client import Kube, KubeError, NotFound
+from stash.kube.leader import LEASES
+from stash.restic import LockCleanup, LockInfo, Restic, ResticError, remove_stale_locks
+
+__all__ = ["clear_stale_locks"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Beat:
+    holder: str
+    renewed: dt.datetime
+    session_over: bool
+
+
+async def _dead_heartbeats(kube: Kube, namespace: str) -> list[_Beat]:
+    leases = await kube.list(LEASES, namespace, label_selector=HEARTBEAT_LABEL_SESSION)
+    beats: list[_Beat] = []
+    phases: dict[str, bool] = {}
+    for lease in leases.get("items") or []:
+        spec = lease.get("spec") or {}
+        session = (lease["metadata"].get("labels") or {}).get(HEARTBEAT_LABEL_SESSION, "")
+        renewed = spec.get("renewTime") or spec.get("acquireTime")
+        if not session or not renewed or not spec.get("holderIdentity"):
+            continue
+        if session not in phases:
+            try:
+                obj = await kube.get(BACKUPSESSIONS, session, namespace)
+                phase = (obj.get("status") or {}).get("phase")
+                phases[session] = phase in P.FINAL_SESSION_PHASES
+            except NotFound:
+                phases[session] = True
+        beats.append(
+            _Beat(
+                holder=str(spec["holderIdentity"]),
+                renewed=dt.datetime.fromisoformat(str(renewed).replace("Z", "+00:00")),
+                session_over=phases[session],
+            )
+        )
+    return beats
+
+
+async def clear_stale_locks(kube: Kube, restic: Restic, namespace: str) -> LockCleanup | None:
+    """Remove the repository's locks whose owners are provably gone (module docstring).
+
+    Best effort: a failure to list or remove locks is logged and None returned; the
+    restic command that follows then reports the lock if it still matters.
+    """
+    try:
+        if not await restic.lock_ids():
+            return None
+        try:
+            beats = await _dead_heartbeats(kube, namespace)
+        except (KubeError, aiohttp.ClientError, TimeoutError) as exc:
+            log.info("heartbeats unreadable (%s); judging locks by this pod only", exc)
+            beats = []
+        margin = dt.timedelta(seconds=2 * RENEW_EVERY)
+
+        def owner_gone(lock: LockInfo) -> bool:
+            return any(
+                b.session_over and b.holder == lock.hostname and lock.time <= b.renewed + margin
+                for b in beats
+            )
+
+        cleanup = await remove_stale_locks(
+            restic, min_age=dt.timedelta(0), session_final=owner_gone
+        )
+    except ResticError as exc:
+        log.warning("could not check %s for stale locks: %s", restic.target.display, exc)
+        return None
+    for lock in cleanup.removed:
+        log.info(
+            "removed stale lock %s (pid %d on %s) from %s",
+            lock.id[:8],
+            lock.pid,
+            lock.hostname,
+            restic.target.display,
+        )
+    return cleanup

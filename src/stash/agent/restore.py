@@ -1,0 +1,277 @@
+"""Restore one host of a RestoreSession (`stash restore`, `stash restore-pvc`).
+
+What it is for: the init-container `stash-init` (§4.3, §5.6) and the job step share
+`run_restore()`: resolve the RestoreSession, compute the host name (as for backup),
+exit at once when this host already reported (a pod restarted after its restore), take
+turns with the workload's other pods on the Lease `lock-<kind>-<name>-restore` (so a
+Deployment's replicas do not restore host-0 twice), restore, and record the host's
+stats entry (phase, duration, error) with an Event `HostRestoreSucceeded|Failed`.
+
+What is restored comes from the matching rule (`select_rule`: the rule naming the host
+in `targetHosts` wins, else the catch-all rule): each listed snapshot, or `latest` of
+each listed path from `sourceHost` (default: this host), into `/` so files land at their
+original absolute paths, with the rule's include/exclude patterns. A rule that selects
+neither paths nor snapshots fails the host with a message saying so (upstream restores
+nothing silently; docs/compatibility.md).
+
+Exit status: 0 when the host's restore succeeded (now or before), 1 when it failed (now
+or before): an init-container that fails keeps the pod in Init, as upstream, with the
+reason in the RestoreSession and in the container's log.
+
+Not for: deciding the session's phase (the operator does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from stash.agent.context import AgentContext
+from stash.agent.identity import backup_hostname, workload_lease_name
+from stash.agent.leases import take_turn
+from stash.agent.metrics import host_restore_registry, push
+from stash.agent.repository import AgentError, describe, open_repository
+from stash.agent.stats import restore_host_entry, with_restore_host_stats
+from stash.api import RestoreSession
+from stash.api.common import Rule
+from stash.api.restoresession import HostRestoreStats
+from stash.controllers import phases as P
+from stash.controllers.resources import RESTORESESSIONS
+from stash.controllers.sessions import format_duration
+from stash.kube.client import JSON, NotFound
+from stash.kube.events import NORMAL, WARNING
+from stash.kube.leader import LeaderElector
+from stash.kube.status import update_status
+from stash.restic import ResticError, SnapshotNotFound
+
+__all__ = ["RestoreRequest", "request_from_rule", "run_restore", "select_rule"]
+
+log = logging.getLogger(__name__)
+
+WAIT_POLL = 2.0
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    """What to restore for one host."""
+
+    hostname: str
+    source_host: str
+    snapshots: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    includes: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    target_dir: str = "/"
+
+
+def select_rule(rules: Sequence[Rule], hostname: str) -> Rule | None:
+    """The rule for `hostname`: one naming it in targetHosts, else the catch-all (§1.1)."""
+    for rule in rules:
+        if hostname in (rule.target_hosts or []):
+            return rule
+    for rule in rules:
+        if not rule.target_hosts:
+            return rule
+    return None
+
+
+def request_from_rule(
+    rules: Sequence[Rule], hostname: str, args: Sequence[str] = ()
+) -> RestoreRequest | str:
+    """The restore `hostname` must do, or the reason it cannot restore anything."""
+    rule = select_rule(rules, hostname)
+    if rule is None:
+        if not rules:
+            return "the RestoreSession has no rules (spec.target.rules); nothing selects data"
+        return (
+            f"no rule of the RestoreSession applies to host {hostname}: none lists it in "
+            "targetHosts and there is no rule without targetHosts"
+        )
+    if not rule.snapshots and not rule.paths:
+        return (
+            f"the rule for host {hostname} selects nothing to restore: it lists neither "
+            "paths nor snapshots; add the paths (or snapshot IDs) to restore"
+        )
+    return RestoreRequest(
+        hostname=hostname,
+        source_host=rule.source_host or hostname,
+        snapshots=tuple(rule.snapshots or ()),
+        paths=tuple(rule.paths or ()),
+        includes=tuple(rule.include or ()),
+        excludes=tuple(rule.exclude or ()),
+        args=tuple(args),
+    )
+
+
+async def _restore(ctx: AgentContext, rs: RestoreSession, request: RestoreRequest) -> str | None:
+    """Run the restore; None on success, else the error for the host's entry."""
+    repo_ref = rs.spec.repository if rs.spec else None
+    if repo_ref is None or not repo_ref.name:
+        return "the RestoreSession has no spec.repository.name"
+    try:
+        repo = await open_repository(
+            ctx.kube, repo_ref.name, repo_ref.namespace or ctx.namespace, ctx.settings
+        )
+        for snapshot in request.snapshots:
+            await repo.restic.restore(
+                request.target_dir,
+                snapshot,
+                includes=request.includes,
+                excludes=request.excludes,
+                extra_args=request.args,
+            )
+            log.info("restored snapshot %s for host %s", snapshot, request.hostname)
+        for path in request.paths:
+            try:
+                await repo.restic.restore(
+                    request.target_dir,
+                    "latest",
+                    host=request.source_host,
+                    paths=[path],
+                    includes=request.includes,
+                    excludes=request.excludes,
+                    extra_args=request.args,
+                )
+            except SnapshotNotFound as exc:
+                return (
+                    f"no snapshot of path {path} from host {request.source_host} in "
+                    f"{repo.display}: {exc.message} (hint: list them with `kubectl stash "
+                    "snapshots`; check the rule's paths and sourceHost)"
+                )
+            log.info("restored %s of host %s", path, request.source_host)
+    except (AgentError, ResticError) as exc:
+        return describe(exc)
+    return None
+
+
+async def _wait_until_ready(ctx: AgentContext, name: str) -> JSON | str:
+    """The RestoreSession once the operator accepted it (totalHosts set), or why not."""
+    while True:
+        try:
+            live = await ctx.kube.get(RESTORESESSIONS, name, ctx.namespace)
+        except NotFound:
+            return f"RestoreSession {ctx.namespace}/{name} does not exist"
+        status = live.get("status") or {}
+        if status.get("phase") == "Invalid":
+            problems = "; ".join(
+                str(c.get("message"))
+                for c in status.get("conditions") or []
+                if c.get("status") == "False"
+            )
+            return f"RestoreSession {name} is Invalid: {problems}"
+        if status.get("totalHosts") is not None or status.get("phase") in P.FINAL_RESTORE_PHASES:
+            return live
+        await asyncio.sleep(WAIT_POLL)
+
+
+def _rule_request(rs: RestoreSession, hostname: str) -> RestoreRequest | str:
+    target = rs.spec.target if rs.spec else None
+    rules = (target.rules if target else None) or (rs.spec.rules if rs.spec else None)
+    return request_from_rule(rules or [], hostname, (target.args if target else None) or ())
+
+
+async def _restore_turn(
+    ctx: AgentContext, name: str, hostname: str, request: RestoreRequest | None
+) -> int:
+    live = await ctx.kube.get(RESTORESESSIONS, name, ctx.namespace)
+    before = restore_host_entry(live, hostname)
+    if before is not None:
+        log.info("host %s already reported %s for %s", hostname, before.phase, name)
+        return 0 if before.phase == "Succeeded" else 1
+    if (live.get("status") or {}).get("phase") in P.FINAL_RESTORE_PHASES:
+        log.error("RestoreSession %s is already final; host %s was not restored", name, hostname)
+        return 1
+    started = time.monotonic()
+    rs: RestoreSession | None = None
+    try:
+        rs = RestoreSession.model_validate(live)
+    except ValidationError as exc:
+        error: str | None = f"RestoreSession {name} does not parse: {exc.errors()[0]['msg']}"
+    if rs is not None:
+        chosen = request if request is not None else _rule_request(rs, hostname)
+        error = chosen if isinstance(chosen, str) else await _restore(ctx, rs, chosen)
+    seconds = time.monotonic() - started
+    entry = HostRestoreStats(
+        hostname=hostname,
+        phase="Failed" if error else "Succeeded",
+        duration=format_duration(seconds),
+        error=error,
+    )
+    written = await update_status(
+        ctx.kube,
+        RESTORESESSIONS,
+        name,
+        ctx.namespace,
+        lambda obj: with_restore_host_stats(obj, entry),
+    )
+    obj = written or live
+    if error:
+        log.error("restore of host %s failed: %s", hostname, error)
+        await ctx.recorder.emit(
+            obj, WARNING, "HostRestoreFailed", f"restore of host {hostname} failed: {error}"
+        )
+    else:
+        log.info("restore of host %s succeeded in %s", hostname, entry.duration)
+        await ctx.recorder.emit(
+            obj,
+            NORMAL,
+            "HostRestoreSucceeded",
+            f"restore of host {hostname} succeeded in {entry.duration}",
+        )
+    if ctx.push_url:
+        repo = (rs.spec.repository.name if rs and rs.spec and rs.spec.repository else "") or ""
+        labels = ctx.metric_labels(repo)
+        registry = host_restore_registry(labels, hostname, not error, seconds)
+        log.info("restore metrics: %s", (await push(ctx.push_url, labels.job, registry)).message)
+    return 1 if error else 0
+
+
+async def run_restore(
+    ctx: AgentContext,
+    name: str,
+    *,
+    hostname: str | None = None,
+    request: RestoreRequest | None = None,
+    exclusive: bool = True,
+) -> int:
+    """Restore this host for RestoreSession `name`; the exit status (module docstring).
+
+    `hostname` overrides the computed host name and `request` the rule matching (the
+    job model passes both from its flags). `exclusive` takes turns with the workload's
+    other pods on its restore Lease (one job per host does not need to).
+    """
+    ready = await _wait_until_ready(ctx, name)
+    if isinstance(ready, str):
+        log.error("%s", ready)
+        return 1
+    if hostname is None:
+        try:
+            rs = RestoreSession.model_validate(ready)
+        except ValidationError as exc:
+            log.error("RestoreSession %s does not parse: %s", name, exc)
+            return 1
+        alias = rs.spec.target.alias if rs.spec and rs.spec.target else None
+        try:
+            hostname = backup_hostname(ctx.target.kind, alias, ctx.pod.pod_name, ctx.pod.node_name)
+        except ValueError as exc:
+            log.error("%s", exc)
+            return 1
+    host = hostname
+    if not exclusive:
+        return await _restore_turn(ctx, name, host, request)
+    elector = LeaderElector(
+        ctx.kube,
+        ctx.namespace,
+        workload_lease_name(ctx.target.kind, ctx.target.name, "restore"),
+        ctx.pod.pod_name,
+        lease_duration=15.0,
+        renew_deadline=10.0,
+        retry_period=2.0,
+    )
+    return await take_turn(elector, lambda: _restore_turn(ctx, name, host, request))

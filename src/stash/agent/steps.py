@@ -1,0 +1,350 @@
+"""Job-model step commands and their contract: `backup-pvc`, `update-status`, `restore-pvc`.
+
+What it is for: the flags of each step in one table, used both to parse the command
+line (`add_step_flags`) and to render a Function's args for the operator's Job builder
+(`pvc_backup_args()`, `update_status_args()`, `pvc_restore_args()`), so the two cannot
+drift; the `output.json` model passed between steps; and the step bodies.
+
+The contract (stash-api.md §5.5):
+
+* The backup Job's Task `pvc-backup` = steps [`pvc-backup`, `update-status`]; all but
+  the last step are init-containers, so they run in order in one pod and share
+  `/stash-tmp` (the `stash-tmp-dir` emptyDir).
+* `stash backup-pvc` finds the session's entry for its target (waiting up to
+  `INITIATION_WAIT` for the operator to initiate it), takes the host's heartbeat Lease
+  (`stash-hb-<session>-<host>`, see `leases`), runs `InitializeBackendRepository` when
+  assigned, backs up each of `--backup-paths` (comma-separated) as its own snapshot
+  with `--exclude` patterns (comma-separated) as restic host `--hostname`, and writes
+  `<output-dir>/output.json`:
+
+      {"target": {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                  "name": "data", "namespace": "demo"},
+       "hostBackupStats": {"hostname": "host-0", "phase": "Succeeded",
+                           "duration": "3.2s", "snapshots": [...]}}
+
+  A backup problem (missing path, wrong password, storage down, ...) is a Failed
+  `hostBackupStats` with the error; the step still exits 0 so `update-status` runs.
+  When the host has nothing to do (session final, host already reported) the file has
+  `"skipped": "<why>"` and no stats. Only a file that cannot be written exits 1. The
+  heartbeat Lease is left for `update-status`.
+* `stash update-status` reads `output.json` (a missing file is a Failed host: the
+  backup step crashed), takes over the heartbeat, runs the post-backup actions when
+  this host completes the session, writes the host's stats entry, emits
+  `HostBackupSucceeded|Failed`, pushes the host metrics, and deletes the heartbeat.
+  Exit 1 only when the stats entry could not be written.
+* `stash restore-pvc` restores `--snapshots` (each) or `latest` of each
+  `--restore-paths` from `--source-hostname` (default `--hostname`) into
+  `--target-dir` (default `/`, so the PVC must be mounted at the path it was backed
+  up from) with `--include`/`--exclude`, and records the RestoreSession's host entry;
+  exit 1 when the restore failed.
+
+Values use the Function variables of §5.5 (`${TARGET_PATHS}`, `${BACKUP_SESSION}`,
+...); the operator substitutes them when it builds the Job.
+
+Not for: building Jobs, Tasks or Functions (the operator), or the backup itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from stash.agent.context import AgentContext, load_backup_invoker
+from stash.agent.executor import BackupOutcome, report_host, take_backup
+from stash.agent.hostbackup import failed_host
+from stash.agent.leases import Heartbeat
+from stash.agent.repository import AgentError, describe, open_repository
+from stash.agent.restore import RestoreRequest, run_restore
+from stash.agent.stats import Assignment, backup_assignment
+from stash.api.backupsession import HostBackupStats
+from stash.api.base import StashModel
+from stash.api.common import TargetRef
+from stash.controllers.resources import BACKUPSESSIONS
+from stash.kube.client import JSON, KubeError
+
+__all__ = [
+    "BACKUP_PVC_FLAGS",
+    "RESTORE_PVC_FLAGS",
+    "UPDATE_STATUS_FLAGS",
+    "BackupOutput",
+    "Flag",
+    "add_step_flags",
+    "pvc_backup_args",
+    "pvc_restore_args",
+    "run_backup_pvc",
+    "run_restore_pvc",
+    "run_update_status",
+    "split_list",
+    "step_args",
+    "update_status_args",
+]
+
+log = logging.getLogger(__name__)
+
+OUTPUT_FILE = "output.json"
+INITIATION_WAIT = 120.0
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One step flag: `--<name>=<variable>` in a Function, with a default for the CLI."""
+
+    name: str
+    variable: str
+    help: str
+    default: str = ""
+
+    @property
+    def dest(self) -> str:
+        """The argparse attribute name."""
+        return self.name.replace("-", "_")
+
+
+_COMMON = (
+    Flag("namespace", "${NAMESPACE}", "namespace of the session and its invoker"),
+    Flag("invoker-kind", "${INVOKER_KIND}", "kind of the invoker", "BackupConfiguration"),
+    Flag("invoker-name", "${INVOKER_NAME}", "name of the invoker"),
+    Flag("target-kind", "${TARGET_KIND}", "kind of the target", "PersistentVolumeClaim"),
+    Flag("target-name", "${TARGET_NAME}", "name of the target"),
+    Flag("target-namespace", "${TARGET_NAMESPACE}", "namespace of the target"),
+    Flag("scratch-dir", "/stash-tmp", "scratch directory (restic cache, temp files)", "/stash-tmp"),
+    Flag("enable-cache", "${ENABLE_CACHE:=true}", "use restic's cache", "true"),
+    Flag("max-connections", "${MAX_CONNECTIONS:=0}", "backend connections (0: default)", "0"),
+)
+_OUTPUT = Flag(
+    "output-dir", "${outputDir:=/stash-tmp/output}", "where output.json is", "/stash-tmp/output"
+)
+_HOSTNAME = Flag("hostname", "${HOSTNAME:=host-0}", "restic host name", "host-0")
+_METRICS = (
+    Flag("metrics-enabled", "${METRICS_ENABLED:=true}", "push metrics", "true"),
+    Flag("pushgateway-url", "${PROMETHEUS_PUSHGATEWAY_URL:=}", "Pushgateway URL"),
+)
+
+BACKUP_PVC_FLAGS: tuple[Flag, ...] = (
+    *_COMMON,
+    Flag("backupsession", "${BACKUP_SESSION}", "the BackupSession this backup belongs to"),
+    Flag("backup-paths", "${TARGET_PATHS}", "comma-separated paths to back up"),
+    Flag("exclude", "${EXCLUDE_PATTERNS:=}", "comma-separated restic --exclude patterns"),
+    _HOSTNAME,
+    _OUTPUT,
+)
+UPDATE_STATUS_FLAGS: tuple[Flag, ...] = (
+    *_COMMON,
+    Flag("backupsession", "${BACKUP_SESSION}", "the BackupSession to update"),
+    _HOSTNAME,
+    _OUTPUT,
+    *_METRICS,
+)
+RESTORE_PVC_FLAGS: tuple[Flag, ...] = (
+    *_COMMON,
+    Flag("restoresession", "${RESTORE_SESSION}", "the RestoreSession this restore belongs to"),
+    Flag("restore-paths", "${RESTORE_PATHS:=}", "comma-separated paths to restore (latest)"),
+    Flag("snapshots", "${RESTORE_SNAPSHOTS:=}", "comma-separated snapshot IDs to restore"),
+    Flag("include", "${INCLUDE_PATTERNS:=}", "comma-separated restic --include patterns"),
+    Flag("exclude", "${EXCLUDE_PATTERNS:=}", "comma-separated restic --exclude patterns"),
+    _HOSTNAME,
+    Flag("source-hostname", "${SOURCE_HOSTNAME:=}", "host whose snapshots to restore"),
+    Flag("target-dir", "/", "directory restic restores into", "/"),
+    *_METRICS,
+)
+_STEPS = {
+    "backup-pvc": BACKUP_PVC_FLAGS,
+    "update-status": UPDATE_STATUS_FLAGS,
+    "restore-pvc": RESTORE_PVC_FLAGS,
+}
+
+
+def step_args(command: str, values: Mapping[str, str] | None = None) -> list[str]:
+    """`[command, --flag=value, ...]` for a step; unset values are the §5.5 variables."""
+    given = dict(values or {})
+    flags = _STEPS[command]
+    unknown = set(given) - {f.name for f in flags}
+    if unknown:
+        raise ValueError(f"{command} has no flag(s) {sorted(unknown)}")
+    return [command, *(f"--{f.name}={given.get(f.name, f.variable)}" for f in flags)]
+
+
+def pvc_backup_args(values: Mapping[str, str] | None = None) -> list[str]:
+    """The `pvc-backup` Function's args (`stash backup-pvc ...`)."""
+    return step_args("backup-pvc", values)
+
+
+def update_status_args(values: Mapping[str, str] | None = None) -> list[str]:
+    """The `update-status` Function's args (`stash update-status ...`)."""
+    return step_args("update-status", values)
+
+
+def pvc_restore_args(values: Mapping[str, str] | None = None) -> list[str]:
+    """The `pvc-restore` Function's args (`stash restore-pvc ...`)."""
+    return step_args("restore-pvc", values)
+
+
+def add_step_flags(parser: argparse.ArgumentParser, command: str) -> None:
+    """Register a step's flags (from the same table the args are rendered from)."""
+    for flag in _STEPS[command]:
+        parser.add_argument(f"--{flag.name}", dest=flag.dest, default=flag.default, help=flag.help)
+
+
+def split_list(text: str | None) -> tuple[str, ...]:
+    """`a,b, c` -> ("a", "b", "c"); empty parts dropped."""
+    return tuple(p.strip() for p in (text or "").split(",") if p.strip())
+
+
+class BackupOutput(StashModel):
+    """`output.json` of the backup step (module docstring)."""
+
+    target: TargetRef
+    host_backup_stats: HostBackupStats | None = None
+    skipped: str | None = None
+
+    def write(self, directory: Path) -> Path:
+        """Write the file atomically (a crash never leaves half a file)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        final = directory / OUTPUT_FILE
+        tmp = directory / f".{OUTPUT_FILE}.tmp"
+        tmp.write_text(json.dumps(self.to_wire(), indent=2))
+        os.replace(tmp, final)
+        return final
+
+    @classmethod
+    def read(cls, directory: Path) -> BackupOutput | None:
+        """The file's content; None when it does not exist."""
+        try:
+            return cls.model_validate_json((directory / OUTPUT_FILE).read_text())
+        except FileNotFoundError:
+            return None
+
+
+def _target_ref(ctx: AgentContext) -> TargetRef:
+    version = "v1" if ctx.target.kind in ("PersistentVolumeClaim", "") else "apps/v1"
+    return TargetRef(
+        api_version=version,
+        kind=ctx.target.kind,
+        name=ctx.target.name,
+        namespace=ctx.target.namespace,
+    )
+
+
+async def _assignment(
+    ctx: AgentContext, session: str, hostname: str
+) -> tuple[JSON, Assignment | str]:
+    deadline = time.monotonic() + INITIATION_WAIT
+    while True:
+        live = await ctx.kube.get(BACKUPSESSIONS, session, ctx.namespace)
+        found = backup_assignment(live, ctx.target, hostname)
+        waiting = isinstance(found, str) and ("not initiated" in found or "no entry" in found)
+        if not waiting or time.monotonic() > deadline:
+            return live, found
+        await asyncio.sleep(2.0)
+
+
+async def run_backup_pvc(
+    ctx: AgentContext,
+    session: str,
+    hostname: str,
+    paths: Sequence[str],
+    excludes: Sequence[str],
+    output_dir: Path,
+) -> int:
+    """The `backup-pvc` step (module docstring); the exit status."""
+    out = BackupOutput(target=_target_ref(ctx))
+    try:
+        live, found = await _assignment(ctx, session, hostname)
+        if isinstance(found, str):
+            out.skipped = found
+        else:
+            heartbeat = Heartbeat(ctx.kube, live, hostname, ctx.pod.pod_name)
+            await heartbeat.start()
+            try:
+                invoker = await load_backup_invoker(
+                    ctx.kube, ctx.invoker_kind, ctx.invoker_name, ctx.namespace
+                )
+                outcome = await take_backup(
+                    ctx,
+                    invoker,
+                    live,
+                    found,
+                    hostname,
+                    paths=tuple(paths),
+                    excludes=tuple(excludes),
+                )
+                out.host_backup_stats = outcome.host
+            finally:
+                await heartbeat.stop(delete=False)  # update-status takes it over
+    except (AgentError, KubeError, OSError) as exc:
+        out.host_backup_stats = failed_host(hostname, describe(exc))
+    try:
+        where = out.write(output_dir)
+    except OSError as exc:
+        log.error("cannot write %s: %s", output_dir / OUTPUT_FILE, exc)
+        return 1
+    stats = out.host_backup_stats
+    log.info("wrote %s: %s", where, out.skipped or (stats.phase if stats else "?"))
+    return 0
+
+
+async def run_update_status(
+    ctx: AgentContext, session: str, hostname: str, output_dir: Path
+) -> int:
+    """The `update-status` step (module docstring); the exit status."""
+    output = BackupOutput.read(output_dir)
+    if output is not None and output.skipped:
+        log.info("the backup step did nothing: %s", output.skipped)
+        return 0
+    host = output.host_backup_stats if output else None
+    if host is None:
+        host = failed_host(
+            hostname,
+            f"the backup step wrote no {output_dir / OUTPUT_FILE}: it crashed or was killed "
+            "before finishing; see the logs of the backup Job's first container",
+        )
+    hostname = host.hostname or hostname
+    try:
+        live, found = await _assignment(ctx, session, hostname)
+        if isinstance(found, str):
+            log.info("nothing to record for host %s: %s", hostname, found)
+            return 0
+        heartbeat = Heartbeat(ctx.kube, live, hostname, ctx.pod.pod_name)
+        await heartbeat.start()
+        written = False
+        try:
+            invoker = await load_backup_invoker(
+                ctx.kube, ctx.invoker_kind, ctx.invoker_name, ctx.namespace
+            )
+            repo = None
+            if host.phase == "Succeeded" and found.post_actions:
+                try:
+                    repo = await open_repository(
+                        ctx.kube,
+                        invoker.repository_name,
+                        invoker.repository_namespace,
+                        ctx.settings,
+                    )
+                except AgentError as exc:
+                    host = failed_host(
+                        hostname,
+                        f"the backup succeeded but the post-backup actions could not open "
+                        f"the repository: {exc}",
+                    )
+            await report_host(ctx, invoker, live, found, BackupOutcome(host, repo))
+            written = True
+        finally:
+            await heartbeat.stop(delete=written)
+    except (AgentError, KubeError) as exc:
+        log.error("could not record host %s in %s: %s", hostname, session, describe(exc))
+        return 1
+    return 0
+
+
+async def run_restore_pvc(ctx: AgentContext, restore_session: str, request: RestoreRequest) -> int:
+    """The `restore-pvc` step (module docstring); the exit status."""
+    return await run_restore(
+        ctx, restore_session, hostname=request.hostname, request=request, exclusive=False
+    )

@@ -1,0 +1,234 @@
+"""What pods run: `stash run-backup`, `stash restore`, and the job steps.
+
+Sub-commands (each also under `stash agent ...`):
+
+* `run-backup` (`agent sidecar`) — the injected backup sidecar (§4.2 args);
+* `restore` (`agent restore`) — the restore init-container `stash-init` (§4.3 args);
+* `backup-pvc`, `update-status`, `restore-pvc` — job-model steps; their flags live in
+  `stash.agent.steps` so the operator's Job builder renders exactly what is parsed here.
+
+All use the pod's in-cluster configuration unless `--kubeconfig` is given, and read
+POD_NAME, POD_NAMESPACE and NODE_NAME from the environment the injection sets.
+
+Not for: behaviour (`stash.agent`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from stash.cli.main import UsageError
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kubeconfig", type=Path, help="kubeconfig (default: in-cluster config)")
+    p.add_argument("--log-level", default="INFO")
+
+
+def _workload_flags(p: argparse.ArgumentParser, default_kind: str) -> None:
+    p.add_argument("--invoker-kind", default=default_kind)
+    p.add_argument("--invoker-name", required=True)
+    p.add_argument("--target-kind", required=True)
+    p.add_argument("--target-name", required=True)
+    p.add_argument("--target-namespace", default="")
+    p.add_argument("--enable-cache", type=_bool, default=True)
+    p.add_argument("--max-connections", type=int, default=0, help="(from the backend spec)")
+    p.add_argument("--metrics-enabled", type=_bool, default=True)
+    p.add_argument("--pushgateway-url", default="")
+    p.add_argument("--use-kubeapiserver-fqdn-for-aks", type=_bool, default=False)
+    p.add_argument("--scratch-dir", type=Path, default=Path("/stash-tmp"))
+    _common(p)
+
+
+def _add_commands(sub: Any, prefix: str = "") -> None:
+    names = {
+        "run-backup": "sidecar" if prefix else "run-backup",
+        "restore": "restore",
+    }
+    p = sub.add_parser(names["run-backup"], help="run the backup sidecar")
+    _workload_flags(p, "BackupConfiguration")
+    p.set_defaults(handler=run_backup)
+    p = sub.add_parser(names["restore"], help="restore this pod's host (init-container)")
+    _workload_flags(p, "RestoreSession")
+    p.set_defaults(handler=restore)
+
+    from stash.agent.steps import add_step_flags
+
+    for command, handler, text in (
+        ("backup-pvc", backup_pvc, "job step: back up paths, write output.json"),
+        ("update-status", update_status, "job step: record output.json in the session"),
+        ("restore-pvc", restore_pvc, "job step: restore paths or snapshots"),
+    ):
+        p = sub.add_parser(command, help=text)
+        add_step_flags(p, command)
+        _common(p)
+        p.set_defaults(handler=handler)
+
+
+def register(sub: Any) -> None:
+    """Add the agent sub-commands (and the `agent` group with the same commands)."""
+    _add_commands(sub)
+    group: argparse.ArgumentParser = sub.add_parser("agent", help="what stash runs in pods")
+    inner = group.add_subparsers(dest="agent_command", metavar="COMMAND")
+    inner.required = True
+    _add_commands(inner, prefix="agent")
+
+
+# ------------------------------------------------------------------ running
+
+
+def _run(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]) -> int:
+    """Connect, build the AgentContext, run `body(ctx)`; SIGTERM/SIGINT cancel it."""
+    from stash.agent.context import AgentContext
+    from stash.agent.identity import PodIdentity
+    from stash.agent.repository import ResticSettings
+    from stash.agent.stats import TargetKey
+    from stash.kube.client import Kube
+
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    pod = PodIdentity.from_env()
+    namespace = getattr(args, "namespace", "") or pod.namespace
+    if not namespace:
+        raise UsageError("no namespace: set POD_NAMESPACE or pass --namespace")
+    if namespace != pod.namespace:
+        pod = PodIdentity(pod.pod_name, namespace, pod.node_name)
+    enable_cache = args.enable_cache
+    if isinstance(enable_cache, str):
+        enable_cache = _bool(enable_cache)
+    scratch = Path(args.scratch_dir)
+    metrics = getattr(args, "metrics_enabled", True)
+    if isinstance(metrics, str):
+        metrics = _bool(metrics)
+
+    async def main() -> int:
+        kube = await Kube.connect(args.kubeconfig)
+        try:
+            ctx = AgentContext(
+                kube=kube,
+                pod=pod,
+                settings=ResticSettings.from_env(scratch, enable_cache),
+                invoker_kind=args.invoker_kind,
+                invoker_name=args.invoker_name,
+                target=TargetKey(
+                    args.target_kind or "",
+                    args.target_name or "",
+                    args.target_namespace or namespace,
+                ),
+                pushgateway_url=getattr(args, "pushgateway_url", "") or None,
+                metrics_enabled=bool(metrics),
+            )
+            return await body(ctx)
+        finally:
+            await kube.close()
+
+    async def supervised() -> int:
+        task = asyncio.create_task(main())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            return await task
+        return 143
+
+    return asyncio.run(supervised())
+
+
+def run_backup(args: argparse.Namespace) -> int:
+    """`stash run-backup`: watch the invoker's BackupSessions and back up this host."""
+    from stash.agent.sidecar import run_sidecar
+
+    async def body(ctx: Any) -> int:
+        await run_sidecar(ctx)
+        return 0
+
+    return _run(args, body)
+
+
+def restore(args: argparse.Namespace) -> int:
+    """`stash restore`: restore this pod's host for the RestoreSession `--invoker-name`."""
+    from stash.agent.restore import run_restore
+
+    if args.invoker_kind != "RestoreSession":
+        raise UsageError(f"--invoker-kind {args.invoker_kind} is not supported; use RestoreSession")
+    return _run(args, lambda ctx: run_restore(ctx, args.invoker_name))
+
+
+def backup_pvc(args: argparse.Namespace) -> int:
+    """`stash backup-pvc`: the backup step of the job model."""
+    from stash.agent.steps import run_backup_pvc, split_list
+
+    if not args.backupsession:
+        raise UsageError("--backupsession is required")
+    return _run(
+        args,
+        lambda ctx: run_backup_pvc(
+            ctx,
+            args.backupsession,
+            args.hostname or "host-0",
+            split_list(args.backup_paths),
+            split_list(args.exclude),
+            Path(args.output_dir),
+        ),
+    )
+
+
+def update_status(args: argparse.Namespace) -> int:
+    """`stash update-status`: record the backup step's output in the session."""
+    from stash.agent.steps import run_update_status
+
+    if not args.backupsession:
+        raise UsageError("--backupsession is required")
+    return _run(
+        args,
+        lambda ctx: run_update_status(
+            ctx, args.backupsession, args.hostname or "host-0", Path(args.output_dir)
+        ),
+    )
+
+
+def restore_pvc(args: argparse.Namespace) -> int:
+    """`stash restore-pvc`: the restore step of the job model."""
+    from stash.agent.restore import RestoreRequest
+    from stash.agent.steps import run_restore_pvc, split_list
+
+    if not args.restoresession:
+        raise UsageError("--restoresession is required")
+    if args.invoker_kind == "BackupConfiguration":
+        args.invoker_kind = "RestoreSession"
+    if not args.invoker_name:
+        args.invoker_name = args.restoresession
+    hostname = args.hostname or "host-0"
+    request = RestoreRequest(
+        hostname=hostname,
+        source_host=args.source_hostname or hostname,
+        snapshots=split_list(args.snapshots),
+        paths=split_list(args.restore_paths),
+        includes=split_list(args.include),
+        excludes=split_list(args.exclude),
+        target_dir=args.target_dir or "/",
+    )
+    if not request.snapshots and not request.paths:
+        raise UsageError("give --restore-paths or --snapshots: nothing selects data to restore")
+    return _run(args, lambda ctx: run_restore_pvc(ctx, args.restoresession, request))

@@ -1,0 +1,44 @@
+"""Which rule a restoring host follows, and what it restores (stash-api.md §1.1, §5.6)."""
+
+from __future__ import annotations
+
+from stash.agent.restore import RestoreRequest, request_from_rule, select_rule
+from stash.api.common import Rule
+
+SPECIFIC = Rule(target_hosts=["host-1"], source_host="host-0", paths=["/data"])
+CATCH_ALL = Rule(paths=["/data", "/conf"], include=["*.db"], exclude=["tmp/*"])
+
+
+def test_a_rule_naming_the_host_wins_over_the_catch_all() -> None:
+    assert select_rule([CATCH_ALL, SPECIFIC], "host-1") is SPECIFIC
+    assert select_rule([CATCH_ALL, SPECIFIC], "host-2") is CATCH_ALL
+    assert select_rule([SPECIFIC], "host-2") is None
+
+
+def test_source_host_defaults_to_the_restoring_host() -> None:
+    got = request_from_rule([CATCH_ALL], "host-3", ["--sparse"])
+    assert got == RestoreRequest(
+        hostname="host-3",
+        source_host="host-3",
+        paths=("/data", "/conf"),
+        includes=("*.db",),
+        excludes=("tmp/*",),
+        args=("--sparse",),
+    )
+    assert isinstance(specific := request_from_rule([SPECIFIC], "host-1"), RestoreRequest)
+    assert specific.source_host == "host-0"
+
+
+def test_snapshots_are_restored_as_listed() -> None:
+    got = request_from_rule([Rule(snapshots=["abc123", "def456"])], "host-0")
+    assert isinstance(got, RestoreRequest) and got.snapshots == ("abc123", "def456")
+
+
+def test_a_rule_that_selects_nothing_is_an_error_saying_so() -> None:
+    got = request_from_rule([Rule(target_hosts=["host-0"])], "host-0")
+    assert isinstance(got, str) and "selects nothing" in got
+
+
+def test_no_matching_rule_or_no_rules_is_an_error_naming_the_host() -> None:
+    assert "host-2" in str(request_from_rule([SPECIFIC], "host-2"))
+    assert "no rules" in str(request_from_rule([], "host-0"))
