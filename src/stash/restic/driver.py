@@ -284,11 +284,18 @@ class Restic(ResticRunner):
         )
 
     def _file_errors(self, stderr: str) -> list[BackupError]:
-        """Per-file `error` messages restic wrote to stderr during a backup."""
+        """Per-file errors restic wrote to stderr during a backup.
+
+        Most are `error` JSON lines; a few (a missing source path) are plain text.
+        """
         errors: list[BackupError] = []
         for line in stderr.splitlines():
             doc = json_doc(line.encode())
-            if doc is None or doc.get("message_type") != "error":
+            if doc is None:
+                if line.strip():
+                    errors.append(BackupError(message=redact(line.strip(), self.target.secrets)))
+                continue
+            if doc.get("message_type") != "error":
                 continue
             err = doc.get("error") or {}
             message = err.get("message", "") if isinstance(err, dict) else str(err)
@@ -315,7 +322,13 @@ class Restic(ResticRunner):
         on_progress: ProgressCallback | None = None,
     ) -> RestoreSummary:
         """Restore `snapshot` (an ID, or "latest" narrowed by host and paths) into
-        `target_dir`; restic recreates the snapshot's absolute paths below it."""
+        `target_dir`; restic recreates the snapshot's absolute paths below it.
+
+        `includes` and `excludes` are restic patterns; restic takes one kind or the
+        other, so passing both is a ValueError.
+        """
+        if includes and excludes:
+            raise ValueError("restic restores with include or exclude patterns, not both")
         args = ["restore", snapshot, "--target", target_dir]
         if host:
             args += ["--host", host]

@@ -29,6 +29,7 @@ Not for: lock errors (`errors.RepositoryLocked`) or listing locks (`driver`).
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import re
@@ -179,9 +180,11 @@ async def _delete_rest(restic: Restic, lock_id: str) -> None:
 
     parts = urlsplit(restic.target.repository.removeprefix("rest:"))
     host = parts.netloc.rpartition("@")[2]
-    auth = None
+    headers = {}
     if parts.username:
-        auth = aiohttp.BasicAuth(unquote(parts.username), unquote(parts.password or ""))
+        # UTF-8, as restic (Go) sends it; aiohttp's BasicAuth would default to latin-1.
+        userinfo = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(userinfo.encode()).decode()
     base = urlunsplit(parts._replace(netloc=host)).rstrip("/")
     url = f"{base}/locks/{_checked_id(lock_id)}"
     opts = restic.target.options
@@ -193,7 +196,7 @@ async def _delete_rest(restic: Restic, lock_id: str) -> None:
     timeout = aiohttp.ClientTimeout(total=30)
     async with (
         aiohttp.ClientSession(timeout=timeout) as session,
-        session.delete(url, auth=auth, ssl=tls) as resp,
+        session.delete(url, headers=headers, ssl=tls) as resp,
     ):
         if resp.status not in (200, 204, 404):
             raise ResticError(
