@@ -230,7 +230,7 @@ async def push(url: str | None, job: str, registry: CollectorRegistry) -> PushRe
                 False, f"the Pushgateway at {url} refused the metrics: HTTP {resp.status} {text}"
             )
     except (aiohttp.ClientConnectionError, TimeoutError, OSError) as exc:
-        log.info("no Pushgateway reachable at %s: %s", url, exc)
+        log.debug("no Pushgateway reachable at %s: %s", url, exc)
         return PushResult(
             True,
             f"no Pushgateway reachable at {url} ({exc.__class__.__name__}); metrics not pushed",

@@ -81,6 +81,7 @@ async def wait_for_other_targets(ctx: AgentContext, session: str, index: int) ->
 async def _condition(
     ctx: AgentContext, session: str, type_: str, ok: bool, reason: str, message: str
 ) -> None:
+    log.log(logging.INFO if ok else logging.WARNING, "%s: %s=%s: %s", session, type_, ok, message)
     await update_status(
         ctx.kube,
         BACKUPSESSIONS,
