@@ -132,11 +132,18 @@ async def _tick_delays(kube: Kube, ticking: int) -> tuple[list[float], float]:
     tick_mono = time.monotonic() + (tick - dt.datetime.now(dt.UTC)).total_seconds()
 
     async def watch_sessions() -> None:
-        async for ev in kube.watch(BACKUPSESSIONS, NS, resource_version=rv, timeout_seconds=180):
-            if ev["type"] == "ADDED":
-                seen.setdefault(ev["object"]["metadata"]["name"], time.monotonic())
-                if len(seen) >= ticking:
-                    return
+        # The apiserver may drop a watcher that falls behind a burst; resume from the
+        # last resourceVersion seen (late events only make the measured delay longer).
+        last = rv
+        while len(seen) < ticking:
+            async for ev in kube.watch(
+                BACKUPSESSIONS, NS, resource_version=last, timeout_seconds=180
+            ):
+                last = ev["object"]["metadata"].get("resourceVersion", last)
+                if ev["type"] == "ADDED":
+                    seen.setdefault(ev["object"]["metadata"]["name"], time.monotonic())
+                    if len(seen) >= ticking:
+                        return
 
     async def baseline() -> float:
         _, cmrv = await kube.list_all(CONFIGMAPS, NS)

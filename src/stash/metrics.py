@@ -40,3 +40,8 @@ LAST_SUCCESS = Gauge(
     ["namespace", "invoker_kind", "invoker_name"],
 )
 IS_LEADER = Gauge("stash_operator_is_leader", "1 while this replica holds the leader lease")
+TICK_LAG = Histogram(
+    "stash_operator_tick_to_session_seconds",
+    "From a schedule's fire time to its BackupSession being created",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)

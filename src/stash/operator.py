@@ -27,15 +27,19 @@ from stash.controllers.backupconfiguration import (
     repository_key,
 )
 from stash.controllers.backupsession import BackupSessionReconciler, invoker_key
+from stash.controllers.catalog import builtin_functions, builtin_tasks
 from stash.controllers.context import Caches, ControllerContext, metadata_only
+from stash.controllers.executor import install_cluster_roles
 from stash.controllers.repository import RepositoryReconciler
 from stash.controllers.resources import (
     BACKUPCONFIGURATIONS,
     BACKUPSESSIONS,
+    FUNCTIONS,
     NAMESPACES,
     REPOSITORIES,
     RESTORESESSIONS,
     SECRETS,
+    TASKS,
 )
 from stash.controllers.restoresession import RestoreSessionReconciler
 from stash.controllers.trigger import create_backup_session
@@ -45,7 +49,7 @@ from stash.controllers.workload import (
     target_workload_keys,
     workload_key,
 )
-from stash.kube.client import JSON, Kube, key_of
+from stash.kube.client import JSON, Conflict, Kube, KubeError, key_of
 from stash.kube.controller import Controller, spec_changed
 from stash.kube.events import EventRecorder
 from stash.kube.informer import Informer
@@ -111,6 +115,7 @@ class Operator:
             heartbeat_timeout=settings.executor_heartbeat_timeout,
         )
         self.ctx.hooks["workloads"] = self.workloads
+        self.ctx.hooks["settings"] = settings
         self.controllers = self._wire()
         self.ready = asyncio.Event()
         self.metrics_port: int | None = None
@@ -198,6 +203,7 @@ class Operator:
         if invoker is None or (invoker.get("spec") or {}).get("paused"):
             return
         await create_backup_session(self.kube, invoker, when)
+        metrics.TICK_LAG.observe((self.ctx.now() - when).total_seconds())
 
     # ------------------------------------------------------------------ running
     async def run(self) -> None:
@@ -239,6 +245,7 @@ class Operator:
     async def _lead(self) -> None:
         """Leader work: the cron engine and every controller (re-synced from the caches)."""
         log.info("%s leads", self.identity)
+        await self._install_builtins()
         self.engine.start()
         for ctrl in self.controllers:
             for key in self._initial_keys(ctrl):
@@ -256,6 +263,23 @@ class Operator:
             await asyncio.gather(*tasks, return_exceptions=True)
             for ctrl in self.controllers:
                 ctrl.reset()
+
+    async def _install_builtins(self) -> None:
+        """Agent ClusterRoles, and the built-in Functions/Tasks when missing (§5.5)."""
+        try:
+            await install_cluster_roles(self.ctx)
+        except KubeError as exc:
+            log.error("installing the agent ClusterRoles failed: %s", exc)
+        for obj, res in [
+            *((f, FUNCTIONS) for f in builtin_functions()),
+            *((t, TASKS) for t in builtin_tasks()),
+        ]:
+            try:
+                await self.kube.create(res, obj)
+            except Conflict:
+                pass  # present already (perhaps customised): leave it
+            except KubeError as exc:
+                log.error("creating %s %s failed: %s", res.kind, obj["metadata"]["name"], exc)
 
     def _initial_keys(self, ctrl: Controller) -> list[str]:
         c = self.caches

@@ -25,6 +25,7 @@ from stash.api.backupsession import BackupSessionStatus, BackupTargetStatus, Hos
 from stash.api.common import TargetRef
 from stash.controllers import phases as P
 from stash.controllers.context import ControllerContext
+from stash.controllers.executor import ensure_backup_executor
 from stash.controllers.resources import BACKUPSESSIONS, TARGET_KINDS
 from stash.controllers.sessions import (
     LABEL_INVOKER_NAME,
@@ -143,7 +144,7 @@ class BackupSessionReconciler:
         if invoker is not None and skip is None:
             spec = invoker.get("spec") or {}
             if not status.targets:
-                target = await self._initiate(invoker, spec, meta["namespace"])
+                target = await self._initiate(obj, invoker, spec, meta["namespace"])
             created = _parse_time(meta.get("creationTimestamp")) or now
             if status.session_deadline is not None:
                 deadline = status.session_deadline
@@ -221,7 +222,9 @@ class BackupSessionReconciler:
                     return f'Previous BackupSession: {other["metadata"]["name"]} is "Running"'
         return None
 
-    async def _initiate(self, invoker: JSON, spec: JSON, ns: str) -> BackupTargetStatus:
+    async def _initiate(
+        self, session: JSON, invoker: JSON, spec: JSON, ns: str
+    ) -> BackupTargetStatus:
         ref = dict((spec.get("target") or {}).get("ref") or {})
         ref.setdefault("namespace", ns)
         kind = str(ref.get("kind", ""))
@@ -232,10 +235,7 @@ class BackupSessionReconciler:
                 workload = await self.ctx.kube.get(res, str(ref["name"]), str(ref["namespace"]))
             except KubeError:
                 workload = None
-        ensure = self.ctx.hooks.get("ensure_backup_executor")
-        ok, message = True, "backup executor ensured"
-        if ensure is not None:
-            ok, message = await ensure(invoker, ref)
+        ok, message = await ensure_backup_executor(self.ctx, session, invoker, ref, 0)
         conds = set_condition(
             None,
             P.BACKUP_EXECUTOR_ENSURED,

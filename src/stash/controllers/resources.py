@@ -42,3 +42,11 @@ TARGET_KINDS: dict[str, Resource] = {
 SIDECAR_KINDS = frozenset(
     {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController"}
 )
+
+TASKS = Resource(GROUP, "v1beta1", "tasks", "Task", namespaced=False)
+FUNCTIONS = Resource(GROUP, "v1beta1", "functions", "Function", namespaced=False)
+SERVICEACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount")
+ROLEBINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding")
+CLUSTERROLES = Resource(
+    "rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False
+)

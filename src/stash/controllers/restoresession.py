@@ -19,6 +19,12 @@ from stash.api.common import Condition
 from stash.api.restoresession import RestoreSessionStatus
 from stash.controllers import phases as P
 from stash.controllers.context import ControllerContext
+from stash.controllers.executor import (
+    ensure_binding,
+    ensure_restore_executor,
+    is_job_model,
+    workload_service_account,
+)
 from stash.controllers.finalizers import ensure_finalizer, remove_finalizer
 from stash.controllers.resources import RESTORESESSIONS, TARGET_KINDS
 from stash.controllers.sessions import INVOKER_FINALIZER, format_duration, total_hosts
@@ -230,13 +236,27 @@ class RestoreSessionReconciler:
                 "spec.target needs a ref or volumeClaimTemplates",
             )
         if hosts is not None and verdict.ok and not any(c.status == "False" for c in conds):
+            if is_job_model(obj):
+                ok, message, job_hosts = await ensure_restore_executor(ctx, obj)
+                hosts = job_hosts if vct else hosts
+            else:
+                ref_json = ((obj.get("spec") or {}).get("target") or {}).get("ref") or {}
+                sa = await workload_service_account(ctx, ref_json, ns)
+                await ensure_binding(ctx, ns, sa, "stash-restore-init-container")
+                ok = True
+                message = (
+                    f"the stash-init init-container of {ref_json.get('kind')} "
+                    f"{ns}/{ref_json.get('name')} runs this restore"
+                )
             conds = set_condition(
                 conds,
                 P.RESTORE_EXECUTOR_ENSURED,
-                True,
-                "SuccessfullyEnsuredRestoreExecutor",
-                "restore executor ensured",
+                ok,
+                "SuccessfullyEnsuredRestoreExecutor" if ok else "FailedToEnsureRestoreExecutor",
+                message,
             )
+            if not ok:
+                hosts = None
         else:
             hosts = None
         return conds, hosts, requeue

@@ -1,0 +1,63 @@
+"""The built-in Functions and Tasks the operator creates at start-up (§5.5):
+`pvc-backup`, `pvc-restore`, `update-status` Functions and `pvc-backup`, `pvc-restore`
+Tasks. Their args come from `stash.agent.steps`, the same table the agent parses, so
+the Job the operator builds and the command the agent runs cannot drift. Existing
+objects with these names are left alone (a user may have customised them).
+"""
+
+from __future__ import annotations
+
+from stash.agent.steps import pvc_backup_args, pvc_restore_args, update_status_args
+from stash.kube.client import JSON
+
+STASH_IMAGE = "${STASH_DOCKER_REGISTRY}/${STASH_DOCKER_IMAGE}:${STASH_IMAGE_TAG}"
+LABELS = {"app.kubernetes.io/managed-by": "stash.appscode.com"}
+
+
+def _function(name: str, args: list[str], mounts: list[JSON]) -> JSON:
+    return {
+        "apiVersion": "stash.appscode.com/v1beta1",
+        "kind": "Function",
+        "metadata": {"name": name, "labels": dict(LABELS)},
+        "spec": {"image": STASH_IMAGE, "command": ["stash"], "args": args, "volumeMounts": mounts},
+    }
+
+
+def builtin_functions() -> list[JSON]:
+    """The Functions of the PVC Tasks (variables resolved when a Job is built)."""
+    target = {"name": "${targetVolume}", "mountPath": "${TARGET_MOUNT_PATH}"}
+    return [
+        _function("pvc-backup", pvc_backup_args(), [target]),
+        _function("update-status", update_status_args(), []),
+        _function("pvc-restore", pvc_restore_args(), [target]),
+    ]
+
+
+def builtin_tasks() -> list[JSON]:
+    """Tasks `pvc-backup` = [pvc-backup, update-status] and `pvc-restore` = [pvc-restore]."""
+    out = {"name": "outputDir", "value": "/stash-tmp/output"}
+    vol = {"name": "targetVolume", "value": "stash-volume"}
+    pvc_volume = {"name": "stash-volume", "persistentVolumeClaim": {"claimName": "${TARGET_NAME}"}}
+    return [
+        {
+            "apiVersion": "stash.appscode.com/v1beta1",
+            "kind": "Task",
+            "metadata": {"name": "pvc-backup", "labels": dict(LABELS)},
+            "spec": {
+                "steps": [
+                    {"name": "pvc-backup", "params": [out, vol]},
+                    {"name": "update-status", "params": [out]},
+                ],
+                "volumes": [pvc_volume],
+            },
+        },
+        {
+            "apiVersion": "stash.appscode.com/v1beta1",
+            "kind": "Task",
+            "metadata": {"name": "pvc-restore", "labels": dict(LABELS)},
+            "spec": {
+                "steps": [{"name": "pvc-restore", "params": [out, vol]}],
+                "volumes": [pvc_volume],
+            },
+        },
+    ]

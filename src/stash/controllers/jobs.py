@@ -1,0 +1,129 @@
+"""Pure Job building for the job model (§5.5): Task + Functions + invoker -> Job.
+
+`envsubst` resolves `${VAR}` / `${VAR:=default}` in every string of the Task and then
+each Function (precedence: a step's params from the Task < operator inputs < the
+invoker's `task.params`); all steps but the last become init-containers so they run in
+order in one pod sharing `/stash-tmp`; the Task's volumes become pod volumes.
+Not for: creating anything (the reconcilers do).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from stash.kube.client import JSON
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::=([^}]*))?\}")
+TMP_VOLUME = {"name": "stash-tmp-dir", "emptyDir": {}}
+TMP_MOUNT = {"name": "stash-tmp-dir", "mountPath": "/stash-tmp"}
+
+
+def envsubst(value: Any, variables: Mapping[str, str]) -> Any:
+    """Substitute `${VAR}` and `${VAR:=default}` in every string of a JSON value.
+    Unset variables without a default become empty strings, as envsubst does."""
+    if isinstance(value, str):
+
+        def one(m: re.Match[str]) -> str:
+            got = variables.get(m.group(1))
+            if got not in (None, ""):
+                return str(got)
+            return m.group(2) if m.group(2) is not None else ""
+
+        return _VAR.sub(one, value)
+    if isinstance(value, list):
+        return [envsubst(v, variables) for v in value]
+    if isinstance(value, dict):
+        return {k: envsubst(v, variables) for k, v in value.items()}
+    return value
+
+
+def job_name(prefix: str, session: str, index: int, ordinal: int | None = None) -> str:
+    """`<prefix>-<session>-<index>[-<ordinal>]`, middle-truncated to 63 characters."""
+    name = f"{prefix}-{session}-{index}" + (f"-{ordinal}" if ordinal is not None else "")
+    if len(name) <= 63:
+        return name
+    keep = 63 - 1
+    return f"{name[: keep // 2]}-{name[-(keep - keep // 2) :]}"
+
+
+def _params(items: list[JSON] | None) -> dict[str, str]:
+    return {str(p["name"]): str(p.get("value", "")) for p in items or [] if p.get("name")}
+
+
+def build_job(
+    *,
+    name: str,
+    namespace: str,
+    task: JSON,
+    functions: Mapping[str, JSON],
+    inputs: Mapping[str, str],
+    invoker_params: Mapping[str, str],
+    labels: Mapping[str, str],
+    owner: JSON,
+    service_account: str,
+    run_as_user: int,
+    pod_settings: Mapping[str, Any] | None = None,
+    extra_env: list[JSON] | None = None,
+) -> JSON:
+    """The Job that runs `task`'s steps in order for one target (and host)."""
+    task_spec = task.get("spec") or {}
+    containers: list[JSON] = []
+    for i, step in enumerate(task_spec.get("steps") or []):
+        fn = functions.get(step.get("name", ""))
+        if fn is None:
+            raise KeyError(
+                f"Function {step.get('name')} (step {i} of Task "
+                f"{task['metadata']['name']}) not found"
+            )
+        variables = {**_params(step.get("params")), **inputs, **invoker_params}
+        spec = envsubst(fn.get("spec") or {}, variables)
+        container: JSON = {
+            "name": f"{fn['metadata']['name'].replace('.', '-')}-{i}",
+            "image": spec.get("image"),
+            "command": spec.get("command") or [],
+            "args": spec.get("args") or [],
+            "volumeMounts": [*(spec.get("volumeMounts") or []), dict(TMP_MOUNT)],
+            "env": [
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                *(extra_env or []),
+            ],
+            "securityContext": {
+                "allowPrivilegeEscalation": False,
+                "capabilities": {"drop": ["ALL"]},
+            },
+        }
+        if spec.get("workingDir"):
+            container["workingDir"] = spec["workingDir"]
+        containers.append(container)
+    if not containers:
+        raise ValueError(f"Task {task['metadata']['name']} has no steps")
+    variables = {**inputs, **invoker_params}
+    volumes = [*envsubst(task_spec.get("volumes") or [], variables), dict(TMP_VOLUME)]
+    pod: JSON = {
+        "restartPolicy": "Never",
+        "serviceAccountName": service_account,
+        "securityContext": {"runAsUser": run_as_user, "runAsGroup": run_as_user},
+        "initContainers": containers[:-1],
+        "containers": containers[-1:],
+        "volumes": volumes,
+    }
+    for key, value in (pod_settings or {}).items():
+        if value is not None:
+            pod[key] = value
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": dict(labels),
+            "ownerReferences": [owner],
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
+        },
+    }
