@@ -182,8 +182,18 @@ async def _restore_turn(
     live = await ctx.kube.get(RESTORESESSIONS, name, ctx.namespace)
     before = restore_host_entry(live, hostname)
     if before is not None:
-        log.info("host %s already reported %s for %s", hostname, before.phase, name)
-        return 0 if before.phase == "Succeeded" else 1
+        if before.phase == "Succeeded":
+            log.info("host %s was already restored for %s; nothing to do", hostname, name)
+            return 0
+        log.error(
+            "the restore of host %s for %s already ended %s: %s (delete the RestoreSession "
+            "to start the pod without restoring, or fix it and create a new one)",
+            hostname,
+            name,
+            before.phase,
+            before.error,
+        )
+        return 1
     if (live.get("status") or {}).get("phase") in P.FINAL_RESTORE_PHASES:
         log.error("RestoreSession %s is already final; host %s was not restored", name, hostname)
         return 1
