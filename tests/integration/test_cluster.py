@@ -312,3 +312,52 @@ async def test_namespace_deletion_completes(kube: client.ApiClient) -> None:
         return False
 
     await eventually(gone, timeout=90, what=f"namespace {name} deleted")
+
+
+async def test_claims_are_provisioned_and_job_pods_wait_for_a_runner(
+    kube: client.ApiClient, namespace: str
+) -> None:
+    core, batch = client.CoreV1Api(kube), client.BatchV1Api(kube)
+    await core.create_namespaced_persistent_volume_claim(
+        namespace,
+        {
+            "metadata": {"name": "data"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+
+    async def bound() -> Any:
+        pvc = await core.read_namespaced_persistent_volume_claim("data", namespace)
+        return pvc if pvc.status.phase == "Bound" else None
+
+    pvc = await eventually(bound, timeout=30, what="the claim bound by the stand-in provisioner")
+    pv = await core.read_persistent_volume(pvc.spec.volume_name)
+    assert Path(pv.spec.host_path.path).is_dir()
+    job = {
+        "metadata": {"name": "once"},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "c", "image": "busybox"}],
+                    "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}],
+                }
+            },
+        },
+    }
+    await batch.create_namespaced_job(namespace, job)
+
+    async def waiting_pod() -> Any:
+        pods = (await core.list_namespaced_pod(namespace, label_selector="job-name=once")).items
+        if pods and pods[0].status.container_statuses:
+            return pods[0]
+        return None
+
+    pod = await eventually(waiting_pod, timeout=60, what="the Job's pod reported by the kubelet")
+    assert pod.status.phase == "Pending", "no container ran, so the pod must not look Running"
+    assert pod.status.container_statuses[0].state.waiting is not None
+    assert not (await batch.read_namespaced_job("once", namespace)).status.succeeded

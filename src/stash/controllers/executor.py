@@ -211,12 +211,11 @@ async def ensure_backup_executor(
             labels={**(session["metadata"].get("labels") or {})},
             owner=_owner(session),
             service_account=sa,
-            run_as_user=int(
-                ((pod_settings.get("securityContext") or {}).get("runAsUser")) or 65535
-            ),
+            run_as_user=_run_as(pod_settings, 65535),
             pod_settings={
                 k: pod_settings.get(k) for k in ("nodeSelector", "tolerations", "affinity")
             },
+            container_settings=(spec.get("runtimeSettings") or {}).get("container"),
         )
     except (KeyError, ValueError) as exc:
         return False, str(exc)
@@ -303,10 +302,9 @@ async def ensure_restore_executor(ctx: ControllerContext, rs: JSON) -> tuple[boo
                 },
                 owner=_owner(rs),
                 service_account=sa,
-                run_as_user=int(
-                    ((pod_settings.get("securityContext") or {}).get("runAsUser")) or 0
-                ),
+                run_as_user=_run_as(pod_settings, 0),
                 extra_env=[{"name": "POD_ORDINAL", "value": str(ordinal)}],
+                container_settings=(spec.get("runtimeSettings") or {}).get("container"),
             )
         except (KeyError, ValueError) as exc:
             return False, str(exc), replicas
@@ -325,6 +323,12 @@ async def workload_service_account(ctx: ControllerContext, ref: JSON, ns: str) -
     obj = inf.get(f"{ref.get('namespace') or ns}/{ref.get('name')}") if inf else None
     spec = ((obj or {}).get("spec") or {}).get("template", {}).get("spec", {}) if obj else {}
     return str(spec.get("serviceAccountName") or "default")
+
+
+def _run_as(pod_settings: JSON, default: int) -> int:
+    """runtimeSettings.pod.securityContext.runAsUser, else the model's default (0 counts)."""
+    value = (pod_settings.get("securityContext") or {}).get("runAsUser")
+    return default if value is None else int(value)
 
 
 def _owner(obj: JSON) -> JSON:

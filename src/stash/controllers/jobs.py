@@ -65,6 +65,7 @@ def build_job(
     service_account: str,
     run_as_user: int,
     pod_settings: Mapping[str, Any] | None = None,
+    container_settings: Mapping[str, Any] | None = None,
     extra_env: list[JSON] | None = None,
 ) -> JSON:
     """The Job that runs `task`'s steps in order for one target (and host)."""
@@ -97,6 +98,7 @@ def build_job(
         }
         if spec.get("workingDir"):
             container["workingDir"] = spec["workingDir"]
+        _apply_container_settings(container, container_settings or {})
         containers.append(container)
     if not containers:
         raise ValueError(f"Task {task['metadata']['name']} has no steps")
@@ -127,3 +129,17 @@ def build_job(
             "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
         },
     }
+
+
+def _apply_container_settings(container: JSON, settings: Mapping[str, Any]) -> None:
+    """runtimeSettings.container on a step (§1.1): env/envFrom appended (a name given
+    twice: the setting wins), resources, probes and securityContext replaced."""
+    env = {e["name"]: e for e in container.get("env") or []}
+    for e in settings.get("env") or []:
+        env[e["name"]] = e
+    container["env"] = list(env.values())
+    if settings.get("envFrom"):
+        container["envFrom"] = list(settings["envFrom"])
+    for key in ("resources", "securityContext", "livenessProbe", "readinessProbe", "lifecycle"):
+        if settings.get(key) is not None:
+            container[key] = settings[key]

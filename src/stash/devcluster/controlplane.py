@@ -339,6 +339,7 @@ class ControlPlane:
             "stash.devcluster.kubelet",
             f"--kubeconfig={self.kubeconfig}",
             f"--nodes={self.nodes}",
+            f"--volumes-dir={self.state_dir / 'volumes'}",
         ]
         self._spawn_cmd("kubelet", cmd)
 

@@ -4,8 +4,10 @@ There is no container runtime on our machines, so no container ever runs here. T
 process registers `--nodes` Node objects with generous capacity and a Ready condition,
 then watches Pods bound to them: a scheduled Pod gets status Running/Ready (init
 containers reported completed), and a Pod being deleted is removed at once, as a kubelet
-would after its containers stopped. Tests that need a container's process run it with
-the pod runner instead.
+would after its containers stopped. With `--volumes-dir` it also plays a local-path
+provisioner: an unbound PersistentVolumeClaim gets a hostPath PersistentVolume under
+that directory, pre-bound to it (KCM's binder completes the binding). Tests that need
+a container's process run it with the pod runner instead.
 
 Run: `python -m stash.devcluster.kubelet --kubeconfig PATH --nodes 2`.
 """
@@ -21,6 +23,7 @@ import json
 import logging
 import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -140,6 +143,55 @@ def node_status() -> dict[str, Any]:
     }
 
 
+def _runs_to_completion(pod: dict[str, Any]) -> bool:
+    """Job pods: pretending they ran would complete Jobs that never ran anything."""
+    owners = pod.get("metadata", {}).get("ownerReferences") or []
+    return any(o.get("kind") == "Job" for o in owners)
+
+
+def _waiting_status(pod: dict[str, Any], now: str) -> dict[str, Any]:
+    """A Job pod as a kubelet reports it before its containers start: Pending, every
+    container waiting. Only the pod runner (or nobody) moves it on."""
+    spec = pod.get("spec", {})
+
+    def waiting(c: dict[str, Any], reason: str) -> dict[str, Any]:
+        return {
+            "name": c["name"],
+            "image": c.get("image", ""),
+            "imageID": "",
+            "ready": False,
+            "restartCount": 0,
+            "state": {"waiting": {"reason": reason}},
+        }
+
+    inits = spec.get("initContainers", [])
+    return {
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+                {
+                    "type": "Initialized",
+                    "status": "False" if inits else "True",
+                    "lastTransitionTime": now,
+                },
+                {"type": "ContainersReady", "status": "False", "lastTransitionTime": now},
+                {"type": "Ready", "status": "False", "lastTransitionTime": now},
+            ],
+            "hostIP": POD_IP,
+            "hostIPs": [{"ip": POD_IP}],
+            "podIP": POD_IP,
+            "podIPs": [{"ip": POD_IP}],
+            "startTime": now,
+            "initContainerStatuses": [waiting(c, "PodInitializing") for c in inits],
+            "containerStatuses": [
+                waiting(c, "PodInitializing" if inits else "ContainerCreating")
+                for c in spec.get("containers", [])
+            ],
+        }
+    }
+
+
 def running_status(pod: dict[str, Any]) -> dict[str, Any]:
     """The status a kubelet reports once every container of `pod` started."""
     now = _now()
@@ -173,6 +225,8 @@ def running_status(pod: dict[str, Any]) -> dict[str, Any]:
             },
         }
 
+    if _runs_to_completion(pod):
+        return _waiting_status(pod, now)
     conds = [
         {"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": now}
         for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
@@ -192,12 +246,41 @@ def running_status(pod: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class Kubelet:
-    """Registers nodes and keeps the Pods bound to them moving."""
+def persistent_volume_for(claim: dict[str, Any], root: Path) -> dict[str, Any]:
+    """A hostPath PersistentVolume pre-bound to `claim`, as a local-path provisioner
+    makes: its directory is `root/<namespace>-<claim>`."""
+    meta, spec = claim["metadata"], claim.get("spec") or {}
+    ns, name = meta["namespace"], meta["name"]
+    size = ((spec.get("resources") or {}).get("requests") or {}).get("storage", "1Gi")
+    pv: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {
+            "name": f"pv-{ns}-{name}"[:253],
+            "labels": {"stash.dev/provisioned-for": f"{ns}.{name}"[:63]},
+        },
+        "spec": {
+            "capacity": {"storage": size},
+            "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Delete",
+            "hostPath": {"path": str(root / f"{ns}-{name}"), "type": "DirectoryOrCreate"},
+            "claimRef": {"namespace": ns, "name": name, "uid": meta["uid"]},
+        },
+    }
+    if spec.get("storageClassName"):
+        pv["spec"]["storageClassName"] = spec["storageClassName"]
+    if spec.get("volumeMode"):
+        pv["spec"]["volumeMode"] = spec["volumeMode"]
+    return pv
 
-    def __init__(self, api: _Api, nodes: list[str]) -> None:
+
+class Kubelet:
+    """Registers nodes, keeps the Pods bound to them moving, provisions claims."""
+
+    def __init__(self, api: _Api, nodes: list[str], volumes_dir: Path | None = None) -> None:
         self.api = api
         self.nodes = set(nodes)
+        self.volumes_dir = volumes_dir
 
     async def register(self) -> None:
         for name in sorted(self.nodes):
@@ -244,7 +327,8 @@ class Kubelet:
             if code not in (200, 404, 409):
                 log.warning("deleting pod %s/%s: HTTP %s: %s", ns, name, code, resp)
             return
-        if pod.get("status", {}).get("phase", "Pending") != "Pending":
+        status = pod.get("status", {})
+        if status.get("phase", "Pending") != "Pending" or status.get("containerStatuses"):
             return
         code, resp = await self.api.call(
             "PATCH", path + "/status", running_status(pod), "application/merge-patch+json"
@@ -252,40 +336,64 @@ class Kubelet:
         if code not in (200, 404):
             log.warning("pod %s/%s status: HTTP %s: %s", ns, name, code, resp)
 
+    async def provision(self, claim: dict[str, Any]) -> None:
+        """Give an unbound claim a hostPath volume (a local-path provisioner's job)."""
+        if self.volumes_dir is None or claim["metadata"].get("deletionTimestamp"):
+            return
+        spec = claim.get("spec") or {}
+        if spec.get("volumeName") or (claim.get("status") or {}).get("phase") == "Bound":
+            return
+        if (spec.get("dataSource") or spec.get("dataSourceRef")) is not None:
+            return  # snapshots and clones need a CSI driver; leave them Pending
+        pv = persistent_volume_for(claim, self.volumes_dir)
+        await asyncio.to_thread(
+            Path(pv["spec"]["hostPath"]["path"]).mkdir, parents=True, exist_ok=True, mode=0o777
+        )
+        code, body = await self.api.call("POST", "/api/v1/persistentvolumes", pv)
+        if code not in (201, 409):
+            log.warning("provisioning %s: HTTP %s: %s", pv["metadata"]["name"], code, body)
+
     async def run(self) -> None:
         await self.register()
         beat = asyncio.create_task(self.heartbeats())
+        claims = asyncio.create_task(
+            self._forever("/api/v1/persistentvolumeclaims", self.provision)
+        )
         try:
-            while True:
-                try:
-                    await self._list_and_watch()
-                except (_Gone, aiohttp.ClientError, RuntimeError, TimeoutError) as exc:
-                    log.info("pod watch restarts: %s", exc)
-                    await asyncio.sleep(1)
+            await self._forever("/api/v1/pods", self.handle)
         finally:
             beat.cancel()
+            claims.cancel()
 
-    async def _list_and_watch(self) -> None:
-        code, body = await self.api.call("GET", "/api/v1/pods")
+    async def _forever(self, path: str, handle: Any) -> None:
+        while True:
+            try:
+                await self._list_and_watch(path, handle)
+            except (_Gone, aiohttp.ClientError, RuntimeError, TimeoutError) as exc:
+                log.info("watch of %s restarts: %s", path, exc)
+                await asyncio.sleep(1)
+
+    async def _list_and_watch(self, path: str, handle: Any) -> None:
+        code, body = await self.api.call("GET", path)
         if code != 200:
-            raise RuntimeError(f"list pods: HTTP {code}")
-        for pod in body.get("items", []):
-            await self.handle(pod)
+            raise RuntimeError(f"list {path}: HTTP {code}")
+        for obj in body.get("items", []):
+            await handle(obj)
         rv = body["metadata"]["resourceVersion"]
-        async for ev in self.api.watch("/api/v1/pods", rv):
+        async for ev in self.api.watch(path, rv):
             kind, obj = ev.get("type"), ev.get("object", {})
             if kind == "ERROR":
                 if obj.get("code") == 410:
                     raise _Gone()
                 raise RuntimeError(f"watch error: {obj}")
             if kind in ("ADDED", "MODIFIED"):
-                await self.handle(obj)
+                await handle(obj)
 
 
-async def _main(cfg: dict[str, Any], nodes: int) -> None:
+async def _main(cfg: dict[str, Any], nodes: int, volumes_dir: Path | None) -> None:
     api = _Api(cfg)
     try:
-        await Kubelet(api, [f"node-{i}" for i in range(nodes)]).run()
+        await Kubelet(api, [f"node-{i}" for i in range(nodes)], volumes_dir).run()
     finally:
         await api.session.close()
 
@@ -295,12 +403,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="stash-dev-kubelet")
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--nodes", type=int, default=2)
+    parser.add_argument("--volumes-dir", type=Path, help="provision claims as hostPath here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with open(args.kubeconfig) as f:
         cfg = json.load(f)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main(cfg, args.nodes))
+        asyncio.run(_main(cfg, args.nodes, args.volumes_dir))
 
 
 if __name__ == "__main__":

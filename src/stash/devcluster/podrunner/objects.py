@@ -14,6 +14,7 @@ import asyncio
 import base64
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from stash.kube.client import JSON, Kube, NotFound, Resource
@@ -22,6 +23,10 @@ SECRETS = Resource("", "v1", "secrets", "Secret")
 CONFIG_MAPS = Resource("", "v1", "configmaps", "ConfigMap")
 SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount")
 PODS = Resource("", "v1", "pods", "Pod")
+
+
+_PVCS = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")
+_PVS = Resource("", "v1", "persistentvolumes", "PersistentVolume", namespaced=False)
 
 
 class PodRunnerError(Exception):
@@ -58,6 +63,24 @@ class PodObjects:
                 await asyncio.sleep(0.5)
         self._cache[key] = obj
         return obj
+
+    async def claim_path(self, claim: str) -> Path:
+        """The host directory behind a bound PersistentVolumeClaim (a hostPath or local
+        PersistentVolume, as the dev cluster's provisioner makes)."""
+        pvc = await self._get(_PVCS, claim, False)
+        assert pvc is not None
+        volume = (pvc.get("spec") or {}).get("volumeName")
+        if not volume or (pvc.get("status") or {}).get("phase") != "Bound":
+            raise PodRunnerError(f"PersistentVolumeClaim {self.namespace}/{claim} is not bound")
+        pv = await self.kube.get(_PVS, volume)
+        spec = pv.get("spec") or {}
+        path = (spec.get("hostPath") or {}).get("path") or (spec.get("local") or {}).get("path")
+        if not path:
+            raise PodRunnerError(
+                f"PersistentVolume {volume} (of claim {self.namespace}/{claim}) has no "
+                "hostPath or local path: map the volume with volumes={...}"
+            )
+        return Path(path)
 
     async def secret(self, name: str, optional: bool = False) -> dict[str, bytes] | None:
         """A Secret's decoded data, or None when it is optional and missing."""

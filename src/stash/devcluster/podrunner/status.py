@@ -132,6 +132,9 @@ async def wait_until_started(kube: Kube, pod: JSON, timeout: float = 10.0) -> No
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
         current = await kube.get(PODS, meta["name"], meta["namespace"])
-        if (current.get("status") or {}).get("phase", "Pending") != "Pending":
+        status = current.get("status") or {}
+        # Reported by the kubelet: out of Pending, or container statuses written (the
+        # stand-in kubelet leaves Job pods Pending with waiting containers).
+        if status.get("phase", "Pending") != "Pending" or status.get("containerStatuses"):
             return
         await asyncio.sleep(0.2)

@@ -111,6 +111,8 @@ class PodVolumes:
         if kind == "hostPath":
             host: Path = _host_path(name, volume["hostPath"])
             return host
+        if kind == "persistentVolumeClaim":
+            return await self.objects.claim_path(str(volume[kind].get("claimName", "")))
         if kind not in _MADE_HERE:
             raise PodRunnerError(
                 f"volume {name!r} ({kind}) has no local directory: "

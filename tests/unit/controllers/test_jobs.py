@@ -1,0 +1,96 @@
+"""The job model's Job from the built-in pvc-backup Task: variables resolved, steps in
+order (all but the last as init-containers), the PVC mounted where the target says."""
+
+from __future__ import annotations
+
+import pytest
+
+from stash.agent.steps import BACKUP_PVC_FLAGS
+from stash.controllers.catalog import builtin_functions, builtin_tasks
+from stash.controllers.jobs import build_job, envsubst, job_name
+
+
+def test_envsubst_defaults_and_unknowns() -> None:
+    v = {"A": "1", "EMPTY": ""}
+    assert envsubst("${A}/${B:=two}/${EMPTY:=x}/${C}", v) == "1/two/x/"
+    assert envsubst({"k": ["${A}", 3]}, v) == {"k": ["1", 3]}
+
+
+def test_job_name_is_at_most_63_characters() -> None:
+    assert (
+        job_name("stash-backup", "pvc-backup-1700000000", 0)
+        == "stash-backup-pvc-backup-1700000000-0"
+    )
+    long = job_name("stash-restore", "r" * 80, 0, 3)
+    assert len(long) == 63 and long.startswith("stash-restore-") and long.endswith("-0-3")
+
+
+def _pvc_backup_job(params: dict[str, str] | None = None) -> dict:  # type: ignore[type-arg]
+    functions = {f["metadata"]["name"]: f for f in builtin_functions()}
+    task = next(t for t in builtin_tasks() if t["metadata"]["name"] == "pvc-backup")
+    return build_job(
+        name="stash-backup-pvc-backup-1-0",
+        namespace="demo",
+        task=task,
+        functions=functions,
+        inputs={
+            "TARGET_NAME": "data-pvc",
+            "TARGET_PATHS": "/source/data",
+            "TARGET_MOUNT_PATH": "/source/data",
+            "BACKUP_SESSION": "pvc-backup-1",
+            "NAMESPACE": "demo",
+            "HOSTNAME": "host-0",
+            "STASH_DOCKER_REGISTRY": "reg",
+            "STASH_DOCKER_IMAGE": "stash",
+            "STASH_IMAGE_TAG": "1.0",
+        },
+        invoker_params=params or {},
+        labels={"a": "b"},
+        owner={"kind": "BackupSession", "name": "pvc-backup-1", "uid": "u"},
+        service_account="stash-agent",
+        run_as_user=65535,
+    )
+
+
+def test_pvc_backup_job_matches_the_documented_shape() -> None:
+    job = _pvc_backup_job()
+    pod = job["spec"]["template"]["spec"]
+    (backup,) = pod["initContainers"]
+    (update,) = pod["containers"]
+    assert (backup["name"], update["name"]) == ("pvc-backup-0", "update-status-1")
+    assert backup["image"] == "reg/stash:1.0" and backup["command"] == ["stash"]
+    assert backup["args"][0] == "backup-pvc"
+    assert "--backup-paths=/source/data" in backup["args"]
+    assert "--hostname=host-0" in backup["args"]
+    assert "--output-dir=/stash-tmp/output" in backup["args"]
+    assert not any("${" in a for a in backup["args"] + update["args"]), "all variables resolved"
+    mounts = {m["name"]: m["mountPath"] for m in backup["volumeMounts"]}
+    assert mounts == {"stash-volume": "/source/data", "stash-tmp-dir": "/stash-tmp"}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["stash-volume"]["persistentVolumeClaim"]["claimName"] == "data-pvc"
+    assert pod["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] == 0
+    assert pod["securityContext"]["runAsUser"] == 65535
+    assert {f.name for f in BACKUP_PVC_FLAGS} == {a.split("=")[0][2:] for a in backup["args"][1:]}
+
+
+def test_invoker_params_win_over_operator_inputs() -> None:
+    job = _pvc_backup_job({"HOSTNAME": "custom"})
+    (backup,) = job["spec"]["template"]["spec"]["initContainers"]
+    assert "--hostname=custom" in backup["args"]
+
+
+def test_missing_function_is_a_clear_error() -> None:
+    task = next(t for t in builtin_tasks() if t["metadata"]["name"] == "pvc-backup")
+    with pytest.raises(KeyError, match="Function update-status"):
+        build_job(
+            name="j",
+            namespace="n",
+            task=task,
+            functions={"pvc-backup": builtin_functions()[0]},
+            inputs={},
+            invoker_params={},
+            labels={},
+            owner={},
+            service_account="sa",
+            run_as_user=0,
+        )
