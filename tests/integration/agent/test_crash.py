@@ -1,0 +1,121 @@
+"""The sidecar dies mid-backup (killed with its restic, as a container's processes die
+with it): the operator fails the host once its heartbeat stops, and the next session
+succeeds on its own — the dead backup's repository lock is cleared, not waited for."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from stash.controllers.resources import BACKUPCONFIGURATIONS, DEPLOYMENTS, REPOSITORIES, SECRETS
+from stash.devcluster.podrunner import PodRunner, RunningContainer
+from stash.kube.client import Kube
+from tests.integration.agent.conftest import (
+    backup_configuration,
+    condition,
+    create_objects,
+    deployment,
+    finished,
+    host_restic,
+    host_stats,
+    injected_pods,
+    local_repository,
+    ready_invoker,
+    secret,
+    trigger,
+    write_tree,
+)
+from tests.integration.operator.conftest import OperatorFactory
+from tests.support.cluster import eventually
+
+pytestmark = pytest.mark.cluster
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (restic runs in its own session, not its group)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        children = [p for p, parent in parents.items() if parent == current]
+        found += children
+        frontier += children
+    return found
+
+
+async def _kill_container(handle: RunningContainer) -> None:
+    """SIGKILL the container's main process and everything it started, at once."""
+    for pid in _descendants(handle.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    handle.kill()
+    await handle.wait(30)
+
+
+async def test_next_session_succeeds_after_the_sidecar_was_killed_mid_backup(
+    rawkube: Kube,
+    run_operator: OperatorFactory,
+    namespace: str,
+    agent_rbac: None,
+    runner: PodRunner,
+    restic_bin: str,
+    tmp_path: Path,
+) -> None:
+    await run_operator(executor_heartbeat_timeout=6)
+    repo_dir = tmp_path / "repo"
+    # A slow upload (KiB/s) keeps the backup running long enough to kill it mid-way.
+    bc = backup_configuration(restic_bin, args=["--limit-upload", "512"])
+    await create_objects(
+        rawkube,
+        namespace,
+        [
+            (SECRETS, secret()),
+            (REPOSITORIES, local_repository(repo_dir)),
+            (DEPLOYMENTS, deployment()),
+            (BACKUPCONFIGURATIONS, bc),
+        ],
+    )
+    await ready_invoker(rawkube, namespace)
+    (pod,) = await injected_pods(rawkube, namespace, "web", "stash")
+    data = tmp_path / "data"
+    write_tree(data, {"big.bin": os.urandom(5 * 1024 * 1024)})
+    sidecar = await runner.run(pod, "stash", volumes={"data": data})
+
+    first = await trigger(rawkube, namespace)
+    locks = repo_dir / "locks"
+
+    async def backing_up() -> list[str] | None:
+        found = sorted(p.name for p in locks.iterdir()) if locks.is_dir() else []
+        return found or None
+
+    held = await eventually(backing_up, timeout=60, what="restic backup holding a lock")
+    await _kill_container(sidecar)
+    assert set(held) <= {p.name for p in locks.iterdir()}, "the dead backup's lock stays behind"
+
+    failed = await finished(rawkube, namespace, first, timeout=60)
+    assert failed["status"]["phase"] == "Failed", failed["status"]
+    host = host_stats(failed)["host-0"]
+    assert host["phase"] == "Failed" and "heartbeat" in host["error"]
+
+    restarted = await runner.run(pod, "stash", volumes={"data": data})
+    second = await trigger(rawkube, namespace)
+    session = await finished(rawkube, namespace, second, timeout=120, logs=[restarted])
+    assert session["status"]["phase"] == "Succeeded", (session["status"], restarted.logs())
+    assert condition(session, "RetentionPolicyApplied")["status"] == "True"
+    assert not set(held) & {p.name for p in locks.iterdir()}, "the stale lock was removed"
+    assert "removed stale lock" in restarted.logs()
+
+    restic = host_restic({"local": {"mountPath": str(repo_dir)}}, restic_bin, tmp_path / "s")
+    (snapshot,) = await restic.snapshots()
+    assert snapshot.short_id == host_stats(session)["host-0"]["snapshots"][0]["name"]
