@@ -14,6 +14,7 @@ logged.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import secrets
@@ -164,6 +165,14 @@ async def open_repository(
         scratch_dir=settings.scratch_dir,
         secret_name=secret_name,
     )
+    local = target.local_path
+    if local is not None and not await asyncio.to_thread(os.path.isdir, local):
+        # restic would create it, and the backup would go to the container's own
+        # filesystem, gone with the container.
+        raise AgentError(
+            f"the local backend of {where} is mounted at {local}, which does not exist in "
+            "this pod: its volume is not mounted here (the pod was not injected with it)"
+        )
     return RepositoryHandle(name, namespace, repo, Restic(target, settings.options()))
 
 

@@ -62,7 +62,8 @@ async def agent_rbac(rawkube: Kube, namespace: str) -> None:  # noqa: F811
             live = await rawkube.get(CLUSTER_ROLES, role["metadata"]["name"])
             role["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
             await rawkube.replace(CLUSTER_ROLES, role)
-    for name in ("stash-sidecar", "stash-restore-init-container"):
+    for role in agent_cluster_roles():
+        name = role["metadata"]["name"]
         binding = {
             "metadata": {"name": name},
             "roleRef": {
