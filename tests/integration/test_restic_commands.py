@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,38 @@ async def test_too_old_restic_is_refused_with_both_versions(
     with pytest.raises(ResticTooOld) as info:
         await restic.snapshots()
     assert "0.16.4" in str(info.value) and str(MINIMUM) in str(info.value)
+
+
+async def test_restic_runs_niced_with_its_temp_dir_and_no_secret_in_argv(
+    local_storage: Storage, make_restic: MakeRestic
+) -> None:
+    restic = make_restic(local_storage, nice=7, ionice_class=3, limit_upload=10_000)
+    await restic.init()
+    task = asyncio.create_task(restic.backup_command(["sleep", "60"], filename="x"))
+    try:
+        deadline = time.monotonic() + 60
+        while not (locks := await restic.locks()):
+            assert time.monotonic() < deadline, "restic never took its lock"
+            await asyncio.sleep(0.2)
+        pid = locks[0].pid
+        with open(f"/proc/{pid}/stat") as f:
+            nice = int(f.read().rpartition(")")[2].split()[16])
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
+        proc = await asyncio.create_subprocess_exec(
+            "ionice", "-p", str(pid), stdout=asyncio.subprocess.PIPE
+        )
+        ionice = (await proc.communicate())[0].decode()
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert nice == 7
+    assert "idle" in ionice
+    assert b"--limit-upload" in argv
+    password = local_storage.secret["RESTIC_PASSWORD"]
+    assert not any(password in a for a in argv)
+    assert restic.options.temp_dir is not None
+    assert env[b"TMPDIR"] == restic.options.temp_dir.encode()
