@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -36,21 +37,34 @@ from stash.kube.client import Kube, KubeError, NotFound
 from stash.kube.leader import LEASES
 from stash.restic import LockCleanup, LockInfo, Restic, ResticError, remove_stale_locks
 
-__all__ = ["clear_stale_locks"]
+__all__ = ["Beat", "clear_stale_locks", "owner_gone"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class _Beat:
+class Beat:
+    """A heartbeat Lease as the lock judgement needs it."""
+
     holder: str
     renewed: dt.datetime
     session_over: bool
 
 
-async def _dead_heartbeats(kube: Kube, namespace: str) -> list[_Beat]:
+def owner_gone(lock: LockInfo, beats: Sequence[Beat]) -> bool:
+    """Whether `lock` belongs to an executor whose heartbeat stopped in a final session:
+    its host holds such a heartbeat and the lock is no newer than that heartbeat's last
+    renewal plus two renew periods (a live executor's locks are always newer)."""
+    margin = dt.timedelta(seconds=2 * RENEW_EVERY)
+    return any(
+        b.session_over and b.holder == lock.hostname and lock.time <= b.renewed + margin
+        for b in beats
+    )
+
+
+async def _heartbeats(kube: Kube, namespace: str) -> list[Beat]:
     leases = await kube.list(LEASES, namespace, label_selector=HEARTBEAT_LABEL_SESSION)
-    beats: list[_Beat] = []
+    beats: list[Beat] = []
     phases: dict[str, bool] = {}
     for lease in leases.get("items") or []:
         spec = lease.get("spec") or {}
@@ -66,7 +80,7 @@ async def _dead_heartbeats(kube: Kube, namespace: str) -> list[_Beat]:
             except NotFound:
                 phases[session] = True
         beats.append(
-            _Beat(
+            Beat(
                 holder=str(spec["holderIdentity"]),
                 renewed=dt.datetime.fromisoformat(str(renewed).replace("Z", "+00:00")),
                 session_over=phases[session],
@@ -85,20 +99,12 @@ async def clear_stale_locks(kube: Kube, restic: Restic, namespace: str) -> LockC
         if not await restic.lock_ids():
             return None
         try:
-            beats = await _dead_heartbeats(kube, namespace)
+            beats = await _heartbeats(kube, namespace)
         except (KubeError, aiohttp.ClientError, TimeoutError) as exc:
             log.info("heartbeats unreadable (%s); judging locks by this pod only", exc)
             beats = []
-        margin = dt.timedelta(seconds=2 * RENEW_EVERY)
-
-        def owner_gone(lock: LockInfo) -> bool:
-            return any(
-                b.session_over and b.holder == lock.hostname and lock.time <= b.renewed + margin
-                for b in beats
-            )
-
         cleanup = await remove_stale_locks(
-            restic, min_age=dt.timedelta(0), session_final=owner_gone
+            restic, min_age=dt.timedelta(0), session_final=lambda lock: owner_gone(lock, beats)
         )
     except ResticError as exc:
         log.warning("could not check %s for stale locks: %s", restic.target.display, exc)

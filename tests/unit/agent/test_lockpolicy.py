@@ -1,0 +1,29 @@
+"""Which foreign restic locks the agent judges stale from heartbeats (pure rule)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from stash.agent.lockpolicy import Beat, owner_gone
+from stash.restic import LockInfo
+
+T = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def lock(host: str, at: dt.datetime) -> LockInfo:
+    return LockInfo(id="a" * 64, time=at, hostname=host, pid=42)
+
+
+def test_lock_of_an_executor_whose_heartbeat_stopped_in_a_final_session_is_stale() -> None:
+    beats = [Beat(holder="web-1", renewed=T, session_over=True)]
+    assert owner_gone(lock("web-1", T - dt.timedelta(minutes=3)), beats)
+    assert owner_gone(lock("web-1", T + dt.timedelta(seconds=4)), beats)  # taken just before death
+
+
+def test_locks_of_live_or_unrelated_executors_stay() -> None:
+    running = [Beat(holder="web-1", renewed=T, session_over=False)]
+    assert not owner_gone(lock("web-1", T), running), "session still running"
+    dead = [Beat(holder="web-1", renewed=T, session_over=True)]
+    assert not owner_gone(lock("web-1", T + dt.timedelta(minutes=2)), dead), "a newer backup"
+    assert not owner_gone(lock("web-2", T), dead), "another host"
+    assert not owner_gone(lock("web-1", T), []), "no heartbeat known"
