@@ -43,7 +43,13 @@ from stash.restic import (
     WrongPassword,
 )
 
-__all__ = ["BackupRequest", "backup_host", "initialize_repository"]
+__all__ = [
+    "BackupRequest",
+    "backup_host",
+    "failed_host",
+    "initialize_repository",
+    "request_from_target",
+]
 
 log = logging.getLogger(__name__)
 

@@ -31,6 +31,7 @@ from stash.restic import parse_bytes
 __all__ = [
     "MetricLabels",
     "PushResult",
+    "RepositoryFacts",
     "host_backup_registry",
     "host_restore_registry",
     "push",

@@ -35,6 +35,7 @@ __all__ = [
     "Assignment",
     "TargetKey",
     "backup_assignment",
+    "failed_paths_message",
     "is_last_host",
     "other_targets_done",
     "processing_time",
