@@ -53,6 +53,8 @@ fmt: $(STAMP)
 
 manifests: $(STAMP)
 	$(BIN)/stash crds --out-dir manifests/crds
+	$(BIN)/stash webhook --render-to webhooks
+	$(BIN)/python -c 'from stash.agent.rbac import write_manifests; write_manifests("manifests/rbac")'
 
 run: install
 	$(BIN)/stash dev demo

@@ -8,12 +8,12 @@ does) runs the demo backup and restore. Library code lives in `stash.devcluster`
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
-from stash.devcluster import ControlPlane, ControlPlaneError
+from stash.devcluster import ControlPlaneError
+from stash.devcluster.local import ensure_up, tear_down
 
 DEFAULT_DIR = Path(".stash-dev")
 
@@ -33,37 +33,27 @@ def register(sub: Any) -> None:
 
 def _up(args: argparse.Namespace) -> int:
     state_dir: Path = args.dir
-    if (state_dir / "state.json").exists():
-        cp = ControlPlane.attach(state_dir)
-        if cp.running():
-            print(f"already running: {cp.server}\nexport KUBECONFIG={cp.kubeconfig.resolve()}")
-            return 0
-        cp.stop()
-    cp = ControlPlane(state_dir / "cluster", nodes=args.nodes)
     try:
-        cp.start()
+        cp, started = ensure_up(state_dir, nodes=args.nodes)
     except ControlPlaneError as exc:
         print(f"stash dev up: {exc}", file=sys.stderr)
         return 1
-    # The handle lives at the top of the state dir; the kubeconfig too.
-    shutil.copy(cp.kubeconfig, state_dir / "kubeconfig")
-    shutil.copy(cp.state_dir / "state.json", state_dir / "state.json")
-    print(
-        f"control plane up: {cp.server}\nexport KUBECONFIG={(state_dir / 'kubeconfig').resolve()}"
-    )
+    what = "control plane up" if started else "already running"
+    print(f"{what}: {cp.server}\nexport KUBECONFIG={(state_dir / 'kubeconfig').resolve()}")
     return 0
 
 
 def _down(args: argparse.Namespace) -> int:
-    state_dir: Path = args.dir
-    if (state_dir / "state.json").exists():
-        ControlPlane.attach(state_dir).stop()
+    if tear_down(args.dir):
         print("control plane stopped")
-    shutil.rmtree(state_dir, ignore_errors=True)
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    print("stash dev demo: not yet (the demo backup and restore lands with the agent issue)")
-    print("meanwhile: `make cluster-up` starts the local control plane")
-    return 0
+    from stash.devcluster.demo import run_demo
+
+    try:
+        return run_demo(args.dir)
+    except ControlPlaneError as exc:
+        print(f"stash dev demo: {exc}", file=sys.stderr)
+        return 1

@@ -46,6 +46,8 @@ CONTROLLERS = [
     "serviceaccount-controller",
     "root-ca-certificate-publisher-controller",
     "persistentvolume-binder-controller",
+    "persistentvolumeclaim-protection-controller",
+    "persistentvolume-protection-controller",
     "ttl-after-finished-controller",
 ]
 

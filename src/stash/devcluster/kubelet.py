@@ -21,6 +21,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import shutil
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -256,14 +257,17 @@ def persistent_volume_for(claim: dict[str, Any], root: Path) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "PersistentVolume",
         "metadata": {
-            "name": f"pv-{ns}-{name}"[:253],
+            "name": f"pv-{ns}-{name}-{meta['uid'][:8]}"[:253],
             "labels": {"stash.dev/provisioned-for": f"{ns}.{name}"[:63]},
         },
         "spec": {
             "capacity": {"storage": size},
             "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
             "persistentVolumeReclaimPolicy": "Delete",
-            "hostPath": {"path": str(root / f"{ns}-{name}"), "type": "DirectoryOrCreate"},
+            "hostPath": {
+                "path": str(root / f"{ns}-{name}-{meta['uid'][:8]}"),
+                "type": "DirectoryOrCreate",
+            },
             "claimRef": {"namespace": ns, "name": name, "uid": meta["uid"]},
         },
     }
@@ -353,17 +357,30 @@ class Kubelet:
         if code not in (201, 409):
             log.warning("provisioning %s: HTTP %s: %s", pv["metadata"]["name"], code, body)
 
+    async def reclaim(self, pv: dict[str, Any]) -> None:
+        """Delete a volume we provisioned once its claim is gone (reclaim policy Delete)."""
+        labels = pv.get("metadata", {}).get("labels") or {}
+        phase = (pv.get("status") or {}).get("phase")
+        if "stash.dev/provisioned-for" not in labels or phase not in ("Released", "Failed"):
+            return
+        path = ((pv.get("spec") or {}).get("hostPath") or {}).get("path")
+        if self.volumes_dir is not None and path and Path(path).parent == self.volumes_dir:
+            await asyncio.to_thread(shutil.rmtree, path, True)
+        await self.api.call("DELETE", f"/api/v1/persistentvolumes/{pv['metadata']['name']}")
+
     async def run(self) -> None:
         await self.register()
         beat = asyncio.create_task(self.heartbeats())
         claims = asyncio.create_task(
             self._forever("/api/v1/persistentvolumeclaims", self.provision)
         )
+        volumes = asyncio.create_task(self._forever("/api/v1/persistentvolumes", self.reclaim))
         try:
             await self._forever("/api/v1/pods", self.handle)
         finally:
             beat.cancel()
             claims.cancel()
+            volumes.cancel()
 
     async def _forever(self, path: str, handle: Any) -> None:
         while True:

@@ -1,0 +1,195 @@
+"""What the demo creates and checks: the objects a user writes, the sample data, and
+small helpers for S3 and for comparing trees (used by `stash.devcluster.demo`)."""
+
+from __future__ import annotations
+
+import filecmp
+import random
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from stash.controllers.resources import (
+    BACKUPCONFIGURATIONS,
+    DEPLOYMENTS,
+    PVCS,
+    REPOSITORIES,
+    SECRETS,
+)
+from stash.kube.client import JSON, Resource
+
+PASSWORD = "demo-password-not-for-production"
+S3_KEY, S3_SECRET = "demo", "demo-secret-key"
+
+
+def agent_env(restic_dir: Path) -> list[JSON]:
+    # What the agent image's ENV would set: `stash` and `restic` on PATH.
+    venv_bin = Path(sys.executable).parent
+    path = f"{venv_bin}:{restic_dir}:/usr/local/bin:/usr/bin:/bin"
+    return [{"name": "PATH", "value": path}]
+
+
+def make_data(root: Path) -> None:
+    rng = random.Random(42)
+    (root / "docs").mkdir(parents=True, exist_ok=True)
+    (root / "index.html").write_text("<h1>hello from the stash demo</h1>\n")
+    (root / "docs" / "notes with spaces.txt").write_text("ünïcödé and spaces survive\n")
+    (root / "blob.bin").write_bytes(rng.randbytes(2 * 1024 * 1024))
+
+
+def demo_objects(demo: Path, s3_endpoint: str, env: list[JSON]) -> list[tuple[Resource, JSON]]:
+    runtime = {"container": {"env": env}, "pod": {"securityContext": {"runAsUser": 0}}}
+    app = {"app": "web"}
+    return [
+        (
+            SECRETS,
+            {
+                "metadata": {"name": "demo-secret"},
+                "stringData": {
+                    "RESTIC_PASSWORD": PASSWORD,
+                    "AWS_ACCESS_KEY_ID": S3_KEY,
+                    "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+                },
+            },
+        ),
+        (
+            REPOSITORIES,
+            {
+                "apiVersion": "stash.appscode.com/v1alpha1",
+                "kind": "Repository",
+                "metadata": {"name": "local-repo"},
+                "spec": {
+                    "backend": {
+                        "storageSecretName": "demo-secret",
+                        "local": {
+                            "hostPath": {"path": str(demo / "local-repo")},
+                            "mountPath": "/safe/repo",
+                        },
+                    }
+                },
+            },
+        ),
+        (
+            REPOSITORIES,
+            {
+                "apiVersion": "stash.appscode.com/v1alpha1",
+                "kind": "Repository",
+                "metadata": {"name": "s3-repo"},
+                "spec": {
+                    "backend": {
+                        "storageSecretName": "demo-secret",
+                        "s3": {"endpoint": s3_endpoint, "bucket": "demo", "prefix": "pvc"},
+                    }
+                },
+            },
+        ),
+        (
+            DEPLOYMENTS,
+            {
+                "metadata": {"name": "web"},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": app},
+                    "template": {
+                        "metadata": {"labels": app},
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": "web",
+                                    "image": "nginx",
+                                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                                }
+                            ],
+                            "volumes": [{"name": "data", "emptyDir": {}}],
+                        },
+                    },
+                },
+            },
+        ),
+        (
+            PVCS,
+            {
+                "metadata": {"name": "data-pvc"},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+        ),
+        (
+            BACKUPCONFIGURATIONS,
+            {
+                "apiVersion": "stash.appscode.com/v1beta1",
+                "kind": "BackupConfiguration",
+                "metadata": {"name": "web-backup"},
+                "spec": {
+                    "schedule": "*/30 * * * *",
+                    "repository": {"name": "local-repo"},
+                    "target": {
+                        "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                        "paths": ["/data"],
+                        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                    },
+                    "retentionPolicy": {"name": "keep-last-5", "keepLast": 5, "prune": True},
+                    "runtimeSettings": {"container": {"env": env}},
+                },
+            },
+        ),
+        (
+            BACKUPCONFIGURATIONS,
+            {
+                "apiVersion": "stash.appscode.com/v1beta1",
+                "kind": "BackupConfiguration",
+                "metadata": {"name": "pvc-backup"},
+                "spec": {
+                    "task": {"name": "pvc-backup"},
+                    "schedule": "0 * * * *",
+                    "repository": {"name": "s3-repo"},
+                    "target": {
+                        "ref": {
+                            "apiVersion": "v1",
+                            "kind": "PersistentVolumeClaim",
+                            "name": "data-pvc",
+                        },
+                        "paths": ["/source/data"],
+                        "volumeMounts": [{"name": "data-pvc", "mountPath": "/source/data"}],
+                    },
+                    "retentionPolicy": {"name": "keep-last-3", "keepLast": 3, "prune": True},
+                    "runtimeSettings": runtime,
+                },
+            },
+        ),
+    ]
+
+
+def same_tree(a: Path, b: Path) -> bool:
+    cmp = filecmp.dircmp(a, b)
+
+    def ok(c: filecmp.dircmp[str]) -> bool:
+        if c.left_only or c.right_only or c.diff_files or c.funny_files:
+            return False
+        _, mismatch, errors = filecmp.cmpfiles(c.left, c.right, c.common_files, shallow=False)
+        return not mismatch and not errors and all(ok(s) for s in c.subdirs.values())
+
+    return ok(cmp)
+
+
+async def s3_up(endpoint: str) -> bool:
+    try:
+        async with aiohttp.ClientSession() as http, http.get(endpoint) as r:
+            return r.status < 500
+    except aiohttp.ClientError:
+        return False
+
+
+def create_bucket(endpoint: str) -> None:
+    import boto3
+
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=S3_KEY,
+        aws_secret_access_key=S3_SECRET,
+        region_name="us-east-1",
+    ).create_bucket(Bucket="demo")
