@@ -27,6 +27,10 @@ def _body(doc: dict[str, Any], info: KindInfo, namespace: str) -> dict[str, Any]
     body["metadata"] = {k: meta[k] for k in ("name", "labels", "annotations") if k in meta}
     if info.scope == "Namespaced":
         body["metadata"]["namespace"] = namespace
+    else:
+        # Cluster-scoped names are shared by every test (and the operator creates the
+        # built-in pvc-backup Function/Task): make ours unique to this test.
+        body["metadata"]["name"] = f"{meta['name']}-{namespace[-6:]}"
     body.pop("status", None)  # ignored on create: status is a subresource
     return body
 
