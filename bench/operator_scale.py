@@ -128,6 +128,7 @@ async def _tick_delays(kube: Kube, ticking: int) -> tuple[list[float], float]:
     if (tick - now).total_seconds() < 10:
         tick += dt.timedelta(minutes=1)
     _, rv = await kube.list_all(BACKUPSESSIONS, NS)
+    suffix = f"-{int(tick.timestamp())}"
     seen: dict[str, float] = {}
     tick_mono = time.monotonic() + (tick - dt.datetime.now(dt.UTC)).total_seconds()
 
@@ -140,8 +141,10 @@ async def _tick_delays(kube: Kube, ticking: int) -> tuple[list[float], float]:
                 BACKUPSESSIONS, NS, resource_version=last, timeout_seconds=180
             ):
                 last = ev["object"]["metadata"].get("resourceVersion", last)
-                if ev["type"] == "ADDED":
-                    seen.setdefault(ev["object"]["metadata"]["name"], time.monotonic())
+                name = ev["object"]["metadata"]["name"]
+                # Only this tick's sessions (an earlier tick may fire while we wait).
+                if ev["type"] == "ADDED" and name.endswith(suffix):
+                    seen.setdefault(name, time.monotonic())
                     if len(seen) >= ticking:
                         return
 

@@ -133,7 +133,8 @@ class Operator:
         )
 
         bc = Controller(BackupConfigurationReconciler(self.ctx), workers=w)
-        bc.watch(c.backupconfigurations)
+        # Its own status writes need no second look (resync covers drift).
+        bc.watch(c.backupconfigurations, when=spec_changed)
         for kind, inf in self.workloads.items():
             bc.watch(inf, self._bcs_of_target(kind), when=spec_changed)
         bc.watch(c.repositories, self._bcs_of_repository)

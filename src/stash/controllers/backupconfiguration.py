@@ -334,6 +334,7 @@ class BackupConfigurationReconciler:
             meta["name"],
             meta["namespace"],
             lambda live: {**(live.get("status") or {}), **status},
+            current=obj,
         )
         if old.get("phase") != status["phase"]:
             bad = [c for c in new_conds if c.status != "True" and c.type != P.SCHEDULE_REGISTERED]

@@ -8,6 +8,7 @@ with a fresh read. A caller returning None means "nothing to change" (no write).
 from __future__ import annotations
 
 import asyncio
+import copy
 import random
 from collections.abc import Callable
 
@@ -22,10 +23,18 @@ async def update_status(
     compute: Callable[[JSON], JSON | None],
     *,
     attempts: int = 6,
+    current: JSON | None = None,
 ) -> JSON | None:
-    """Set `status` to `compute(live_object)`; return the written object (None: no change)."""
+    """Set `status` to `compute(live_object)`; return the written object (None: no change).
+
+    `current` (e.g. the informer's copy) saves the first read: if it is stale, the write
+    conflicts and the next attempt reads the live object.
+    """
     for attempt in range(attempts):
-        live = await kube.get(res, name, namespace)
+        if attempt == 0 and current is not None:
+            live = copy.deepcopy(current)
+        else:
+            live = await kube.get(res, name, namespace)
         new_status = compute(live)
         if new_status is None or new_status == live.get("status"):
             return None
