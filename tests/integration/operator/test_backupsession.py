@@ -202,3 +202,27 @@ async def test_host_whose_executor_stops_its_heartbeat_fails_the_session(
     (host,) = failed["status"]["targets"][0]["stats"]
     assert host["hostname"] == "host-0" and host["phase"] == "Failed"
     assert "web-abc-123 stopped renewing its heartbeat" in host["error"]
+
+
+async def test_deleted_repository_makes_invoker_not_ready_and_sessions_skipped(
+    rawkube: Kube, run_operator: OperatorFactory, namespace: str
+) -> None:
+    """Scenario S4 step 4."""
+    from stash.controllers.resources import REPOSITORIES
+
+    await run_operator()
+    await create_world(rawkube, namespace)
+    await _ready(rawkube, namespace)
+    await rawkube.delete(REPOSITORIES, "repo", namespace)
+
+    async def not_ready() -> JSON | None:
+        bc = await rawkube.get(BACKUPCONFIGURATIONS, "bc", namespace)
+        return bc if (bc.get("status") or {}).get("phase") == "NotReady" else None
+
+    bc = await eventually(not_ready, timeout=30, what="BackupConfiguration NotReady")
+    cond = _cond(bc, "RepositoryFound")
+    assert (cond["status"], cond["reason"]) == ("False", "RepositoryNotAvailable")
+    name = await _trigger(rawkube, namespace, 1_700_000_500)
+    skipped = await _session_phase(rawkube, namespace, name, "Skipped")
+    message = _cond(skipped, "BackupSkipped")["message"]
+    assert "is not ready" in message and "RepositoryFound" in message
