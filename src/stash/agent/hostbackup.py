@@ -129,7 +129,9 @@ async def backup_host(
     missing = await asyncio.to_thread(lambda: [p for p in request.paths if not os.path.exists(p)])
     if missing:
         return failed_host(request.hostname, failed_paths_message(missing), started)
-    await clear_stale_locks(kube, repo.restic, namespace)
+    # Stale locks are not cleared up front: `restic backup` takes a shared lock and
+    # runs beside a dead backup's lock; a lock that does block it (an exclusive one)
+    # is judged and cleared when the backup reports it (`_backup_path`), as forget does.
     snapshots: list[SnapshotStats] = []
     errors: list[str] = []
     for path in request.paths:

@@ -102,7 +102,9 @@ def _retention_message(policy: RetentionPolicy, result: ForgetResult, host: str)
 
 async def _apply_retention(
     ctx: AgentContext, repo: RepositoryHandle, policy: RetentionPolicy, host: str
-) -> tuple[bool, str, int | None]:
+) -> tuple[bool, str, int | None, int | None]:
+    """(ok, message, snapshots removed, snapshots left). `forget` runs over every group
+    of the repository, so what it keeps is every snapshot left: the count comes free."""
     try:
         try:
             result = await repo.restic.forget(policy)
@@ -110,9 +112,14 @@ async def _apply_retention(
             await clear_stale_locks(ctx.kube, repo.restic, repo.namespace)
             result = await repo.restic.forget(policy)
     except ResticError as exc:
-        return False, f"restic forget failed: {exc}", None
+        return False, f"restic forget failed: {exc}", None, None
     removed = 0 if result.dry_run else len(result.removed)
-    return True, _retention_message(policy, result, host), removed
+    return (
+        True,
+        _retention_message(policy, result, host),
+        removed,
+        (None if result.dry_run else len(result.kept)),
+    )
 
 
 async def _verify(repo: RepositoryHandle, facts: _Facts) -> tuple[bool, str]:
@@ -214,7 +221,7 @@ async def run_post_backup_actions(
     facts = _Facts()
     if APPLY_RETENTION in actions:
         if get_condition(conds, P.RETENTION_POLICY_APPLIED) is None:
-            ok, message, facts.removed = await _apply_retention(
+            ok, message, facts.removed, facts.count = await _apply_retention(
                 ctx, repo, invoker.retention, hostname
             )
             reason = "SuccessfullyAppliedRetentionPolicy" if ok else "FailedToApplyRetentionPolicy"
@@ -227,10 +234,11 @@ async def run_post_backup_actions(
             "SuccessfullyVerifiedRepositoryIntegrity" if ok else "FailedToVerifyRepositoryIntegrity"
         )
         await _condition(ctx, name, P.REPOSITORY_INTEGRITY_VERIFIED, ok, reason, message)
-    try:
-        facts.count = len(await repo.restic.snapshots(no_lock=True))
-    except ResticError as exc:
-        log.warning("could not count the snapshots of %s: %s", repo.display, exc)
+    if facts.count is None:  # retention did not run (or was a dry run) in this pass
+        try:
+            facts.count = len(await repo.restic.snapshots(no_lock=True))
+        except ResticError as exc:
+            log.warning("could not count the snapshots of %s: %s", repo.display, exc)
     if SEND_METRICS in actions:
         ok, message = await _send_metrics(ctx, repo, facts)
         reason = "SuccessfullyPushedRepositoryMetrics" if ok else "FailedToPushRepositoryMetrics"
