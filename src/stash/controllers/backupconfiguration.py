@@ -239,68 +239,41 @@ class BackupConfigurationReconciler:
     async def _target_condition(
         self, conds: list[Condition], obj: JSON, gen: Any
     ) -> tuple[list[Condition], bool]:
+        """BackupTargetFound, and whether to look again soon (target missing/unknown)."""
         ref = ((obj.get("spec") or {}).get("target") or {}).get("ref") or {}
         kind, name = ref.get("kind"), ref.get("name")
         if not kind or not name:
             return conds, False
         ns = ref.get("namespace") or obj["metadata"]["namespace"]
+        found, detail = await self._target_exists(kind, ns, name)
+        status: bool | str
+        if found is True:
+            status, reason, message = True, "TargetAvailable", f"{kind} {ns}/{name} found"
+        elif found is False:
+            status, reason = False, "TargetNotAvailable"
+            message = f"{kind} {ns}/{name} does not exist"
+        else:
+            status, reason, message = "Unknown", "UnableToCheckTargetAvailability", detail
+        conds = set_condition(
+            conds, P.BACKUP_TARGET_FOUND, status, reason, message, observed_generation=gen
+        )
+        return conds, found is not True and TARGET_KINDS.get(kind) is not None
+
+    async def _target_exists(self, kind: str, ns: str, name: str) -> tuple[bool | None, str]:
+        """(True/False, "") when known; (None, why) when it cannot be checked."""
         res = TARGET_KINDS.get(kind)
         if res is None:
-            return set_condition(
-                conds,
-                P.BACKUP_TARGET_FOUND,
-                "Unknown",
-                "UnableToCheckTargetAvailability",
-                f"target kind {kind} is not one the operator can look up",
-                observed_generation=gen,
-            ), False
+            return None, f"target kind {kind} is not one the operator can look up"
         cached = (self.ctx.hooks.get("workloads") or {}).get(kind)
         if cached is not None:
-            if cached.get(f"{ns}/{name}") is None:
-                return set_condition(
-                    conds,
-                    P.BACKUP_TARGET_FOUND,
-                    False,
-                    "TargetNotAvailable",
-                    f"{kind} {ns}/{name} does not exist",
-                    observed_generation=gen,
-                ), True
-            return set_condition(
-                conds,
-                P.BACKUP_TARGET_FOUND,
-                True,
-                "TargetAvailable",
-                f"{kind} {ns}/{name} found",
-                observed_generation=gen,
-            ), False
+            return cached.get(f"{ns}/{name}") is not None, ""
         try:
             await self.ctx.kube.get(res, name, ns)
         except NotFound:
-            return set_condition(
-                conds,
-                P.BACKUP_TARGET_FOUND,
-                False,
-                "TargetNotAvailable",
-                f"{kind} {ns}/{name} does not exist",
-                observed_generation=gen,
-            ), True
+            return False, ""
         except KubeError as exc:
-            return set_condition(
-                conds,
-                P.BACKUP_TARGET_FOUND,
-                "Unknown",
-                "UnableToCheckTargetAvailability",
-                f"looking up {kind} {ns}/{name}: {exc.message or exc}",
-                observed_generation=gen,
-            ), True
-        return set_condition(
-            conds,
-            P.BACKUP_TARGET_FOUND,
-            True,
-            "TargetAvailable",
-            f"{kind} {ns}/{name} found",
-            observed_generation=gen,
-        ), False
+            return None, f"looking up {kind} {ns}/{name}: {exc.message or exc}"
+        return True, ""
 
     def _invalid(self, obj: JSON, message: str) -> JSON:
         conds = set_condition(

@@ -175,10 +175,7 @@ async def ensure_backup_executor(
         task, functions = await _task_and_functions(ctx, task_name)
     except LookupError as exc:
         return False, str(exc)
-    sa = pod_settings.get("serviceAccountName") or AGENT_SERVICE_ACCOUNT
-    if sa == AGENT_SERVICE_ACCOUNT:
-        await _ensure_service_account(ctx, ns, sa)
-    await ensure_binding(ctx, ns, sa, "stash-backup-job")
+    sa = await _agent_account(ctx, ns, pod_settings, "stash-backup-job")
     repo_ref = spec.get("repository") or {}
     repo = ctx.caches.repositories.get(f"{repo_ref.get('namespace') or ns}/{repo_ref.get('name')}")
     retention = spec.get("retentionPolicy") or {}
@@ -196,18 +193,17 @@ async def ensure_backup_executor(
         "RETENTION_PRUNE": str(bool(retention.get("prune"))).lower(),
         "RETENTION_DRY_RUN": str(bool(retention.get("dryRun"))).lower(),
     }
-    params = {
-        p["name"]: str(p.get("value", "")) for p in (spec.get("task") or {}).get("params") or []
-    }
     name = job_name("stash-backup", session["metadata"]["name"], index)
-    try:
-        job = build_job(
+    ok, message = await _submit_job(
+        ctx,
+        ns,
+        dict(
             name=name,
             namespace=ns,
             task=task,
             functions=functions,
             inputs=inputs,
-            invoker_params=params,
+            invoker_params=_task_params(spec),
             labels={**(session["metadata"].get("labels") or {})},
             owner=_owner(session),
             service_account=sa,
@@ -216,15 +212,10 @@ async def ensure_backup_executor(
                 k: pod_settings.get(k) for k in ("nodeSelector", "tolerations", "affinity")
             },
             container_settings=(spec.get("runtimeSettings") or {}).get("container"),
-        )
-    except (KeyError, ValueError) as exc:
-        return False, str(exc)
-    try:
-        await ctx.kube.create(JOBS, job, ns)
-    except Conflict:
-        pass
-    except KubeError as exc:
-        return False, f"creating Job {ns}/{name}: {exc.message or exc}"
+        ),
+    )
+    if not ok:
+        return False, message
     return True, f"Job {ns}/{name} runs this backup"
 
 
@@ -242,10 +233,7 @@ async def ensure_restore_executor(ctx: ControllerContext, rs: JSON) -> tuple[boo
     except LookupError as exc:
         return False, str(exc), replicas
     pod_settings = (spec.get("runtimeSettings") or {}).get("pod") or {}
-    sa = pod_settings.get("serviceAccountName") or AGENT_SERVICE_ACCOUNT
-    if sa == AGENT_SERVICE_ACCOUNT:
-        await _ensure_service_account(ctx, ns, sa)
-    await ensure_binding(ctx, ns, sa, "stash-restore-job")
+    sa = await _agent_account(ctx, ns, pod_settings, "stash-restore-job")
     repo_ref = spec.get("repository") or {}
     repo = ctx.caches.repositories.get(f"{repo_ref.get('namespace') or ns}/{repo_ref.get('name')}")
     rules = target.get("rules") or spec.get("rules") or []
@@ -284,18 +272,17 @@ async def ensure_restore_executor(ctx: ControllerContext, rs: JSON) -> tuple[boo
             "TARGET_APP_REPLICAS": str(replicas),
             **ords,
         }
-        params = {
-            p["name"]: str(p.get("value", "")) for p in (spec.get("task") or {}).get("params") or []
-        }
         name = job_name("stash-restore", rs["metadata"]["name"], 0, ordinal if templates else None)
-        try:
-            job = build_job(
+        ok, message = await _submit_job(
+            ctx,
+            ns,
+            dict(
                 name=name,
                 namespace=ns,
                 task=task,
                 functions=functions,
                 inputs=inputs,
-                invoker_params=params,
+                invoker_params=_task_params(spec),
                 labels={
                     "app.kubernetes.io/component": "stash-restore",
                     "app.kubernetes.io/managed-by": GROUP,
@@ -305,15 +292,10 @@ async def ensure_restore_executor(ctx: ControllerContext, rs: JSON) -> tuple[boo
                 run_as_user=_run_as(pod_settings, 0),
                 extra_env=[{"name": "POD_ORDINAL", "value": str(ordinal)}],
                 container_settings=(spec.get("runtimeSettings") or {}).get("container"),
-            )
-        except (KeyError, ValueError) as exc:
-            return False, str(exc), replicas
-        try:
-            await ctx.kube.create(JOBS, job, ns)
-        except Conflict:
-            pass
-        except KubeError as exc:
-            return False, f"creating Job {ns}/{name}: {exc.message or exc}", replicas
+            ),
+        )
+        if not ok:
+            return False, message, replicas
     return True, f"{replicas} restore Job(s) created", replicas
 
 
@@ -323,6 +305,37 @@ async def workload_service_account(ctx: ControllerContext, ref: JSON, ns: str) -
     obj = inf.get(f"{ref.get('namespace') or ns}/{ref.get('name')}") if inf else None
     spec = ((obj or {}).get("spec") or {}).get("template", {}).get("spec", {}) if obj else {}
     return str(spec.get("serviceAccountName") or "default")
+
+
+def _task_params(spec: JSON) -> dict[str, str]:
+    """The invoker's `task.params` as variables (they win over operator inputs)."""
+    return {
+        p["name"]: str(p.get("value", "")) for p in (spec.get("task") or {}).get("params") or []
+    }
+
+
+async def _agent_account(ctx: ControllerContext, ns: str, pod_settings: JSON, role: str) -> str:
+    """The Job's ServiceAccount (the invoker's, or `stash-agent`, created) bound to `role`."""
+    sa = str(pod_settings.get("serviceAccountName") or AGENT_SERVICE_ACCOUNT)
+    if sa == AGENT_SERVICE_ACCOUNT:
+        await _ensure_service_account(ctx, ns, sa)
+    await ensure_binding(ctx, ns, sa, role)
+    return sa
+
+
+async def _submit_job(ctx: ControllerContext, ns: str, spec: dict[str, Any]) -> tuple[bool, str]:
+    """Build the Job (`build_job(**spec)`) and create it; an existing one is success."""
+    try:
+        job = build_job(**spec)
+    except (KeyError, ValueError) as exc:
+        return False, str(exc)
+    try:
+        await ctx.kube.create(JOBS, job, ns)
+    except Conflict:
+        pass
+    except KubeError as exc:
+        return False, f"creating Job {ns}/{spec['name']}: {exc.message or exc}"
+    return True, ""
 
 
 def _run_as(pod_settings: JSON, default: int) -> int:

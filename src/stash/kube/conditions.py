@@ -32,36 +32,18 @@ def set_condition(
     """Return a new list with condition `type_` set (replacing any previous one)."""
     now = now or dt.datetime.now(dt.UTC).replace(microsecond=0)
     new_status = _status(status)
-    out: list[Condition] = []
-    found = False
-    for cond in conditions or []:
-        if cond.type != type_:
-            out.append(cond)
-            continue
-        found = True
-        changed = cond.status != new_status
-        out.append(
-            Condition(
-                type=type_,
-                status=new_status,
-                reason=reason,
-                message=message,
-                last_transition_time=now if changed else cond.last_transition_time,
-                observed_generation=observed_generation,
-            )
-        )
-    if not found:
-        out.append(
-            Condition(
-                type=type_,
-                status=new_status,
-                reason=reason,
-                message=message,
-                last_transition_time=now,
-                observed_generation=observed_generation,
-            )
-        )
-    return out
+    previous = get_condition(conditions, type_)
+    changed = previous is None or previous.status != new_status
+    cond = Condition(
+        type=type_,
+        status=new_status,
+        reason=reason,
+        message=message,
+        last_transition_time=now if changed or previous is None else previous.last_transition_time,
+        observed_generation=observed_generation,
+    )
+    out = [c if c.type != type_ else cond for c in conditions or []]
+    return out if previous is not None else [*out, cond]
 
 
 def get_condition(conditions: list[Condition] | None, type_: str) -> Condition | None:
