@@ -1,0 +1,69 @@
+"""`kubectl stash trigger | pause backup | resume backup` against the real apiserver."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import pytest
+
+from stash.controllers.resources import BACKUPCONFIGURATIONS, BACKUPSESSIONS
+from stash.devcluster import ControlPlane
+from stash.kube.client import Kube
+from tests.integration.operator.conftest import create_world
+
+pytestmark = pytest.mark.cluster
+
+
+def _plugin(cp: ControlPlane, ns: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stash.cli.kubectl",
+            f"--kubeconfig={cp.kubeconfig}",
+            "-n",
+            ns,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_pause_resume_and_trigger(
+    rawkube: Kube, control_plane: ControlPlane, stash_crds: list[str], namespace: str
+) -> None:
+    await create_world(rawkube, namespace)
+    done = await asyncio.to_thread(
+        _plugin, control_plane, namespace, "pause", "backup", "--backupconfig=bc"
+    )
+    assert done.returncode == 0, done.stderr
+    assert (await rawkube.get(BACKUPCONFIGURATIONS, "bc", namespace))["spec"]["paused"] is True
+    done = await asyncio.to_thread(
+        _plugin, control_plane, namespace, "resume", "backup", "--backupconfig=bc"
+    )
+    assert done.returncode == 0, done.stderr
+    assert (await rawkube.get(BACKUPCONFIGURATIONS, "bc", namespace))["spec"]["paused"] is False
+
+    done = await asyncio.to_thread(_plugin, control_plane, namespace, "trigger", "bc")
+    assert done.returncode == 0, done.stderr
+    (session,) = (await rawkube.list(BACKUPSESSIONS, namespace))["items"]
+    assert done.stdout.strip() == f"BackupSession {namespace}/{session['metadata']['name']} created"
+    assert session["metadata"]["labels"]["stash.appscode.com/invoker-name"] == "bc"
+    assert session["metadata"]["ownerReferences"][0]["kind"] == "BackupConfiguration"
+
+
+async def test_clear_errors(
+    control_plane: ControlPlane, stash_crds: list[str], namespace: str
+) -> None:
+    missing = await asyncio.to_thread(_plugin, control_plane, namespace, "trigger", "nope")
+    assert missing.returncode == 1 and "not found" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    later = await asyncio.to_thread(_plugin, control_plane, namespace, "unlock", "repo")
+    assert later.returncode == 2 and "not available yet" in later.stderr
+    bad = await asyncio.to_thread(_plugin, control_plane, namespace, "pause", "backup")
+    assert bad.returncode == 2 and "--backupconfig" in bad.stderr and "Traceback" not in bad.stderr
