@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from stash.api import BackupConfiguration, Repository, RestoreSession
 from stash.controllers.context import ControllerContext
+from stash.controllers.executor import ensure_binding
 from stash.controllers.resources import (
     DAEMONSETS,
     DEPLOYMENTS,
@@ -30,6 +31,7 @@ from stash.controllers.resources import (
     STATEFULSETS,
 )
 from stash.inject import desired_workload, select_backup_invoker, select_restore_invoker
+from stash.inject.pod import pod_spec_of
 from stash.kube.client import JSON, JSON_PATCH, Conflict, Invalid, NotFound, Resource
 from stash.kube.controller import DONE, Result
 from stash.kube.events import WARNING
@@ -119,6 +121,13 @@ class WorkloadReconciler:
                     repos[rkey] = Repository.model_validate(robj)
         current = {**obj, "kind": kind, "apiVersion": WORKLOAD_RESOURCES[kind].api_version}
         desired = desired_workload(current, backup, restore, self.settings, repos)
+        # The agent's RBAC first, so the injected containers can work from their start
+        # (a binding made at the first session would leave them waiting for RBAC).
+        account = str(pod_spec_of(obj).get("serviceAccountName") or "default")
+        if backup is not None:
+            await ensure_binding(self.ctx, ns, account, "stash-sidecar")
+        if restore is not None:
+            await ensure_binding(self.ctx, ns, account, "stash-restore-init-container")
         for problem in desired.problems:
             await self.ctx.recorder.emit(current, WARNING, "StashInjectionFailed", problem)
         patch = _patch(current, desired.workload)
