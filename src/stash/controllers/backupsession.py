@@ -372,9 +372,20 @@ class BackupSessionReconciler:
         if invoker is not None:
             value = (invoker.get("spec") or {}).get("backupHistoryLimit")
             limit = 1 if value is None else int(value)
-        siblings = self.ctx.caches.backupsessions.by_index("invoker", keys[0])
-        doomed = history_to_delete(siblings, limit, completing=obj["metadata"]["name"])
         ns = obj["metadata"]["namespace"]
+        kind, _, inv_name = keys[0].split("/", 2)
+        try:
+            # Read the invoker's sessions from the apiserver, not the cache: deleting
+            # history must not act on a phase the cache has not caught up with yet.
+            listing = await self.ctx.kube.list(
+                BACKUPSESSIONS,
+                ns,
+                label_selector=f"{LABEL_INVOKER_TYPE}={kind},{LABEL_INVOKER_NAME}={inv_name}",
+            )
+        except KubeError as exc:
+            return False, f"listing BackupSessions failed: {exc.message or exc}"
+        siblings = listing.get("items") or []
+        doomed = history_to_delete(siblings, limit, completing=obj["metadata"]["name"])
         try:
             for victim in doomed:
                 await self.ctx.kube.delete(BACKUPSESSIONS, victim, ns, propagation="Background")

@@ -123,7 +123,13 @@ async def test_deadline_fails_session_and_retry_creates_one_more(
 
     others = await eventually(retried, timeout=20, what="the retry session")
     assert len(others) == 1 and others[0]["spec"]["retryLeft"] == 0
-    original = await rawkube.get(BACKUPSESSIONS, first, namespace)
+
+    async def marked() -> JSON | None:
+        original = await rawkube.get(BACKUPSESSIONS, first, namespace)
+        return original if original["status"].get("retried") else None
+
+    # The retry session is created first, then the original is marked retried.
+    original = await eventually(marked, timeout=20, what="the first session marked retried")
     assert original["status"]["retried"] is True and original["status"]["nextRetry"]
     # The retry fails too (nobody backs up) and, with no retries left, stops there.
     await _session_phase(rawkube, namespace, others[0]["metadata"]["name"], "Failed")
