@@ -54,7 +54,7 @@ fmt: $(STAMP)
 manifests: $(STAMP)
 	$(BIN)/stash crds --out-dir manifests/crds
 	$(BIN)/stash webhook --render-to webhooks
-	$(BIN)/python -c 'from stash.agent.rbac import write_manifests; write_manifests("manifests/rbac")'
+	$(BIN)/python -c 'from stash.contract.rbac import write_manifests; write_manifests("manifests/rbac")'
 
 run: install
 	$(BIN)/stash dev demo

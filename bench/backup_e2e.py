@@ -31,14 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from stash.api.crdgen import crds  # noqa: E402
-from stash.controllers.resources import (  # noqa: E402
+from stash.contract.resources import (  # noqa: E402
     BACKUPCONFIGURATIONS,
     BACKUPSESSIONS,
-    DEPLOYMENTS,
-    NAMESPACES,
-    PODS,
     REPOSITORIES,
-    SECRETS,
 )
 from stash.controllers.trigger import create_backup_session  # noqa: E402
 from stash.devcluster import ControlPlane  # noqa: E402
@@ -46,6 +42,7 @@ from stash.devcluster.demo_world import agent_env  # noqa: E402
 from stash.devcluster.local import tools_bin  # noqa: E402
 from stash.devcluster.podrunner import PodRunner  # noqa: E402
 from stash.kube.client import JSON, Kube, Resource  # noqa: E402
+from stash.kube.resources import DEPLOYMENTS, NAMESPACES, PODS, SECRETS  # noqa: E402
 from stash.operator import Operator  # noqa: E402
 from stash.settings import OperatorSettings  # noqa: E402
 

@@ -30,19 +30,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from stash.controllers.resources import (  # noqa: E402
+from stash.contract.resources import (  # noqa: E402
     BACKUPCONFIGURATIONS,
     BACKUPSESSIONS,
-    PVCS,
     REPOSITORIES,
-    SECRETS,
 )
 from stash.devcluster import ControlPlane  # noqa: E402
-from stash.kube.client import Kube, Resource  # noqa: E402
+from stash.kube.client import Kube  # noqa: E402
+from stash.kube.resources import CONFIGMAPS, CRDS, NAMESPACES, PVCS, SECRETS  # noqa: E402
 
-CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CRD", namespaced=False)
-NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
-CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap")
 NS = "bench"
 
 

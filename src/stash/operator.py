@@ -21,7 +21,15 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stash import metrics
-from stash.controllers import phases
+from stash.contract import phases
+from stash.contract.resources import (
+    BACKUPCONFIGURATIONS,
+    BACKUPSESSIONS,
+    FUNCTIONS,
+    REPOSITORIES,
+    RESTORESESSIONS,
+    TASKS,
+)
 from stash.controllers.backupconfiguration import (
     BackupConfigurationReconciler,
     repository_key,
@@ -31,20 +39,10 @@ from stash.controllers.catalog import builtin_functions, builtin_tasks
 from stash.controllers.context import Caches, ControllerContext, metadata_only
 from stash.controllers.executor import install_cluster_roles
 from stash.controllers.repository import RepositoryReconciler
-from stash.controllers.resources import (
-    BACKUPCONFIGURATIONS,
-    BACKUPSESSIONS,
-    FUNCTIONS,
-    NAMESPACES,
-    REPOSITORIES,
-    RESTORESESSIONS,
-    SECRETS,
-    TASKS,
-)
 from stash.controllers.restoresession import RestoreSessionReconciler
 from stash.controllers.trigger import create_backup_session
 from stash.controllers.workload import (
-    WORKLOAD_RESOURCES,
+    WATCHED_WORKLOADS,
     WorkloadReconciler,
     target_workload_keys,
     workload_key,
@@ -54,6 +52,7 @@ from stash.kube.controller import Controller, spec_changed
 from stash.kube.events import EventRecorder
 from stash.kube.informer import Informer
 from stash.kube.leader import LeaderElector
+from stash.kube.resources import NAMESPACES, SECRETS
 from stash.scheduler import CronEngine
 from stash.settings import OperatorSettings
 
@@ -103,7 +102,7 @@ class Operator:
         c.backupsessions.add_index("invoker", invoker_key)
         c.backupconfigurations.add_index("target", target_workload_keys)
         c.repositories.add_index("secret", _secret_key)
-        self.workloads = {kind: informer(res) for kind, res in WORKLOAD_RESOURCES.items()}
+        self.workloads = {kind: informer(res) for kind, res in WATCHED_WORKLOADS.items()}
         self.engine = CronEngine(self._fire, missed_grace=settings.missed_schedule_grace)
         self.ctx = ControllerContext(
             kube=kube,

@@ -10,19 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from stash.controllers.resources import (
+from stash.contract.resources import (
     BACKUPCONFIGURATIONS,
     BACKUPSESSIONS,
-    JOBS,
-    PODS,
-    PVCS,
     REPOSITORIES,
     RESTORESESSIONS,
-    SECRETS,
 )
 from stash.controllers.trigger import create_backup_session
 from stash.devcluster.podrunner import PodRunner
 from stash.kube.client import JSON, Kube, Resource
+from stash.kube.resources import JOBS, PODS, PVCS, SECRETS
 from tests.integration.agent.conftest import PASSWORD, agent_env, read_tree, write_tree
 from tests.support.cluster import eventually
 from tests.support.storage import S3_KEY_ID, S3_SECRET, MotoServer

@@ -13,18 +13,17 @@ from typing import Any
 
 import pytest
 
-from stash.controllers.resources import (
+from stash.contract.resources import REPOSITORIES, RESTORESESSIONS
+from stash.devcluster import ControlPlane
+from stash.kube.client import JSON, Conflict, Kube, KubeError, Resource
+from stash.kube.resources import (
     DAEMONSETS,
     DEPLOYMENTS,
     PODS,
     REPLICASETS,
     REPLICATIONCONTROLLERS,
-    REPOSITORIES,
-    RESTORESESSIONS,
     STATEFULSETS,
 )
-from stash.devcluster import ControlPlane
-from stash.kube.client import JSON, Conflict, Kube, KubeError, Resource
 from stash.settings import OperatorSettings
 from stash.webhook.registration import MUTATING, VALIDATING
 from stash.webhook.server import WebhookServer

@@ -20,7 +20,7 @@ from stash.agent.repository import AgentError, ResticSettings
 from stash.agent.stats import TargetKey
 from stash.api import BackupConfiguration
 from stash.api.common import BackupTarget, RetentionPolicy
-from stash.controllers.resources import BACKUPCONFIGURATIONS
+from stash.contract.resources import BACKUPCONFIGURATIONS
 from stash.kube.client import JSON, Forbidden, Kube, NotFound
 from stash.kube.events import EventRecorder
 

@@ -45,8 +45,8 @@ from stash.agent.stats import (
     with_host_stats,
 )
 from stash.api.backupsession import BackupSessionStatus, HostBackupStats
-from stash.controllers import phases as P
-from stash.controllers.resources import BACKUPSESSIONS
+from stash.contract import phases as P
+from stash.contract.resources import BACKUPSESSIONS
 from stash.kube.client import JSON
 from stash.kube.conditions import is_true
 from stash.kube.events import NORMAL, WARNING

@@ -26,7 +26,7 @@ from stash.agent.lockpolicy import clear_stale_locks
 from stash.agent.repository import RepositoryHandle
 from stash.agent.stats import failed_paths_message, snapshot_stats
 from stash.api.backupsession import HostBackupStats, SnapshotStats
-from stash.controllers.sessions import format_duration
+from stash.contract.sessions import format_duration
 from stash.kube.client import Kube
 from stash.restic import (
     BackendAuthFailed,

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import aiohttp
 
 from stash.agent.leases import HEARTBEAT_LABEL_SESSION, RENEW_EVERY
-from stash.controllers import phases as P
-from stash.controllers.resources import BACKUPSESSIONS
+from stash.contract import phases as P
+from stash.contract.resources import BACKUPSESSIONS
 from stash.kube.client import Kube, KubeError, NotFound
 from stash.kube.leader import LEASES
 from stash.restic import LockCleanup, LockInfo, Restic, ResticError, remove_stale_locks

@@ -45,8 +45,8 @@ from stash.agent.stats import (
 from stash.api.backupsession import BackupSessionStatus
 from stash.api.common import RetentionPolicy
 from stash.api.repository import RepositoryStatus
-from stash.controllers import phases as P
-from stash.controllers.resources import BACKUPSESSIONS, REPOSITORIES
+from stash.contract import phases as P
+from stash.contract.resources import BACKUPSESSIONS, REPOSITORIES
 from stash.kube.client import JSON
 from stash.kube.conditions import get_condition
 from stash.kube.status import update_status

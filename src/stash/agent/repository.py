@@ -25,8 +25,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from stash.api import Repository
-from stash.controllers.resources import REPOSITORIES, SECRETS
+from stash.contract.resources import REPOSITORIES
 from stash.kube.client import JSON, Forbidden, Kube, NotFound
+from stash.kube.resources import SECRETS
 from stash.restic import Restic, ResticError, ResticOptions, restic_target
 
 __all__ = ["AgentError", "RepositoryHandle", "ResticSettings", "describe", "open_repository"]

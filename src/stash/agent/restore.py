@@ -40,9 +40,9 @@ from stash.agent.stats import restore_host_entry, with_restore_host_stats
 from stash.api import RestoreSession
 from stash.api.common import Rule
 from stash.api.restoresession import HostRestoreStats
-from stash.controllers import phases as P
-from stash.controllers.resources import RESTORESESSIONS
-from stash.controllers.sessions import format_duration
+from stash.contract import phases as P
+from stash.contract.resources import RESTORESESSIONS
+from stash.contract.sessions import format_duration
 from stash.kube.client import JSON, NotFound
 from stash.kube.events import NORMAL, WARNING
 from stash.kube.leader import LeaderElector

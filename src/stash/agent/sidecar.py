@@ -31,8 +31,8 @@ from stash.agent.identity import SERIALIZED_KINDS, backup_hostname, workload_lea
 from stash.agent.leases import take_turn
 from stash.agent.repository import AgentError
 from stash.agent.stats import Assignment, backup_assignment
-from stash.controllers.resources import BACKUPSESSIONS
-from stash.controllers.sessions import LABEL_INVOKER_NAME, LABEL_INVOKER_TYPE
+from stash.contract.resources import BACKUPSESSIONS
+from stash.contract.sessions import LABEL_INVOKER_NAME, LABEL_INVOKER_TYPE
 from stash.kube.client import JSON, KubeError, NotFound
 from stash.kube.informer import Informer
 from stash.kube.leader import LeaderElector

@@ -8,7 +8,7 @@ condition (keyed by hostname, so other hosts' entries are never touched). Agents
 these functions to `stash.kube.status.update_status`, which calls them on the live
 object at every conflict retry.
 
-Not for: session or target phases as a whole (`stash.controllers.phases`, whose
+Not for: session or target phases as a whole (`stash.contract.phases`, whose
 `target_phase` is reused here so a target's phase is never stale after our write).
 """
 
@@ -24,7 +24,7 @@ from stash.api.backupsession import (
     SnapshotStats,
 )
 from stash.api.restoresession import HostRestoreStats, RestoreSessionStatus
-from stash.controllers import phases as P
+from stash.contract import phases as P
 from stash.kube.client import JSON
 from stash.kube.conditions import get_condition, is_false, set_condition
 from stash.restic import BackupSummary, format_bytes

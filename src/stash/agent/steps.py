@@ -1,9 +1,8 @@
-"""Job-model step commands and their contract: `backup-pvc`, `update-status`, `restore-pvc`.
+"""Job-model step commands: `backup-pvc`, `update-status`, `restore-pvc`.
 
-What it is for: the flags of each step in one table, used both to parse the command
-line (`add_step_flags`) and to render a Function's args for the operator's Job builder
-(`pvc_backup_args()`, `update_status_args()`, `pvc_restore_args()`), so the two cannot
-drift; the `output.json` model passed between steps; and the step bodies.
+What it is for: the step bodies and the `output.json` model passed between steps. Their
+flags live in one table in `stash.contract.steps`, which both the agent's command line
+and the operator's Job builder read, so the two cannot drift.
 
 The contract (stash-api.md §5.5):
 
@@ -46,14 +45,12 @@ Not for: building Jobs, Tasks or Functions (the operator), or the backup itself.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 from stash.agent.context import AgentContext, load_backup_invoker
@@ -66,135 +63,20 @@ from stash.agent.stats import Assignment, backup_assignment
 from stash.api.backupsession import HostBackupStats
 from stash.api.base import StashModel
 from stash.api.common import TargetRef
-from stash.controllers.resources import BACKUPSESSIONS
+from stash.contract.resources import BACKUPSESSIONS
+from stash.contract.steps import OUTPUT_FILE
 from stash.kube.client import JSON, KubeError
 
 __all__ = [
-    "BACKUP_PVC_FLAGS",
-    "RESTORE_PVC_FLAGS",
-    "UPDATE_STATUS_FLAGS",
     "BackupOutput",
-    "Flag",
-    "add_step_flags",
-    "pvc_backup_args",
-    "pvc_restore_args",
     "run_backup_pvc",
     "run_restore_pvc",
     "run_update_status",
-    "split_list",
-    "step_args",
-    "update_status_args",
 ]
 
 log = logging.getLogger(__name__)
 
-OUTPUT_FILE = "output.json"
 INITIATION_WAIT = 120.0
-
-
-@dataclass(frozen=True)
-class Flag:
-    """One step flag: `--<name>=<variable>` in a Function, with a default for the CLI."""
-
-    name: str
-    variable: str
-    help: str
-    default: str = ""
-
-    @property
-    def dest(self) -> str:
-        """The argparse attribute name."""
-        return self.name.replace("-", "_")
-
-
-_COMMON = (
-    Flag("namespace", "${NAMESPACE}", "namespace of the session and its invoker"),
-    Flag("invoker-kind", "${INVOKER_KIND}", "kind of the invoker", "BackupConfiguration"),
-    Flag("invoker-name", "${INVOKER_NAME}", "name of the invoker"),
-    Flag("target-kind", "${TARGET_KIND}", "kind of the target", "PersistentVolumeClaim"),
-    Flag("target-name", "${TARGET_NAME}", "name of the target"),
-    Flag("target-namespace", "${TARGET_NAMESPACE}", "namespace of the target"),
-    Flag("scratch-dir", "/stash-tmp", "scratch directory (restic cache, temp files)", "/stash-tmp"),
-    Flag("enable-cache", "${ENABLE_CACHE:=true}", "use restic's cache", "true"),
-    Flag("max-connections", "${MAX_CONNECTIONS:=0}", "backend connections (0: default)", "0"),
-)
-_OUTPUT = Flag(
-    "output-dir", "${outputDir:=/stash-tmp/output}", "where output.json is", "/stash-tmp/output"
-)
-_HOSTNAME = Flag("hostname", "${HOSTNAME:=host-0}", "restic host name", "host-0")
-_METRICS = (
-    Flag("metrics-enabled", "${METRICS_ENABLED:=true}", "push metrics", "true"),
-    Flag("pushgateway-url", "${PROMETHEUS_PUSHGATEWAY_URL:=}", "Pushgateway URL"),
-)
-
-BACKUP_PVC_FLAGS: tuple[Flag, ...] = (
-    *_COMMON,
-    Flag("backupsession", "${BACKUP_SESSION}", "the BackupSession this backup belongs to"),
-    Flag("backup-paths", "${TARGET_PATHS}", "comma-separated paths to back up"),
-    Flag("exclude", "${EXCLUDE_PATTERNS:=}", "comma-separated restic --exclude patterns"),
-    _HOSTNAME,
-    _OUTPUT,
-)
-UPDATE_STATUS_FLAGS: tuple[Flag, ...] = (
-    *_COMMON,
-    Flag("backupsession", "${BACKUP_SESSION}", "the BackupSession to update"),
-    _HOSTNAME,
-    _OUTPUT,
-    *_METRICS,
-)
-RESTORE_PVC_FLAGS: tuple[Flag, ...] = (
-    *_COMMON,
-    Flag("restoresession", "${RESTORE_SESSION}", "the RestoreSession this restore belongs to"),
-    Flag("restore-paths", "${RESTORE_PATHS:=}", "comma-separated paths to restore (latest)"),
-    Flag("snapshots", "${RESTORE_SNAPSHOTS:=}", "comma-separated snapshot IDs to restore"),
-    Flag("include", "${INCLUDE_PATTERNS:=}", "comma-separated restic --include patterns"),
-    Flag("exclude", "${EXCLUDE_PATTERNS:=}", "comma-separated restic --exclude patterns"),
-    _HOSTNAME,
-    Flag("source-hostname", "${SOURCE_HOSTNAME:=}", "host whose snapshots to restore"),
-    Flag("target-dir", "/", "directory restic restores into", "/"),
-    *_METRICS,
-)
-_STEPS = {
-    "backup-pvc": BACKUP_PVC_FLAGS,
-    "update-status": UPDATE_STATUS_FLAGS,
-    "restore-pvc": RESTORE_PVC_FLAGS,
-}
-
-
-def step_args(command: str, values: Mapping[str, str] | None = None) -> list[str]:
-    """`[command, --flag=value, ...]` for a step; unset values are the §5.5 variables."""
-    given = dict(values or {})
-    flags = _STEPS[command]
-    unknown = set(given) - {f.name for f in flags}
-    if unknown:
-        raise ValueError(f"{command} has no flag(s) {sorted(unknown)}")
-    return [command, *(f"--{f.name}={given.get(f.name, f.variable)}" for f in flags)]
-
-
-def pvc_backup_args(values: Mapping[str, str] | None = None) -> list[str]:
-    """The `pvc-backup` Function's args (`stash backup-pvc ...`)."""
-    return step_args("backup-pvc", values)
-
-
-def update_status_args(values: Mapping[str, str] | None = None) -> list[str]:
-    """The `update-status` Function's args (`stash update-status ...`)."""
-    return step_args("update-status", values)
-
-
-def pvc_restore_args(values: Mapping[str, str] | None = None) -> list[str]:
-    """The `pvc-restore` Function's args (`stash restore-pvc ...`)."""
-    return step_args("restore-pvc", values)
-
-
-def add_step_flags(parser: argparse.ArgumentParser, command: str) -> None:
-    """Register a step's flags (from the same table the args are rendered from)."""
-    for flag in _STEPS[command]:
-        parser.add_argument(f"--{flag.name}", dest=flag.dest, default=flag.default, help=flag.help)
-
-
-def split_list(text: str | None) -> tuple[str, ...]:
-    """`a,b, c` -> ("a", "b", "c"); empty parts dropped."""
-    return tuple(p.strip() for p in (text or "").split(",") if p.strip())
 
 
 class BackupOutput(StashModel):

@@ -71,7 +71,7 @@ def _add_commands(sub: Any, prefix: str = "") -> None:
     _workload_flags(p, "RestoreSession")
     p.set_defaults(handler=restore)
 
-    from stash.agent.steps import add_step_flags
+    from stash.contract.steps import add_step_flags
 
     for command, handler, text in (
         ("backup-pvc", backup_pvc, "job step: back up paths, write output.json"),
@@ -177,7 +177,8 @@ def restore(args: argparse.Namespace) -> int:
 
 def backup_pvc(args: argparse.Namespace) -> int:
     """`stash backup-pvc`: the backup step of the job model."""
-    from stash.agent.steps import run_backup_pvc, split_list
+    from stash.agent.steps import run_backup_pvc
+    from stash.contract.steps import split_list
 
     if not args.backupsession:
         raise UsageError("--backupsession is required")
@@ -211,7 +212,8 @@ def update_status(args: argparse.Namespace) -> int:
 def restore_pvc(args: argparse.Namespace) -> int:
     """`stash restore-pvc`: the restore step of the job model."""
     from stash.agent.restore import RestoreRequest
-    from stash.agent.steps import run_restore_pvc, split_list
+    from stash.agent.steps import run_restore_pvc
+    from stash.contract.steps import split_list
 
     if not args.restoresession:
         raise UsageError("--restoresession is required")

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stash.cli.main import _Parser
-from stash.controllers.resources import BACKUPCONFIGURATIONS
+from stash.contract.resources import BACKUPCONFIGURATIONS
 from stash.controllers.trigger import create_backup_session
 from stash.kube.client import Kube, KubeError, NotFound
 

@@ -17,11 +17,11 @@ from pydantic import ValidationError
 
 from stash.api import BackupConfiguration, Repository
 from stash.api.common import Condition
-from stash.controllers import phases as P
+from stash.contract import phases as P
+from stash.contract.resources import BACKUPCONFIGURATIONS, TARGET_KINDS
+from stash.contract.sessions import INVOKER_FINALIZER
 from stash.controllers.context import ControllerContext
 from stash.controllers.finalizers import ensure_finalizer, remove_finalizer
-from stash.controllers.resources import BACKUPCONFIGURATIONS, TARGET_KINDS
-from stash.controllers.sessions import INVOKER_FINALIZER
 from stash.cron import CronError, CronSchedule, parse_schedule
 from stash.kube.client import JSON, KubeError, NotFound
 from stash.kube.conditions import same, set_condition

@@ -23,11 +23,9 @@ from pydantic import ValidationError
 from stash import metrics
 from stash.api.backupsession import BackupSessionStatus, BackupTargetStatus, HostBackupStats
 from stash.api.common import TargetRef
-from stash.controllers import phases as P
-from stash.controllers.context import ControllerContext
-from stash.controllers.executor import ensure_backup_executor
-from stash.controllers.resources import BACKUPSESSIONS, TARGET_KINDS
-from stash.controllers.sessions import (
+from stash.contract import phases as P
+from stash.contract.resources import BACKUPSESSIONS, TARGET_KINDS
+from stash.contract.sessions import (
     LABEL_INVOKER_NAME,
     LABEL_INVOKER_TYPE,
     format_duration,
@@ -35,6 +33,8 @@ from stash.controllers.sessions import (
     session_labels,
     total_hosts,
 )
+from stash.controllers.context import ControllerContext
+from stash.controllers.executor import ensure_backup_executor
 from stash.controllers.trigger import create_backup_session
 from stash.kube.client import JSON, KubeError
 from stash.kube.conditions import get_condition, is_true, set_condition

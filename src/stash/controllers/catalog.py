@@ -7,7 +7,7 @@ objects with these names are left alone (a user may have customised them).
 
 from __future__ import annotations
 
-from stash.agent.steps import pvc_backup_args, pvc_restore_args, update_status_args
+from stash.contract.steps import pvc_backup_args, pvc_restore_args, update_status_args
 from stash.kube.client import JSON
 
 STASH_IMAGE = "${STASH_DOCKER_REGISTRY}/${STASH_DOCKER_IMAGE}:${STASH_IMAGE_TAG}"

@@ -12,21 +12,14 @@ import contextlib
 import logging
 from typing import Any
 
-from stash.agent.rbac import agent_cluster_roles
+from stash.api import GROUP
+from stash.contract.rbac import agent_cluster_roles
+from stash.contract.resources import FUNCTIONS, TASKS
+from stash.contract.workloads import execution_model
 from stash.controllers.context import ControllerContext
 from stash.controllers.jobs import build_job, envsubst, job_name
-from stash.controllers.resources import (
-    CLUSTERROLES,
-    FUNCTIONS,
-    JOBS,
-    PVCS,
-    ROLEBINDINGS,
-    SERVICEACCOUNTS,
-    SIDECAR_KINDS,
-    TASKS,
-)
-from stash.controllers.sessions import GROUP
 from stash.kube.client import JSON, Conflict, KubeError, NotFound
+from stash.kube.resources import CLUSTERROLES, JOBS, PVCS, ROLEBINDINGS, SERVICEACCOUNTS
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +27,14 @@ AGENT_SERVICE_ACCOUNT = "stash-agent"
 
 
 def is_job_model(invoker: JSON) -> bool:
-    """Job model: a task is named, or the target is not a workload (§0)."""
+    """Job model (`stash.contract.workloads.execution_model`): a Task is named, or the
+    target is not a workload, and the driver is restic."""
     spec = invoker.get("spec") or {}
-    if (spec.get("task") or {}).get("name"):
-        return True
     ref = (spec.get("target") or {}).get("ref") or {}
-    return ref.get("kind") not in SIDECAR_KINDS
+    model = execution_model(
+        spec.get("driver"), (spec.get("task") or {}).get("name"), ref.get("kind")
+    )
+    return model == "job"
 
 
 async def install_cluster_roles(ctx: ControllerContext) -> None:

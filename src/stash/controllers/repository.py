@@ -17,13 +17,14 @@ import time
 from pydantic import ValidationError
 
 from stash.api import Repository
+from stash.contract.resources import REPOSITORIES
+from stash.contract.sessions import REPOSITORY_FINALIZER
 from stash.controllers.context import ControllerContext
 from stash.controllers.finalizers import ensure_finalizer, remove_finalizer
-from stash.controllers.resources import REPOSITORIES, SECRETS
-from stash.controllers.sessions import REPOSITORY_FINALIZER
 from stash.kube.client import JSON, KubeError
 from stash.kube.controller import DONE, Result
 from stash.kube.events import NORMAL, WARNING
+from stash.kube.resources import SECRETS
 from stash.kube.status import update_status
 from stash.validation import validate_repository
 

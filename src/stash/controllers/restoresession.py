@@ -17,7 +17,9 @@ from pydantic import ValidationError
 from stash.api import Repository, RestoreSession
 from stash.api.common import Condition
 from stash.api.restoresession import RestoreSessionStatus
-from stash.controllers import phases as P
+from stash.contract import phases as P
+from stash.contract.resources import RESTORESESSIONS, TARGET_KINDS
+from stash.contract.sessions import INVOKER_FINALIZER, format_duration, total_hosts
 from stash.controllers.context import ControllerContext
 from stash.controllers.executor import (
     ensure_binding,
@@ -26,8 +28,6 @@ from stash.controllers.executor import (
     workload_service_account,
 )
 from stash.controllers.finalizers import ensure_finalizer, remove_finalizer
-from stash.controllers.resources import RESTORESESSIONS, TARGET_KINDS
-from stash.controllers.sessions import INVOKER_FINALIZER, format_duration, total_hosts
 from stash.kube.client import JSON, KubeError, NotFound
 from stash.kube.conditions import is_true, set_condition
 from stash.kube.controller import DONE, Result

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 from stash import metrics
-from stash.controllers.resources import BACKUPSESSIONS
-from stash.controllers.sessions import new_backup_session
+from stash.contract.resources import BACKUPSESSIONS
+from stash.contract.sessions import new_backup_session
 from stash.kube.client import JSON, Conflict, Kube
 
 

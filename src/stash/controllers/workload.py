@@ -21,15 +21,9 @@ import jsonpatch
 from pydantic import ValidationError
 
 from stash.api import BackupConfiguration, Repository, RestoreSession
+from stash.contract.workloads import WORKLOADS
 from stash.controllers.context import ControllerContext
 from stash.controllers.executor import ensure_binding
-from stash.controllers.resources import (
-    DAEMONSETS,
-    DEPLOYMENTS,
-    REPLICASETS,
-    REPLICATIONCONTROLLERS,
-    STATEFULSETS,
-)
 from stash.inject import desired_workload, select_backup_invoker, select_restore_invoker
 from stash.inject.pod import pod_spec_of
 from stash.kube.client import JSON, JSON_PATCH, Conflict, Invalid, NotFound, Resource
@@ -40,8 +34,10 @@ from stash.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
-WORKLOAD_RESOURCES: dict[str, Resource] = {
-    r.kind: r for r in (DEPLOYMENTS, STATEFULSETS, DAEMONSETS, REPLICASETS, REPLICATIONCONTROLLERS)
+#: The workload kinds the operator watches and repairs, by kind. DeploymentConfig
+#: (`apps.openshift.io`) is left out: its API exists only on OpenShift.
+WATCHED_WORKLOADS: dict[str, Resource] = {
+    kind: res for kind, res in WORKLOADS.items() if res.group != "apps.openshift.io"
 }
 
 
@@ -54,7 +50,7 @@ def target_workload_keys(invoker: JSON) -> list[str]:
     """The workload an invoker (BackupConfiguration / RestoreSession) targets, if any."""
     ref = ((invoker.get("spec") or {}).get("target") or {}).get("ref") or {}
     kind, name = ref.get("kind"), ref.get("name")
-    if kind not in WORKLOAD_RESOURCES or not name:
+    if kind not in WATCHED_WORKLOADS or not name:
         return []
     ns = ref.get("namespace") or invoker["metadata"]["namespace"]
     return [workload_key(kind, ns, name)]
@@ -119,7 +115,7 @@ class WorkloadReconciler:
             if robj is not None:
                 with contextlib.suppress(ValidationError):
                     repos[rkey] = Repository.model_validate(robj)
-        current = {**obj, "kind": kind, "apiVersion": WORKLOAD_RESOURCES[kind].api_version}
+        current = {**obj, "kind": kind, "apiVersion": WATCHED_WORKLOADS[kind].api_version}
         desired = desired_workload(current, backup, restore, self.settings, repos)
         # The agent's RBAC first, so the injected containers can work from their start
         # (a binding made at the first session would leave them waiting for RBAC).
@@ -142,7 +138,7 @@ class WorkloadReconciler:
         ]
         try:
             await self.ctx.kube.patch(
-                WORKLOAD_RESOURCES[kind], name, ops + patch, ns, content_type=JSON_PATCH
+                WATCHED_WORKLOADS[kind], name, ops + patch, ns, content_type=JSON_PATCH
             )
         except (Conflict, NotFound):
             return Result(requeue_after=0.5)
@@ -150,7 +146,7 @@ class WorkloadReconciler:
             # A failed `test` of the resourceVersion is also a 422: if the object moved
             # on, it was a conflict (try again with the newer object); if not, the patch
             # itself is invalid and the error is real.
-            live = await self.ctx.kube.get(WORKLOAD_RESOURCES[kind], name, ns)
+            live = await self.ctx.kube.get(WATCHED_WORKLOADS[kind], name, ns)
             if live["metadata"]["resourceVersion"] != obj["metadata"]["resourceVersion"]:
                 return Result(requeue_after=0.5)
             raise

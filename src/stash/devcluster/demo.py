@@ -29,13 +29,9 @@ from typing import Any, TypeVar
 
 from stash.api.crdgen import crds
 from stash.api.repository import Backend
-from stash.controllers.resources import (
+from stash.contract.resources import (
     BACKUPCONFIGURATIONS,
     BACKUPSESSIONS,
-    JOBS,
-    NAMESPACES,
-    PODS,
-    PVCS,
     REPOSITORIES,
     RESTORESESSIONS,
 )
@@ -53,6 +49,7 @@ from stash.devcluster.demo_world import (
 from stash.devcluster.local import ensure_up, tools_bin
 from stash.devcluster.podrunner import PodRunner, RunningContainer
 from stash.kube.client import JSON, Conflict, Kube, NotFound, Resource
+from stash.kube.resources import JOBS, NAMESPACES, PODS, PVCS
 from stash.operator import Operator
 from stash.restic import Restic, ResticOptions, restic_target
 from stash.settings import OperatorSettings

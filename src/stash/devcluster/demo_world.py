@@ -10,14 +10,9 @@ from pathlib import Path
 
 import aiohttp
 
-from stash.controllers.resources import (
-    BACKUPCONFIGURATIONS,
-    DEPLOYMENTS,
-    PVCS,
-    REPOSITORIES,
-    SECRETS,
-)
+from stash.contract.resources import BACKUPCONFIGURATIONS, REPOSITORIES
 from stash.kube.client import JSON, Resource
+from stash.kube.resources import DEPLOYMENTS, PVCS, SECRETS
 
 PASSWORD = "demo-password-not-for-production"
 S3_KEY, S3_SECRET = "demo", "demo-secret-key"

@@ -22,15 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stash.api import BackupConfiguration, Repository, RestoreSession
-from stash.inject.container import (
-    agent_args,
-    agent_container,
-    local_backend,
-    security_context,
-    target_mounts,
-    tmp_volume,
-)
-from stash.inject.names import (
+from stash.contract.names import (
     ANN_BACKUP_HASH,
     ANN_BACKUP_INVOKER,
     ANN_BACKUP_INVOKER_KIND,
@@ -44,7 +36,14 @@ from stash.inject.names import (
     SIDECAR,
     TMP_MOUNT,
     TMP_VOLUME,
-    WORKLOAD_KINDS,
+)
+from stash.inject.container import (
+    agent_args,
+    agent_container,
+    local_backend,
+    security_context,
+    target_mounts,
+    tmp_volume,
 )
 from stash.inject.pod import (
     clone,
@@ -81,7 +80,6 @@ __all__ = [
     "SIDECAR",
     "TMP_MOUNT",
     "TMP_VOLUME",
-    "WORKLOAD_KINDS",
     "DesiredWorkload",
     "desired_workload",
     "inject_backup",

@@ -10,7 +10,7 @@ from typing import Any
 
 from stash.api import BackupConfiguration, Repository, RestoreSession
 from stash.api.common import ContainerRuntimeSettings, EmptyDirSettings, TargetRef
-from stash.inject.names import SIDECAR, TMP_VOLUME
+from stash.contract.names import SIDECAR, TMP_VOLUME
 from stash.inject.pod import clone, upsert_named
 from stash.settings import OperatorSettings
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from stash.inject.names import ANN_PULL_SECRETS, INIT_CONTAINER, SIDECAR, TMP_VOLUME
+from stash.contract.names import ANN_PULL_SECRETS, INIT_CONTAINER, SIDECAR, TMP_VOLUME
 
 JSON = dict[str, Any]
 

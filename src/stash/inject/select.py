@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from stash.api import BackupConfiguration, RestoreSession
-from stash.inject.names import WORKLOAD_KINDS
+from stash.contract.workloads import runs_in_workload
 
 # Fields of a BackupConfiguration spec that only the operator and the scheduler read.
 # Changing them must not restart the workload's pods, so they stay out of the hash.
@@ -22,15 +22,16 @@ _OPERATOR_ONLY_FIELDS = frozenset(
 def uses_sidecar_model(invoker: BackupConfiguration | RestoreSession) -> bool:
     """True when the invoker runs inside its target's pods (sidecar / init-container).
 
-    That is: driver Restic (or unset), no task, a workload target, and not being deleted.
+    That is `stash.contract.workloads.runs_in_workload` for a named target, and the
+    invoker is not being deleted.
     """
     spec = invoker.spec
     if spec is None or invoker.metadata.deletion_timestamp is not None:
         return False
-    if spec.driver not in (None, "Restic") or (spec.task is not None and spec.task.name):
-        return False
     ref = spec.target.ref if spec.target else None
-    return ref is not None and ref.kind in WORKLOAD_KINDS and bool(ref.name)
+    if ref is None or not ref.name:
+        return False
+    return runs_in_workload(spec.driver, spec.task.name if spec.task else None, ref.kind)
 
 
 def _targets(

@@ -14,7 +14,8 @@ from stash.api.backupconfiguration import BackupConfigurationTemplateSpec
 from stash.api.common import BackupHooks, Handler, RestoreHooks, RetentionPolicy, Rule
 from stash.api.repository import PROVIDERS, Backend
 from stash.api.restoresession import RestoreTargetSpec
-from stash.inject import TMP_MOUNT, WORKLOAD_KINDS
+from stash.contract.names import TMP_MOUNT
+from stash.contract.workloads import runs_in_workload
 from stash.validation.report import Context, Report
 from stash.validation.scalars import parse_duration, schedule_problem
 
@@ -116,10 +117,6 @@ def _local_mount_path(repository: Repository | None) -> str | None:
     return backend.local.mount_path if backend and backend.local else None
 
 
-def _sidecar_target(kind: str | None, task_name: str | None, driver: str | None) -> bool:
-    return kind in WORKLOAD_KINDS and not task_name and driver in (None, "Restic")
-
-
 def check_cross_namespace(
     r: Report,
     path: str,
@@ -133,7 +130,7 @@ def check_cross_namespace(
     AppBindings and job-model tasks (e.g. `kubedump*`) may reach across."""
     if not ref_namespace or not namespace or ref_namespace == namespace:
         return
-    if kind == "PersistentVolumeClaim" or _sidecar_target(kind, task_name, driver):
+    if kind == "PersistentVolumeClaim" or runs_in_workload(driver, task_name, kind):
         r.error(
             path,
             f'a {kind} target must be in the invoker\'s namespace "{namespace}", '
@@ -226,7 +223,7 @@ def check_backup_template(
     if ref is None or not ref.kind or not ref.name:
         r.error(f"{path}.target.ref", "kind and name of the object to back up are required")
     kind = ref.kind if ref else None
-    if _sidecar_target(kind, task_name, driver):
+    if runs_in_workload(driver, task_name, kind):
         if not target.paths:
             r.error(f"{path}.target.paths", f"at least one path is required for a {kind}")
         if not target.volume_mounts:
@@ -268,7 +265,7 @@ def check_restore_template(
     if (ref is None or not ref.kind or not ref.name) and not target.volume_claim_templates:
         r.error(f"{path}.target.ref", "kind and name (or volumeClaimTemplates) are required")
     kind = ref.kind if ref else None
-    if _sidecar_target(kind, task_name, driver) and not target.volume_mounts:
+    if runs_in_workload(driver, task_name, kind) and not target.volume_mounts:
         r.error(f"{path}.target.volumeMounts", f"mount the volume(s) to restore into the {kind}")
     check_volume_mounts(r, f"{path}.target.volumeMounts", target.volume_mounts, context)
     check_rules(r, f"{path}.target.rules", target.rules)

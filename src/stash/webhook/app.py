@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from stash.api import KINDS
+from stash.contract.workloads import WORKLOAD_RESOURCES
 from stash.settings import OperatorSettings
 from stash.webhook.lookup import Lookup
 from stash.webhook.mutating import (
-    WORKLOAD_RESOURCES,
     Mutation,
     mutate_backup_session,
     mutate_pod,

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from stash.api import BackupConfiguration, Repository, RestoreSession
+from stash.contract.workloads import WORKLOAD_KINDS
 from stash.inject import (
     ANN_BACKUP_INVOKER,
     ANN_RESTORE_INVOKER,
-    WORKLOAD_KINDS,
     desired_workload,
     repository_key,
     select_backup_invoker,
@@ -31,7 +31,6 @@ from stash.webhook.lookup import Lookup
 from stash.webhook.review import AdmissionRequest
 
 __all__ = [
-    "WORKLOAD_RESOURCES",
     "Mutation",
     "mutate_backup_session",
     "mutate_pod",
@@ -40,16 +39,6 @@ __all__ = [
 ]
 
 JSON = dict[str, Any]
-
-WORKLOAD_RESOURCES: Mapping[str, tuple[str, str]] = {
-    "deployments": ("apps", "Deployment"),
-    "statefulsets": ("apps", "StatefulSet"),
-    "daemonsets": ("apps", "DaemonSet"),
-    "replicasets": ("apps", "ReplicaSet"),
-    "replicationcontrollers": ("", "ReplicationController"),
-    "deploymentconfigs": ("apps.openshift.io", "DeploymentConfig"),
-}
-"""Workload resources we mutate: plural -> (API group, kind)."""
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from stash.controllers.resources import BACKUPCONFIGURATIONS, DEPLOYMENTS, REPOSITORIES, SECRETS
+from stash.contract.resources import BACKUPCONFIGURATIONS, REPOSITORIES
 from stash.devcluster.podrunner import PodRunner, RunningContainer
 from stash.kube.client import Kube
+from stash.kube.resources import DEPLOYMENTS, SECRETS
 from tests.integration.agent.conftest import (
     backup_configuration,
     condition,

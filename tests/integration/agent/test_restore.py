@@ -10,15 +10,10 @@ from typing import Any
 
 import pytest
 
-from stash.controllers.resources import (
-    BACKUPCONFIGURATIONS,
-    DEPLOYMENTS,
-    REPOSITORIES,
-    RESTORESESSIONS,
-    SECRETS,
-)
+from stash.contract.resources import BACKUPCONFIGURATIONS, REPOSITORIES, RESTORESESSIONS
 from stash.devcluster.podrunner import PodRunner
 from stash.kube.client import JSON, Kube
+from stash.kube.resources import DEPLOYMENTS, SECRETS
 from tests.integration.agent.conftest import (
     agent_env,
     backup_configuration,

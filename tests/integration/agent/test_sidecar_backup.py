@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from stash.controllers.resources import BACKUPCONFIGURATIONS, DEPLOYMENTS, REPOSITORIES, SECRETS
+from stash.contract.resources import BACKUPCONFIGURATIONS, REPOSITORIES
 from stash.devcluster.podrunner import PodRunner
 from stash.kube.client import Kube, Resource
+from stash.kube.resources import DEPLOYMENTS, SECRETS
 from tests.integration.agent.conftest import (
     PASSWORD,
     backup_configuration,

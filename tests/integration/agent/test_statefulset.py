@@ -8,14 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from stash.controllers.resources import (
-    BACKUPCONFIGURATIONS,
-    REPOSITORIES,
-    SECRETS,
-    STATEFULSETS,
-)
+from stash.contract.resources import BACKUPCONFIGURATIONS, REPOSITORIES
 from stash.devcluster.podrunner import PodRunner
 from stash.kube.client import Kube
+from stash.kube.resources import SECRETS, STATEFULSETS
 from tests.integration.agent.conftest import (
     backup_configuration,
     condition,

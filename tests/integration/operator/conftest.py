@@ -9,14 +9,10 @@ from typing import Any
 
 import pytest
 
-from stash.controllers.resources import (
-    BACKUPCONFIGURATIONS,
-    DEPLOYMENTS,
-    REPOSITORIES,
-    SECRETS,
-)
+from stash.contract.resources import BACKUPCONFIGURATIONS, REPOSITORIES
 from stash.devcluster import ControlPlane
 from stash.kube.client import JSON, Kube
+from stash.kube.resources import DEPLOYMENTS, SECRETS
 from stash.operator import Operator
 from stash.settings import OperatorSettings
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from stash.controllers.resources import BACKUPCONFIGURATIONS, SECRETS
+from stash.contract.resources import BACKUPCONFIGURATIONS
 from stash.kube.client import Kube
+from stash.kube.resources import SECRETS
 from tests.integration.operator.conftest import OperatorFactory, create_world, secret
 from tests.support.cluster import eventually
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from stash.controllers.resources import BACKUPCONFIGURATIONS, BACKUPSESSIONS
+from stash.contract.resources import BACKUPCONFIGURATIONS, BACKUPSESSIONS
 from stash.controllers.trigger import create_backup_session
 from stash.kube.client import JSON, Kube
 from stash.kube.status import update_status
@@ -214,7 +214,7 @@ async def test_deleted_repository_makes_invoker_not_ready_and_sessions_skipped(
     rawkube: Kube, run_operator: OperatorFactory, namespace: str
 ) -> None:
     """Scenario S4 step 4."""
-    from stash.controllers.resources import REPOSITORIES
+    from stash.contract.resources import REPOSITORIES
 
     await run_operator()
     await create_world(rawkube, namespace)

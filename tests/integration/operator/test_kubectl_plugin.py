@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from stash.controllers.resources import BACKUPCONFIGURATIONS, BACKUPSESSIONS
+from stash.contract.resources import BACKUPCONFIGURATIONS, BACKUPSESSIONS
 from stash.devcluster import ControlPlane
 from stash.kube.client import Kube
 from tests.integration.operator.conftest import create_world

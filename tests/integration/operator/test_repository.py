@@ -7,8 +7,9 @@ import asyncio
 
 import pytest
 
-from stash.controllers.resources import REPOSITORIES, SECRETS
+from stash.contract.resources import REPOSITORIES
 from stash.kube.client import JSON, Kube, NotFound
+from stash.kube.resources import SECRETS
 from tests.integration.operator.conftest import OperatorFactory, create_world
 from tests.support.cluster import eventually
 from tests.support.storage import S3_KEY_ID, S3_SECRET, MotoServer

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from stash.controllers.resources import BACKUPCONFIGURATIONS, BACKUPSESSIONS
+from stash.contract.resources import BACKUPCONFIGURATIONS, BACKUPSESSIONS
 from stash.devcluster import ControlPlane
 from stash.kube.client import JSON, Kube, KubeError
 from stash.kube.leader import LEASES

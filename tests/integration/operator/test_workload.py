@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from stash.controllers.resources import BACKUPCONFIGURATIONS, DEPLOYMENTS
+from stash.contract.resources import BACKUPCONFIGURATIONS
 from stash.kube.client import JSON, Kube
+from stash.kube.resources import DEPLOYMENTS
 from tests.integration.operator.conftest import OperatorFactory, create_world
 from tests.support.cluster import eventually
 

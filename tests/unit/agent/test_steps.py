@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from stash.agent.steps import (
-    BackupOutput,
+from stash.agent.steps import BackupOutput
+from stash.api.backupsession import HostBackupStats
+from stash.api.common import TargetRef
+from stash.cli.main import build_parser
+from stash.contract.steps import (
     pvc_backup_args,
     pvc_restore_args,
     split_list,
     update_status_args,
 )
-from stash.api.backupsession import HostBackupStats
-from stash.api.common import TargetRef
-from stash.cli.main import build_parser
 
 VARIABLE = re.compile(r"\$\{([A-Za-z_]+)(?::=([^}]*))?\}")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from stash.agent.steps import BACKUP_PVC_FLAGS
+from stash.contract.steps import BACKUP_PVC_FLAGS
 from stash.controllers.catalog import builtin_functions, builtin_tasks
 from stash.controllers.jobs import build_job, envsubst, job_name
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from stash.agent.rbac import agent_cluster_roles
+from stash.contract.rbac import agent_cluster_roles
 
 RBAC = Path(__file__).resolve().parents[3] / "manifests" / "rbac"
 
@@ -14,10 +14,10 @@ RBAC = Path(__file__).resolve().parents[3] / "manifests" / "rbac"
 def test_committed_manifests_equal_the_roles() -> None:
     for role in agent_cluster_roles():
         path = RBAC / f"{role['metadata']['name']}.yaml"
-        assert path.exists(), f"{path} missing: run stash.agent.rbac.write_manifests()"
+        assert path.exists(), f"{path} missing: run stash.contract.rbac.write_manifests()"
         assert yaml.safe_load(path.read_text()) == role, (
             f"{path} is stale: regenerate with "
-            "`python -c 'from stash.agent.rbac import write_manifests as w; "
+            "`python -c 'from stash.contract.rbac import write_manifests as w; "
             'w("manifests/rbac")\'`'
         )
 

@@ -10,7 +10,8 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-GROUP = "stash.appscode.com"
+from stash.api import GROUP
+
 LABEL_INVOKER_TYPE = f"{GROUP}/invoker-type"
 LABEL_INVOKER_NAME = f"{GROUP}/invoker-name"
 LABEL_TARGET_KIND = f"{GROUP}/target-kind"

@@ -1,22 +1,10 @@
-"""Names the injection writes into workloads: containers, volumes, annotations, kinds.
+"""Names the injection writes into workloads: containers, volumes, annotations.
 
-Not for: behaviour. Other modules (validation, the agent, the operator) import these so a
-name is spelled in one place (stash-api.md §12).
+Not for: behaviour. The webhook, validation, the agent and the operator import these so a
+name is spelled in one place (stash-api.md §12). Workload kinds are in `workloads`.
 """
 
 from __future__ import annotations
-
-WORKLOAD_KINDS = frozenset(
-    {
-        "Deployment",
-        "StatefulSet",
-        "DaemonSet",
-        "ReplicaSet",
-        "ReplicationController",
-        "DeploymentConfig",
-    }
-)
-"""Kinds whose pod template gets the agent (sidecar model)."""
 
 SIDECAR = "stash"
 INIT_CONTAINER = "stash-init"

@@ -8,7 +8,7 @@ import pytest
 
 from stash.api.backupsession import BackupSessionStatus, BackupTargetStatus, HostBackupStats
 from stash.api.restoresession import HostRestoreStats, RestoreSessionStatus
-from stash.controllers import phases as P
+from stash.contract import phases as P
 from stash.kube.conditions import set_condition
 
 T = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from stash.controllers.sessions import (
+from stash.contract.sessions import (
     format_duration,
     history_to_delete,
     new_backup_session,
