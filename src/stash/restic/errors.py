@@ -256,17 +256,13 @@ class Interrupted(ResticError):
     default_hint = "restic was stopped before it finished; run the operation again"
 
 
+# Message patterns, tried in order on restic's own message when the exit code does not
+# decide. Numbers are matched only where restic prints an HTTP status (`_http_status`):
+# a bare `507` also matches a lock's age ("507.87ms ago"), a PID or a port.
 _PATTERNS: list[tuple[type[ResticError], re.Pattern[str]]] = [
+    # First: a lock message carries a PID, a host, durations and a storage ID.
+    (RepositoryLocked, re.compile(r"\bis already locked\b|unable to create lock", re.I)),
     (WrongPassword, re.compile(r"wrong password|no key found", re.I)),
-    (
-        NoSpace,
-        re.compile(
-            r"no space left on device|disk quota exceeded|insufficient storage|"
-            r"QuotaExceeded|entity too large|\b507\b",
-            re.I,
-        ),
-    ),
-    (RepositoryLocked, re.compile(r"already locked", re.I)),
     (
         InvalidBackend,
         re.compile(r"invalid bucket name|bucket name cannot|InvalidBucketName", re.I),
@@ -275,7 +271,7 @@ _PATTERNS: list[tuple[type[ResticError], re.Pattern[str]]] = [
         BucketNotFound,
         re.compile(
             r"bucket does not exist|NoSuchBucket|container not found|ContainerNotFound|"
-            r"bucket .* not found",
+            r"bucket \S+ not found",
             re.I,
         ),
     ),
@@ -284,9 +280,17 @@ _PATTERNS: list[tuple[type[ResticError], re.Pattern[str]]] = [
         re.compile(r"repository does not exist|Is there a repository at", re.I),
     ),
     (
+        NoSpace,
+        re.compile(
+            r"no space left on device|disk quota exceeded|insufficient storage|"
+            r"QuotaExceeded|entity too large",
+            re.I,
+        ),
+    ),
+    (
         BackendAuthFailed,
         re.compile(
-            r"\b401\b|\b403\b|unauthori[sz]ed|forbidden|access denied|AccessDenied|"
+            r"\bunauthori[sz]ed\b|\bforbidden\b|access denied|AccessDenied|"
             r"InvalidAccessKeyId|SignatureDoesNotMatch|invalid credentials|"
             r"AuthenticationFailed|authentication failed|permission denied.*(bucket|object)",
             re.I,
@@ -304,12 +308,33 @@ _PATTERNS: list[tuple[type[ResticError], re.Pattern[str]]] = [
     (
         SnapshotNotFound,
         re.compile(
-            r"no matching ID found|no snapshot found|snapshot .*not found|invalid id|"
+            r"no matching ID found|no snapshot found|snapshot \S*\s?not found|invalid id|"
             r"ambiguous prefix|failed to find snapshot",
             re.I,
         ),
     ),
 ]
+
+# Where restic (and the backends' SDKs it wraps) print an HTTP status code.
+_HTTP_STATUS = re.compile(
+    r"HTTP response \((\d{3})\)|\bstatus(?: code)?[:=]? ?(\d{3})\b|StatusCode:? ?(\d{3})\b|"
+    r"\b(\d{3}) (?:Unauthorized|Forbidden|Insufficient Storage|Request Entity Too Large)\b",
+    re.I,
+)
+_BY_HTTP_STATUS: dict[int, type[ResticError]] = {
+    401: BackendAuthFailed,
+    403: BackendAuthFailed,
+    413: NoSpace,
+    507: NoSpace,
+}
+
+
+def _http_status(message: str) -> int | None:
+    match = _HTTP_STATUS.search(message)
+    if match is None:
+        return None
+    return int(next(g for g in match.groups() if g))
+
 
 _TLS = re.compile(r"x509:|certificate|TLS handshake", re.I)
 
@@ -386,21 +411,18 @@ def _lock_holder(message: str) -> LockHolder | None:
 def classify(exit_code: int | None, stderr: str, *, command: str = "") -> ResticError:
     """Turn a failed restic run into the most specific error type.
 
-    The message is matched first: it is more precise than the exit code (exit 1 covers
-    both an unreachable server and a refused password on some backends). The exit code
-    decides when no message pattern matches. Pure: same input, same answer.
+    restic's documented exit codes decide first (10 no repository, 11 lock failed, 12
+    wrong password, 3 incomplete backup, 130 interrupted; restic >= 0.17); the message
+    only refines them (a missing bucket is a missing repository). Exit 1 ("any other
+    error") is classified on restic's message with anchored patterns, numbers only in an
+    HTTP-status context. Pure: same input, same answer.
     """
     message = restic_message(stderr) or f"restic exited with status {exit_code}"
-    kind: type[ResticError] | None = None
-    if exit_code == EXIT_WRONG_PASSWORD:
-        kind = WrongPassword
-    else:
-        for candidate, pattern in _PATTERNS:
-            if pattern.search(message):
-                kind = candidate
-                break
+    kind = _BY_EXIT.get(exit_code or 0)
+    if kind is RepositoryNotFound and _kind_by_message(message) is BucketNotFound:
+        kind = BucketNotFound
     if kind is None:
-        kind = _BY_EXIT.get(exit_code or 0, ResticError)
+        kind = _kind_by_message(message) or ResticError
     if kind is RepositoryLocked:
         return RepositoryLocked(
             message, exit_code=exit_code, command=command, holder=_lock_holder(message)
@@ -412,6 +434,14 @@ def classify(exit_code: int | None, stderr: str, *, command: str = "") -> Restic
             "of the storage secret, or (for testing only) set insecureTLS in spec.backend"
         )
     return kind(message, hint=hint, exit_code=exit_code, command=command)
+
+
+def _kind_by_message(message: str) -> type[ResticError] | None:
+    for candidate, pattern in _PATTERNS:
+        if pattern.search(message):
+            return candidate
+    status = _http_status(message)
+    return _BY_HTTP_STATUS.get(status) if status is not None else None
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stash.restic.errors import (
     BackendAuthFailed,
@@ -141,3 +143,94 @@ def test_redact_removes_values_and_their_url_quoted_form() -> None:
     out = redact(text, ["p@ss", "alice", "ab"])
     assert "p@ss" not in out and "p%40ss" not in out and "alice" not in out
     assert "pw=ab" in out  # too short to scrub without shredding ordinary words
+
+
+# Real restic 0.19 messages with the parts that vary per run left open: PIDs, ports,
+# durations, sizes and IDs are numbers that must never decide the classification
+# (a lock "created ... (507.87ms ago)" once read as "no space left").
+_VARYING_MESSAGES = [
+    (
+        11,
+        '{{"message_type":"exit_error","code":11,"message":"unable to create lock in backend: '
+        "repository is already locked by PID {pid} on host-{n} by root (UID 0, GID 0)\\\\nlock "
+        "was created at 2026-11-26 22:01:26 ({ms}ms ago)\\\\nstorage ID {hexid}\\\\nthe `unlock` "
+        'command can be used to remove stale locks"}}',
+        RepositoryLocked,
+    ),
+    (
+        1,
+        "Fatal: unable to create lock in backend: repository is already locked exclusively "
+        "by PID {pid} on vm by root (UID 0, GID 0)\nlock was created at 2026-11-26 22:01:26 "
+        "({secs}s ago)\nstorage ID {hexid}",
+        RepositoryLocked,
+    ),
+    (
+        1,
+        "Fatal: create repository at s3:http://127.0.0.1:{port}/b failed: client.BucketExists: "
+        'Get "http://127.0.0.1:{port}/b/?location=": dial tcp 127.0.0.1:{port}: connect: '
+        "connection refused",
+        BackendUnreachable,
+    ),
+    (
+        1,
+        "Fatal: unable to save snapshot: write /r/data/{n}/{hexid}: no space left on device",
+        NoSpace,
+    ),
+    (
+        12,
+        '{{"message_type":"exit_error","code":12,"message":"Fatal: wrong password or no key '
+        'found (tried {n} keys in {ms}ms)"}}',
+        WrongPassword,
+    ),
+    (
+        1,
+        '{{"message_type":"exit_error","code":1,"message":"Fatal: failed to find snapshot: '
+        'no matching ID found for prefix \\"{hexid}\\""}}',
+        SnapshotNotFound,
+    ),
+    (
+        10,
+        "Fatal: repository does not exist: unable to open config file: stat /r/{n}/config: "
+        "no such file or directory\nIs there a repository at the following location?\n/r/{n}",
+        RepositoryNotFound,
+    ),
+    (3, "Warning: at least one source file could not be read ({n} of {pid} files)", None),
+]
+
+_numbers = st.sampled_from([401, 403, 404, 413, 500, 507]) | st.integers(1, 99999)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    case=st.sampled_from(_VARYING_MESSAGES),
+    pid=_numbers,
+    port=_numbers.filter(lambda p: p < 65536),
+    n=_numbers,
+    ms=st.floats(0.01, 9999, allow_nan=False).map(lambda f: f"{f:.2f}"),
+    secs=_numbers,
+    hexid=st.text("0123456789abcdef", min_size=8, max_size=8),
+)
+def test_numbers_in_restic_messages_never_decide_the_error(
+    case: tuple[int, str, type[ResticError] | None],
+    pid: int,
+    port: int,
+    n: int,
+    ms: str,
+    secs: int,
+    hexid: str,
+) -> None:
+    code, template, kind = case
+    text = template.format(pid=pid, port=port, n=n, ms=ms, secs=secs, hexid=hexid)
+    error = classify(code, text, command="backup")
+    assert type(error) is (kind or BackupIncomplete)
+
+
+def test_http_status_decides_only_in_an_http_context() -> None:
+    insufficient = classify(
+        1,
+        '{"message_type":"exit_error","code":1,"message":"Fatal: unable to save snapshot: '
+        'Save(<data/1a2b>) failed: unexpected HTTP response (507): 507 Insufficient Storage"}',
+    )
+    assert type(insufficient) is NoSpace
+    assert type(classify(1, "Fatal: Load(<data/ab>): StatusCode: 403")) is BackendAuthFailed
+    assert type(classify(1, "Fatal: unable to open /r/507/401/403 for reading")) is ResticError
