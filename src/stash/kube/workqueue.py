@@ -39,8 +39,14 @@ class TokenBucket:
         return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
 
 
+_MAX_EXPONENT = 64  # 2.0**64 * any sane base is far past any cap
+
+
 class Backoff:
-    """Per-key exponential backoff: base * 2**failures, capped."""
+    """Per-key exponential backoff: base * 2**failures, capped.
+
+    The exponent stops growing once the cap is reached, so a key that fails forever
+    (thousands of times) never overflows a float and never kills its worker."""
 
     def __init__(self, base: float = 0.005, cap: float = 300.0) -> None:
         self.base = base
@@ -51,7 +57,7 @@ class Backoff:
         """Record a failure of `key`; return the delay before its next attempt."""
         n = self._failures.get(key, 0)
         self._failures[key] = n + 1
-        return float(min(self.cap, self.base * (2**n)))
+        return float(min(self.cap, self.base * 2.0 ** min(n, _MAX_EXPONENT)))
 
     def failures(self, key: str) -> int:
         return self._failures.get(key, 0)

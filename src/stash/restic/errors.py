@@ -338,7 +338,7 @@ def _http_status(message: str) -> int | None:
 
 _TLS = re.compile(r"x509:|certificate|TLS handshake", re.I)
 
-_BY_EXIT = {
+_BY_EXIT: dict[int, type[ResticError]] = {
     EXIT_WRONG_PASSWORD: WrongPassword,
     EXIT_LOCKED: RepositoryLocked,
     EXIT_NO_REPOSITORY: RepositoryNotFound,

@@ -100,3 +100,11 @@ async def test_shutdown_releases_waiting_workers() -> None:
     q.shutdown()
     with pytest.raises(ShutDown):
         await asyncio.wait_for(waiter, 1)
+
+
+def test_a_key_failing_thousands_of_times_keeps_the_capped_delay() -> None:
+    # 0.005 * 2**n overflowed a float after ~1,000 failures, killing the worker
+    backoff = Backoff(base=0.005, cap=300.0)
+    delays = [backoff.next_delay("ns/broken") for _ in range(5000)]
+    assert delays[-1] == 300.0
+    assert backoff.failures("ns/broken") == 5000
