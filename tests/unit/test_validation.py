@@ -86,7 +86,16 @@ def test_valid_schedules_pass(schedule: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "schedule", ["*/5 * * *", "61 * * * *", "0 0 * * 7", "@fortnightly", "x y z a b"]
+    "schedule",
+    [
+        "*/5 * * *",
+        "61 * * * *",
+        "0 0 * * 7",
+        "@fortnightly",
+        "x y z a b",
+        "@every 1ns",
+        "@every 59s",
+    ],
 )
 def test_bad_schedule_is_refused_with_the_schedule_named(schedule: str) -> None:
     verdict = validate(bc(schedule=schedule))
@@ -216,6 +225,19 @@ def test_durations_and_counters() -> None:
     assert parse_duration("1.5s") == 1.5
     with pytest.raises(ValueError, match="Go duration"):
         parse_duration("5 minutes")
+
+
+def test_durations_too_long_for_date_arithmetic_are_refused() -> None:
+    # "100000000h" used to raise OverflowError in the session reconciler and wedge it
+    verdict = validate(bc(timeOut="100000000h", retryConfig={"maxRetry": 1, "delay": "9999999h"}))
+    assert set(fields(verdict)) == {"spec.timeOut", "spec.retryConfig.delay"}
+    assert "too long" in verdict.message
+    assert parse_duration("2562047h") == 2562047 * 3600
+
+
+def test_every_of_a_minute_or_more_is_accepted() -> None:
+    assert validate(bc(schedule="@every 1m")).ok
+    assert "at least 1m" in (schedule_problem("@every 30s") or "")
 
 
 def test_hooks_need_exactly_one_action() -> None:
