@@ -351,3 +351,15 @@ def test_backup_session_invoker_kind_must_be_a_backup_invoker() -> None:
 
 def test_unknown_kinds_pass() -> None:
     assert validate({"kind": "ConfigMap", "data": {}}).ok
+
+
+def test_restic_args_that_would_run_commands_or_read_agent_files_are_refused() -> None:
+    target = {
+        "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+        "paths": ["/data"],
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+        "args": ["--password-command", "cat /var/run/secrets/kubernetes.io/serviceaccount/token"],
+    }
+    verdict = validate(bc(target=target))
+    assert fields(verdict) == ["spec.target.args"]
+    assert '"--password-command" is not allowed' in verdict.message

@@ -23,12 +23,14 @@ from typing import TYPE_CHECKING, Any
 from stash.restic.errors import (
     BackupCommandFailed,
     BackupIncomplete,
+    InvalidArguments,
     RepositoryNotFound,
     ResticError,
     SnapshotNotFound,
     classify,
     redact,
 )
+from stash.restic.flags import extra_args_problem
 from stash.restic.models import (
     BackupError,
     BackupProgress,
@@ -55,6 +57,12 @@ if TYPE_CHECKING:
 __all__ = ["ProgressCallback", "Restic", "ResticOptions"]
 
 log = logging.getLogger("stash.restic")
+
+
+def _check_extra_args(command: str, extra_args: Sequence[str]) -> None:
+    problem = extra_args_problem(command, extra_args)
+    if problem:
+        raise InvalidArguments(problem, command=command)
 
 
 class Restic(ResticRunner):
@@ -220,6 +228,7 @@ class Restic(ResticRunner):
         time: datetime | None,
         extra_args: Sequence[str],
     ) -> list[str]:
+        _check_extra_args("backup", extra_args)
         args = ["backup"]
         if not self.options.no_cache:
             args.append("--cleanup-cache")
@@ -329,6 +338,7 @@ class Restic(ResticRunner):
         """
         if includes and excludes:
             raise ValueError("restic restores with include or exclude patterns, not both")
+        _check_extra_args("restore", extra_args)
         args = ["restore", snapshot, "--target", target_dir]
         if host:
             args += ["--host", host]

@@ -29,6 +29,7 @@ __all__ = [
     "BucketNotFound",
     "FeatureUnavailable",
     "Interrupted",
+    "InvalidArguments",
     "InvalidBackend",
     "LockHolder",
     "MissingSecretKey",
@@ -81,6 +82,12 @@ class InvalidBackend(ResticError):
     """The Repository's backend spec or its storage secret cannot make a restic target."""
 
     default_hint = "fix spec.backend of the Repository or the keys of its storage secret"
+
+
+class InvalidArguments(ResticError):
+    """`target.args` (or a restore rule's args) hold something restic may not be given."""
+
+    default_hint = "remove it from the args of the target (or of the restore rule)"
 
 
 class MissingSecretKey(InvalidBackend):

@@ -16,6 +16,7 @@ from stash.api.repository import PROVIDERS, Backend
 from stash.api.restoresession import RestoreTargetSpec
 from stash.contract.names import TMP_MOUNT
 from stash.contract.workloads import runs_in_workload
+from stash.restic.flags import extra_args_problem
 from stash.validation.report import Context, Report
 from stash.validation.scalars import parse_duration, schedule_problem
 
@@ -239,6 +240,7 @@ def check_backup_template(
         ):
             r.warn(f'{path}.target.paths[{i}] "{p}" is not under any of target.volumeMounts')
     check_volume_mounts(r, f"{path}.target.volumeMounts", target.volume_mounts, context)
+    check_restic_args(r, f"{path}.target.args", "backup", target.args)
     ref_namespace = ref.namespace if ref else None
     check_cross_namespace(
         r, f"{path}.target.ref.namespace", namespace, kind, ref_namespace, task_name, driver
@@ -269,11 +271,19 @@ def check_restore_template(
         r.error(f"{path}.target.volumeMounts", f"mount the volume(s) to restore into the {kind}")
     check_volume_mounts(r, f"{path}.target.volumeMounts", target.volume_mounts, context)
     check_rules(r, f"{path}.target.rules", target.rules)
+    check_restic_args(r, f"{path}.target.args", "restore", target.args)
     ref_namespace = ref.namespace if ref else None
     check_cross_namespace(
         r, f"{path}.target.ref.namespace", namespace, kind, ref_namespace, task_name, driver
     )
     check_hooks(r, f"{path}.hooks", spec.hooks)
+
+
+def check_restic_args(r: Report, path: str, command: str, args: Sequence[str] | None) -> None:
+    """`args` reach restic: only documented flags that change what is read or written."""
+    problem = extra_args_problem(command, args or ())
+    if problem:
+        r.error(path, problem)
 
 
 def check_repository_ref(r: Report, path: str, name: str | None, driver: str | None) -> None:
