@@ -51,6 +51,11 @@ LineHandler = Callable[[bytes], None]
 
 _CHUNK = 1 << 16
 _STDERR_TAIL = 256 << 10
+#: Longest line kept whole; a longer one is cut (restic's JSON lines are far shorter).
+MAX_LINE = 4 << 20
+#: Most stdout kept for a command whose output is parsed at the end (`snapshots --json`
+#: of a very large repository is a few MiB); past it the run fails instead of growing.
+MAX_STDOUT = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,18 @@ class RetryWatch:
                 hint=error.hint,
             )
         return None
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    """`data` split at newlines; the last item is the unfinished rest. A rest longer than
+    `MAX_LINE` is cut into whole lines of that size, so no line grows without bound."""
+    parts = data.split(b"\n")
+    rest = parts.pop()
+    while len(rest) > MAX_LINE:
+        parts.append(rest[:MAX_LINE])
+        rest = rest[MAX_LINE:]
+    parts.append(rest)
+    return parts
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -168,10 +185,12 @@ async def run(
         pending = b""
         while chunk := await proc.stdout.read(_CHUNK):
             if on_line is None:
+                if len(stdout) + len(chunk) > MAX_STDOUT:
+                    abort(ResticError(f"restic wrote more than {MAX_STDOUT >> 20} MiB to stdout"))
+                    return
                 stdout.extend(chunk)
                 continue
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
+            *lines, pending = split_lines(pending + chunk)
             for line in lines:
                 on_line(line)
         if pending and on_line is not None:
@@ -182,8 +201,7 @@ async def run(
         assert proc.stderr is not None
         pending = b""
         while chunk := await proc.stderr.read(_CHUNK):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
+            *lines, pending = split_lines(pending + chunk)
             for raw in lines:
                 text = raw.decode(errors="replace")
                 tail.append(text)
