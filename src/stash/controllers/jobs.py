@@ -9,6 +9,8 @@ Not for: creating anything (the reconcilers do).
 
 from __future__ import annotations
 
+import hashlib
+
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -40,12 +42,14 @@ def envsubst(value: Any, variables: Mapping[str, str]) -> Any:
 
 
 def job_name(prefix: str, session: str, index: int, ordinal: int | None = None) -> str:
-    """`<prefix>-<session>-<index>[-<ordinal>]`, middle-truncated to 63 characters."""
+    """`<prefix>-<session>-<index>[-<ordinal>]`; past 63 characters (a Job's name is a pod
+    label value) its first 54 characters and 8 hex digits of its SHA-256, so two long
+    names that share a beginning or an end never give one Job (a truncation did)."""
     name = f"{prefix}-{session}-{index}" + (f"-{ordinal}" if ordinal is not None else "")
     if len(name) <= 63:
         return name
-    keep = 63 - 1
-    return f"{name[: keep // 2]}-{name[-(keep - keep // 2) :]}"
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[:54].rstrip('-.')}-{digest}"
 
 
 def _params(items: list[JSON] | None) -> dict[str, str]:

@@ -22,7 +22,16 @@ def test_job_name_is_at_most_63_characters() -> None:
         == "stash-backup-pvc-backup-1700000000-0"
     )
     long = job_name("stash-restore", "r" * 80, 0, 3)
-    assert len(long) == 63 and long.startswith("stash-restore-") and long.endswith("-0-3")
+    assert len(long) == 63 and long.startswith("stash-restore-")
+    assert long == job_name("stash-restore", "r" * 80, 0, 3)  # stable
+
+
+def test_long_names_sharing_their_ends_get_different_jobs() -> None:
+    # middle truncation gave these two invokers' sessions one Job, so one never ran
+    primary = job_name("stash-backup", "postgres-production-primary-cluster-east-1-1700000000", 0)
+    replica = job_name("stash-backup", "postgres-production-replica-cluster-east-1-1700000000", 0)
+    assert primary != replica
+    assert len(primary) <= 63 and len(replica) <= 63
 
 
 def _pvc_backup_job(params: dict[str, str] | None = None) -> dict:  # type: ignore[type-arg]
