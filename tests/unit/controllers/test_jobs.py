@@ -28,8 +28,12 @@ def test_job_name_is_at_most_63_characters() -> None:
 
 def test_long_names_sharing_their_ends_get_different_jobs() -> None:
     # middle truncation gave these two invokers' sessions one Job, so one never ran
-    primary = job_name("stash-backup", "postgres-production-primary-cluster-east-1-1700000000", 0)
-    replica = job_name("stash-backup", "postgres-production-replica-cluster-east-1-1700000000", 0)
+    primary = job_name(
+        "stash-backup", "postgres-production-primary-in-the-eu-west-cluster-1700000000", 0
+    )
+    replica = job_name(
+        "stash-backup", "postgres-production-replica-in-the-eu-west-cluster-1700000000", 0
+    )
     assert primary != replica
     assert len(primary) <= 63 and len(replica) <= 63
 
