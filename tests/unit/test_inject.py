@@ -402,6 +402,46 @@ def test_desired_workload_refuses_to_mount_volumes_the_pod_does_not_have() -> No
     assert len(result.problems) == 1 and '"typo"' in result.problems[0]
 
 
+def _statefulset_with_claim_template() -> dict[str, Any]:
+    sts = workload("StatefulSet")
+    del sts["spec"]["template"]["spec"]["volumes"]
+    sts["spec"]["volumeClaimTemplates"] = [
+        {"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"]}}
+    ]
+    return sts
+
+
+def test_statefulset_claim_template_volumes_may_be_mounted_for_backup_and_restore() -> None:
+    # the most common StatefulSet shape of Stash's guides: the volume comes from
+    # volumeClaimTemplates, not from the pod template
+    sts = _statefulset_with_claim_template()
+    result = desired_workload(
+        sts, backup_config("StatefulSet"), restore_session("StatefulSet"), SETTINGS, {}
+    )
+    assert result.problems == ()
+    spec = pod_spec(result.workload)
+    sidecar = named(spec["containers"], "stash")[0]
+    assert any(
+        m["name"] == "data" and m["mountPath"] == "/var/www" for m in sidecar["volumeMounts"]
+    )
+    init = named(spec["initContainers"], "stash-init")[0]
+    assert any(m["name"] == "data" for m in init["volumeMounts"])
+
+
+def test_claim_template_names_count_only_for_statefulsets() -> None:
+    deployment = workload()
+    deployment["spec"]["volumeClaimTemplates"] = [{"metadata": {"name": "other"}}]
+    bc = backup_config(
+        target={
+            "ref": {"kind": "Deployment", "name": "web"},
+            "paths": ["/x"],
+            "volumeMounts": [{"name": "other", "mountPath": "/x"}],
+        }
+    )
+    result = desired_workload(deployment, bc, None, SETTINGS, {})
+    assert len(result.problems) == 1 and "volumeClaimTemplates" in result.problems[0]
+
+
 def test_pod_mode_injects_pods_and_cleans_workload_templates() -> None:
     pod_mode = SETTINGS.model_copy(update={"injection_mode": "pod"})
     injected = inject_backup(workload(), backup_config(), SETTINGS)

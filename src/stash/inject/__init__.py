@@ -254,26 +254,40 @@ def remove_restore(workload: Mapping[str, Any]) -> JSON:
 # ------------------------------------------------------------------ the shared entry point
 
 
+def pod_volume_names(workload: Mapping[str, Any]) -> set[str]:
+    """The volume names a workload's pods have: the pod template's volumes and, for a
+    StatefulSet, its volumeClaimTemplates (the StatefulSet controller adds a volume of
+    that name to every pod, so mounts may name them)."""
+    pod_spec = pod_spec_of(workload)
+    names = {v.get("name") for v in pod_spec.get("volumes") or [] if isinstance(v, dict)}
+    if workload.get("kind") == "StatefulSet":
+        for claim in (workload.get("spec") or {}).get("volumeClaimTemplates") or []:
+            if isinstance(claim, dict):
+                names.add((claim.get("metadata") or {}).get("name"))
+    return {n for n in names if isinstance(n, str) and n}
+
+
 def _missing_volumes(
-    pod_spec: Mapping[str, Any], invoker: BackupConfiguration | RestoreSession
+    workload: Mapping[str, Any], invoker: BackupConfiguration | RestoreSession
 ) -> list[str]:
     target = invoker.spec.target if invoker.spec else None
     wanted = [m.name for m in (target.volume_mounts if target else None) or []]
-    have = {v.get("name") for v in pod_spec.get("volumes") or [] if isinstance(v, dict)}
+    have = pod_volume_names(workload)
     return [name for name in wanted if name not in have]
 
 
 def _problem(
-    pod_spec: Mapping[str, Any], invoker: BackupConfiguration | RestoreSession, what: str
+    workload: Mapping[str, Any], invoker: BackupConfiguration | RestoreSession, what: str
 ) -> str | None:
-    missing = _missing_volumes(pod_spec, invoker)
+    missing = _missing_volumes(workload, invoker)
     if not missing:
         return None
     names = ", ".join(f'"{n}"' for n in missing)
     return (
         f"not injecting the {what} for {invoker.kind} {invoker.metadata.namespace}/"
         f"{invoker.metadata.name}: spec.target.volumeMounts names volume(s) {names} "
-        "that the pod template does not have; fix the volume names in the invoker"
+        "that the pod template (or the StatefulSet's volumeClaimTemplates) does not have; "
+        "fix the volume names in the invoker"
     )
 
 
@@ -298,16 +312,15 @@ def desired_workload(
     if not is_pod and settings.injection_mode == "pod":
         backup = restore = None
     problems: list[str] = []
-    pod_spec = pod_spec_of(workload)
     if backup is not None and uses_sidecar_model(backup):
-        problem = _problem(pod_spec, backup, "backup sidecar")
+        problem = _problem(workload, backup, "backup sidecar")
         if problem:
             problems.append(problem)
             backup = None
     else:
         backup = None
     if restore is not None and uses_sidecar_model(restore):
-        problem = _problem(pod_spec, restore, "restore init-container")
+        problem = _problem(workload, restore, "restore init-container")
         if problem:
             problems.append(problem)
             restore = None
