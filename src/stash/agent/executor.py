@@ -200,7 +200,7 @@ async def back_up_host(
     heartbeat (try again later), True once the host's result is recorded.
     """
     name = session["metadata"]["name"]
-    heartbeat = Heartbeat(ctx.kube, session, hostname, ctx.pod.pod_name)
+    heartbeat = Heartbeat(ctx.kube, session, hostname, ctx.pod.pod_name, ledger=ctx.settings.ledger)
     holder = await heartbeat.holder_elsewhere()
     if holder is not None:
         log.info("%s: host %s is being backed up by %s; waiting", name, hostname, holder)

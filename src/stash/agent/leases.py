@@ -34,10 +34,12 @@ import aiohttp
 from stash.agent.identity import heartbeat_lease_name
 from stash.kube.client import JSON, Conflict, Kube, KubeError, NotFound
 from stash.kube.leader import LEASES, LeaderElector
+from stash.restic.ledger import RunLedger
 
 __all__ = [
     "HEARTBEAT_LABEL_HOST",
     "HEARTBEAT_LABEL_SESSION",
+    "HEARTBEAT_RESTIC_PIDS",
     "Heartbeat",
     "take_turn",
 ]
@@ -46,6 +48,10 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_LABEL_SESSION = "stash.appscode.com/backup-session"
 HEARTBEAT_LABEL_HOST = "stash.appscode.com/hostname"
+#: Annotation: PIDs of the restic runs the executor started and that have not ended
+#: by themselves (`RunLedger`), so a lock can be matched to a dead executor by more
+#: than a host name that another namespace's pod may share.
+HEARTBEAT_RESTIC_PIDS = "stash.appscode.com/restic-pids"
 RENEW_EVERY = 5.0
 LEASE_SECONDS = 15
 
@@ -73,6 +79,7 @@ class Heartbeat:
         identity: str,
         *,
         renew_every: float = RENEW_EVERY,
+        ledger: RunLedger | None = None,
     ) -> None:
         meta = session["metadata"]
         self.kube = kube
@@ -83,7 +90,9 @@ class Heartbeat:
         self.identity = identity
         self.name = heartbeat_lease_name(self.session, hostname)
         self.renew_every = renew_every
+        self.ledger = ledger
         self._task: asyncio.Task[None] | None = None
+        self._poked = asyncio.Event()
 
     async def holder_elsewhere(self) -> str | None:
         """Another executor's identity if it renewed this heartbeat in the last lease
@@ -103,10 +112,14 @@ class Heartbeat:
     async def start(self) -> None:
         """Create (or take over) the Lease and start renewing it."""
         await self._beat(acquire=True)
+        if self.ledger is not None:
+            self.ledger.add_listener(self._poked.set)
         self._task = asyncio.create_task(self._renew_loop(), name=f"heartbeat {self.name}")
 
     async def stop(self, *, delete: bool) -> None:
         """Stop renewing; `delete` once the host's stats are written (else it goes stale)."""
+        if self.ledger is not None:
+            self.ledger.remove_listener(self._poked.set)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -120,7 +133,10 @@ class Heartbeat:
 
     async def _renew_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.renew_every)
+            # renew on time, or at once when restic starts (its PID is published)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), self.renew_every)
+            self._poked.clear()
             try:
                 await self._beat(acquire=False)
             except (KubeError, aiohttp.ClientError, TimeoutError) as exc:
@@ -134,6 +150,7 @@ class Heartbeat:
                 HEARTBEAT_LABEL_SESSION: self.session,
                 HEARTBEAT_LABEL_HOST: self.hostname,
             },
+            "annotations": {HEARTBEAT_RESTIC_PIDS: self._pids()},
         }
         if self.session_uid:
             meta["ownerReferences"] = [
@@ -156,6 +173,14 @@ class Heartbeat:
             },
         }
 
+    def _pids(self, known: set[int] | None = None) -> str:
+        """Our unfinished restic runs, plus those an earlier holder published (a job's
+        backup step hands the heartbeat over to its update-status step)."""
+        pids = set(known or ())
+        if self.ledger is not None:
+            pids.update(self.ledger.pids())
+        return ",".join(str(p) for p in sorted(pids))
+
     async def _beat(self, *, acquire: bool) -> None:
         for _ in range(3):
             now = _micro(dt.datetime.now(dt.UTC))
@@ -176,6 +201,13 @@ class Heartbeat:
                 spec["acquireTime"] = now
             spec["holderIdentity"] = self.identity
             spec["renewTime"] = now
+            annotations = lease["metadata"].setdefault("annotations", {})
+            known = {
+                int(p)
+                for p in (annotations.get(HEARTBEAT_RESTIC_PIDS) or "").split(",")
+                if p.isdigit()
+            }
+            annotations[HEARTBEAT_RESTIC_PIDS] = self._pids(known)
             spec["leaseDurationSeconds"] = LEASE_SECONDS
             try:
                 await self.kube.replace(LEASES, lease, self.namespace)

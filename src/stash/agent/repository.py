@@ -29,6 +29,7 @@ from stash.contract.resources import REPOSITORIES
 from stash.kube.client import JSON, Forbidden, Kube, NotFound
 from stash.kube.resources import SECRETS
 from stash.restic import Restic, ResticError, ResticOptions, restic_target
+from stash.restic.ledger import LEDGER_FILE, RunLedger
 
 __all__ = ["AgentError", "RepositoryHandle", "ResticSettings", "describe", "open_repository"]
 
@@ -76,6 +77,11 @@ class ResticSettings:
             ionice_class_data=number("IONICE_CLASS_DATA"),
         )
 
+    @property
+    def ledger(self) -> RunLedger:
+        """The restic runs of this pod (in the scratch dir, which outlives a restart)."""
+        return RunLedger.at(self.scratch_dir / LEDGER_FILE)
+
     def options(self) -> ResticOptions:
         """restic options: cache in `<scratch>/restic-cache`, TMPDIR a `tmp-*` subdir."""
         self.scratch_dir.mkdir(parents=True, exist_ok=True)
@@ -91,6 +97,7 @@ class ResticSettings:
             ionice_class=self.ionice_class,
             ionice_class_data=self.ionice_class_data,
             unreachable_timeout=self.backend_timeout,
+            run_ledger=self.ledger,
         )
 
 

@@ -142,7 +142,9 @@ async def run_backup_pvc(
         if isinstance(found, str):
             out.skipped = found
         else:
-            heartbeat = Heartbeat(ctx.kube, live, hostname, ctx.pod.pod_name)
+            heartbeat = Heartbeat(
+                ctx.kube, live, hostname, ctx.pod.pod_name, ledger=ctx.settings.ledger
+            )
             await heartbeat.start()
             try:
                 invoker = await load_backup_invoker(
@@ -193,7 +195,9 @@ async def run_update_status(
         if isinstance(found, str):
             log.info("nothing to record for host %s: %s", hostname, found)
             return 0
-        heartbeat = Heartbeat(ctx.kube, live, hostname, ctx.pod.pod_name)
+        heartbeat = Heartbeat(
+            ctx.kube, live, hostname, ctx.pod.pod_name, ledger=ctx.settings.ledger
+        )
         await heartbeat.start()
         written = False
         try:

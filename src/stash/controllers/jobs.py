@@ -10,7 +10,6 @@ Not for: creating anything (the reconcilers do).
 from __future__ import annotations
 
 import hashlib
-
 import re
 from collections.abc import Mapping
 from typing import Any

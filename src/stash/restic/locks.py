@@ -6,9 +6,10 @@ applies it to a repository. A lock is stale only when BOTH hold:
 * it is older than `min_age` (restic refreshes a live lock every 5 minutes by writing
   a new one, so with the default of 10 minutes a lock whose owner is still running
   somewhere is never old enough, whatever the predicate below says), AND
-* its owner is provably gone: it was taken on this host and that PID is no longer a
-  running restic, OR the owning session is final (`session_final`, supplied by the
-  caller, e.g. "the BackupSession of that pod is Succeeded/Failed").
+* its owner is provably gone: it was taken on this host by a run of ours (`owned`,
+  e.g. `RunLedger.may_own`: host names and PIDs repeat across pods) whose PID is no
+  longer a running restic, OR the owning session is final (`session_final`, supplied
+  by the caller, e.g. "the heartbeat of that executor belongs to a final session").
 
 A lock whose owner is on this host and whose PID is still a running restic is never
 stale. Nothing here ever removes all locks; `restic unlock --remove-all` stays a
@@ -19,8 +20,11 @@ How a stale lock is removed: restic has no "remove this lock" command, only `unl
 and `unlock --remove-all`. So:
 * local backend: the lock file `<repo>/locks/<id>` is deleted directly;
 * REST backend: `DELETE <url>/locks/<id>`, as restic itself does;
-* other backends (s3, gcs, azure, swift, b2): `restic unlock`, i.e. only locks both
-  our policy and restic's own rule call stale go; the rest are reported as kept.
+* other backends (s3, gcs, azure, swift, b2): `restic unlock`, which applies restic's
+  own rule. That rule also removes a live lock of another pod with the same host name
+  whose PID is not running here, so `restic unlock` runs only when every lock it would
+  remove that way is one our policy found stale; otherwise nothing is removed and the
+  stale locks are reported as kept.
 A lock file's content never changes (refreshing writes a new ID), so deleting an ID
 judged stale cannot remove a lock that has since been refreshed.
 
@@ -54,9 +58,13 @@ __all__ = [
     "remove_stale_locks",
     "restic_alive",
     "stale_locks",
+    "unlock_would_remove",
 ]
 
 log = logging.getLogger("stash.restic")
+
+RESTIC_STALE_AGE = timedelta(minutes=30)
+"""restic's own stale timeout (`unlock` removes older locks)."""
 
 DEFAULT_MIN_AGE = timedelta(minutes=10)
 """Twice restic's lock refresh interval (5 min): a live lock never gets this old."""
@@ -95,6 +103,7 @@ def stale_locks(
     min_age: timedelta = DEFAULT_MIN_AGE,
     process_alive: Callable[[int], bool] = restic_alive,
     session_final: Callable[[LockInfo], bool] = lambda _lock: False,
+    owned: Callable[[LockInfo], bool] = lambda _lock: False,
 ) -> list[LockInfo]:
     """The locks that are provably stale (see the module docstring for the rule)."""
     stale: list[LockInfo] = []
@@ -104,9 +113,26 @@ def stale_locks(
         local = lock.hostname == this_host
         if local and process_alive(lock.pid):
             continue
-        if local or session_final(lock):
+        if (local and owned(lock)) or session_final(lock):
             stale.append(lock)
     return stale
+
+
+def unlock_would_remove(
+    locks: Sequence[LockInfo],
+    *,
+    now: datetime,
+    this_host: str,
+    process_alive: Callable[[int], bool] = restic_alive,
+) -> list[LockInfo]:
+    """The locks `restic unlock` removes by its own rule: older than 30 minutes, or taken
+    on a host of this name by a PID that is not running here."""
+    return [
+        lock
+        for lock in locks
+        if lock.age(now) >= RESTIC_STALE_AGE
+        or (lock.hostname == this_host and not process_alive(lock.pid))
+    ]
 
 
 @dataclass(frozen=True)
@@ -126,16 +152,20 @@ async def remove_stale_locks(
     min_age: timedelta = DEFAULT_MIN_AGE,
     process_alive: Callable[[int], bool] = restic_alive,
     session_final: Callable[[LockInfo], bool] = lambda _lock: False,
+    owned: Callable[[LockInfo], bool] = lambda _lock: False,
 ) -> LockCleanup:
     """Remove the repository's provably stale locks, and only those."""
     locks = await restic.locks()
+    now = now or datetime.now(UTC)
+    this_host = this_host or socket.gethostname()
     stale = stale_locks(
         locks,
-        now=now or datetime.now(UTC),
-        this_host=this_host or socket.gethostname(),
+        now=now,
+        this_host=this_host,
         min_age=min_age,
         process_alive=process_alive,
         session_final=session_final,
+        owned=owned,
     )
     provider = restic.target.provider
     if not stale:
@@ -157,6 +187,24 @@ async def remove_stale_locks(
         for lock in stale:
             await _delete_rest(restic, lock.id)
         return LockCleanup(tuple(stale), (), "rest-delete")
+    stale_ids = {lock.id for lock in stale}
+    collateral = [
+        lock
+        for lock in unlock_would_remove(
+            locks, now=now, this_host=this_host, process_alive=process_alive
+        )
+        if lock.id not in stale_ids and lock.age(now) < RESTIC_STALE_AGE
+    ]
+    if collateral:
+        log.warning(
+            "not running restic unlock on %s: it would also remove %d lock(s) of another "
+            "pod named %s that may be live; the stale lock(s) stay until they are 30 "
+            "minutes old or `kubectl stash unlock` removes them",
+            restic.target.display,
+            len(collateral),
+            this_host,
+        )
+        return LockCleanup((), tuple(stale), "kept-ambiguous")
     await restic.unlock()
     remaining = set(await restic.lock_ids())
     removed = tuple(lock for lock in stale if lock.id not in remaining)

@@ -41,6 +41,7 @@ from stash.restic.errors import (
     WrongPassword,
     classify,
 )
+from stash.restic.ledger import RunLedger
 
 __all__ = ["Completed", "LineHandler", "RetryWatch", "run"]
 
@@ -148,6 +149,7 @@ async def run(
     watch: RetryWatch | None = None,
     grace: float = 10.0,
     cwd: str | None = None,
+    ledger: RunLedger | None = None,
 ) -> Completed:
     """Run `argv` to completion and return its exit code and output.
 
@@ -164,6 +166,8 @@ async def run(
         cwd=cwd,
         start_new_session=True,
     )
+    if ledger is not None:
+        ledger.started(proc.pid)
     stdout = bytearray()
     tail: deque[str] = deque()
     tail_size = 0
@@ -239,6 +243,8 @@ async def run(
     finally:
         # Anything restic left running in its group (a dump's own children) goes too.
         _signal_group(proc.pid, signal.SIGKILL)
+        if ledger is not None and proc.returncode is not None and proc.returncode >= 0:
+            ledger.ended(proc.pid)  # exited by itself (or on SIGTERM): lock released
     if aborted:
         raise aborted[0]
     return Completed(exit_code, bytes(stdout), "\n".join(tail))

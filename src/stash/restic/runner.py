@@ -23,6 +23,7 @@ from typing import Any
 from stash.restic import process
 from stash.restic.backend import ResticTarget, write_target_files
 from stash.restic.errors import RepositoryLocked, ResticError, classify, redact
+from stash.restic.ledger import RunLedger
 from stash.restic.models import BackupProgress, LockInfo, RestoreProgress
 from stash.restic.version import ResticVersion, detect_version
 
@@ -59,6 +60,7 @@ class ResticOptions:
     progress_fps: float | None = DEFAULT_PROGRESS_FPS
     kill_grace: float = 10.0
     unreachable_timeout: float | None = 120.0
+    run_ledger: RunLedger | None = None
     inherit_env: bool = True
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
@@ -176,6 +178,7 @@ class ResticRunner:
                 on_line=on_line,
                 watch=process.RetryWatch(self.options.unreachable_timeout),
                 grace=self.options.kill_grace,
+                ledger=self.options.run_ledger,
             )
         except ResticError as exc:
             raise self._scrub(exc, command) from None
