@@ -105,3 +105,37 @@ async def test_stale_lock_removed_live_lock_kept(
         with pytest.raises(asyncio.CancelledError):
             await live_task
     assert await restic.lock_ids() == []
+
+
+async def test_a_dead_lock_of_the_same_host_name_is_removed_only_when_our_ledger_ran_it(
+    storage: Storage, make_restic: MakeRestic, restic_bin: str, tmp_path: Path
+) -> None:
+    # Two pods named `postgres-0` in different namespaces share a repository: each one
+    # sees the other's lock under its own host name, with a PID not running here. Only
+    # a run this pod's ledger recorded (and that was killed) is this pod's to remove.
+    from stash.restic.ledger import RunLedger
+
+    restic = make_restic(storage)
+    await restic.init()
+    env = {**os.environ, **restic.target.env}
+    argv = [restic_bin, *restic.target.options, "--no-cache", "backup"]
+    argv += ["--stdin-from-command", "--stdin-filename", "x", "--", "sleep", "120"]
+    other = await asyncio.create_subprocess_exec(
+        *argv, env=env, start_new_session=True, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        await wait_for_locks(restic, 1)
+    finally:
+        os.killpg(other.pid, signal.SIGKILL)
+        await other.wait()
+    ledger = RunLedger(tmp_path / "ledger.json")
+
+    not_ours = await remove_stale_locks(restic, min_age=timedelta(0), owned=ledger.may_own)
+    assert not_ours.removed == ()
+    assert len(await restic.lock_ids()) == 1, "another pod's lock of the same name stays"
+
+    [lock] = await restic.locks()
+    ledger.started(lock.pid, lock.time - timedelta(seconds=1))  # as if we had run it
+    ours = await remove_stale_locks(restic, min_age=timedelta(0), owned=ledger.may_own)
+    assert [lk.id for lk in ours.removed] == [lock.id]
+    assert await restic.lock_ids() == []
