@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
-from stash.restic.locks import restic_alive, stale_locks, unlock_would_remove
 from stash.restic.ledger import RunLedger
+from stash.restic.locks import restic_alive, stale_locks, unlock_would_remove
 from stash.restic.models import LockInfo
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
