@@ -8,7 +8,7 @@ import yaml
 
 from stash.contract.rbac import agent_cluster_roles
 
-RBAC = Path(__file__).resolve().parents[3] / "manifests" / "rbac"
+RBAC = Path(__file__).resolve().parents[2] / "manifests" / "rbac"
 
 
 def test_committed_manifests_equal_the_roles() -> None:
