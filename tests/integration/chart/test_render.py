@@ -161,6 +161,13 @@ def test_cert_manager_certificates_are_mounted_and_their_ca_injected() -> None:
     assert mounts["webhook-tls"]["readOnly"] is True
     role = r.one("Role")
     assert all("secrets" not in rule["resources"] for rule in role["rules"])
+    no_role = render(
+        "webhook.certificates.mode=secret",
+        "webhook.certificates.secretName=tls",
+        "replicaCount=1",
+        "leaderElection.enabled=false",
+    )
+    assert not {"Role", "RoleBinding"} & no_role.kinds()
 
 
 def test_a_given_ca_bundle_goes_into_every_webhook() -> None:
@@ -247,7 +254,7 @@ def test_operator_is_configured_as_the_values_say(monkeypatch: pytest.MonkeyPatc
     assert settings.pushgateway_url == "http://pgw.monitoring.svc:9091"
     assert settings.default_timezone == "Europe/Berlin"
     assert settings.missed_schedule_grace == 90
-    assert all("leases" not in rule["resources"] for rule in r.one("Role")["rules"] or [])
+    assert all("leases" not in rule["resources"] for rule in r.one("Role")["rules"])
 
 
 # ---------------------------------------------------------------- bad values
