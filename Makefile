@@ -5,27 +5,36 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Heavy builds (test control plane, restic, rest-server) are cached outside the clone,
-# keyed by their inputs, so CI's fresh clone reuses them.
+# Heavy builds (test control plane, restic, rest-server, helm) are cached outside the
+# clone, keyed by their inputs, so CI's fresh clone reuses them.
 export STASH_CACHE ?= $(HOME)/.cache/stash
-DEB_PACKAGES := ca-certificates util-linux procps
+# prometheus: promtool for the chart's alert rules (its daemon is never started, below).
+DEB_PACKAGES := ca-certificates util-linux procps prometheus
 STAMP := $(VENV)/.installed
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= stash:$(VERSION)
 
 .PHONY: help install test test-unit test-integration lint fmt manifests run bench clean \
-        cluster-up cluster-down tools
+        cluster-up cluster-down tools image
 
 help:
 	@echo "make run        the embedded default: local control plane + demo backup/restore"
 	@echo "make test       install everything, then run the whole test suite"
 	@echo "make install    .venv + Debian packages + cached Go builds (idempotent)"
 	@echo "make lint       ruff + mypy --strict"
-	@echo "make manifests  regenerate manifests/crds from the API models"
+	@echo "make manifests  regenerate manifests/, webhooks/ and the chart's generated files"
+	@echo "make image      build the container image $(IMAGE) (needs docker)"
 	@echo "make bench      benchmarks (ratios against baselines measured in the same run)"
 	@echo "make cluster-up / cluster-down   a local control plane in the background"
 
 $(STAMP): pyproject.toml constraints.txt
+	@# A policy-rc.d that answers 101 keeps postinst scripts from starting daemons
+	@# (prometheus would take :9090); it is removed again if we put it there.
 	@if ! dpkg -s $(DEB_PACKAGES) >/dev/null 2>&1; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PACKAGES); fi
+	  rc_policy=; if [ ! -e /usr/sbin/policy-rc.d ]; then rc_policy=/usr/sbin/policy-rc.d; \
+	    printf '#!/bin/sh\nexit 101\n' > $$rc_policy; chmod 755 $$rc_policy; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PACKAGES); \
+	  rc=$$?; if [ -n "$$rc_policy" ]; then rm -f $$rc_policy; fi; exit $$rc; fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,dev]'
 	touch $@
@@ -33,6 +42,7 @@ $(STAMP): pyproject.toml constraints.txt
 tools: $(STAMP)
 	@tests/cluster/build.sh >/dev/null
 	@tests/tools/build.sh >/dev/null
+	@tests/tools/build-helm.sh >/dev/null
 
 install: $(STAMP) tools
 
@@ -43,18 +53,26 @@ test-unit: $(STAMP)
 	tests/run-pytest $(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench charts
+	$(BIN)/ruff format --check src tests bench charts
 	$(BIN)/mypy src
 
 fmt: $(STAMP)
-	$(BIN)/ruff check --fix src tests bench
-	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench charts
+	$(BIN)/ruff format src tests bench charts
 
 manifests: $(STAMP)
 	$(BIN)/stash crds --out-dir manifests/crds
 	$(BIN)/stash webhook --render-to webhooks
 	$(BIN)/python -c 'from stash.contract.rbac import write_manifests; write_manifests("manifests/rbac")'
+	$(BIN)/python charts/generate.py
+
+image:
+	@docker info >/dev/null 2>&1 || { \
+	  echo "make image: no docker here (the docker CLI with a running daemon is needed)."; \
+	  echo "On a machine that has one, run:"; \
+	  echo "  docker build -t $(IMAGE) ."; exit 1; }
+	docker build -t $(IMAGE) .
 
 run: install
 	$(BIN)/stash dev demo

@@ -1,0 +1,34 @@
+# The stash image: the operator and the agent it injects and runs in Jobs, plus restic.
+#   make image            (docker build -t stash:<version> .)
+# Stage 1 builds restic from the Go module at the version the tests pin
+# (tests/tools/build.sh; a unit test keeps the two equal). Stage 2 builds the wheel,
+# stage 3 installs it without the test/dev extras into a slim Python image that runs as
+# the non-root user 65532 (the chart's securityContext, Pod Security `restricted`).
+ARG GO_VERSION=1.26.8
+ARG PYTHON_VERSION=3.11
+
+FROM golang:${GO_VERSION}-bookworm AS restic
+ARG RESTIC_VERSION=v0.19.1
+RUN CGO_ENABLED=0 GOBIN=/out go install -trimpath -ldflags "-s -w" \
+      "github.com/restic/restic/cmd/restic@${RESTIC_VERSION}"
+
+FROM python:${PYTHON_VERSION}-slim-bookworm AS wheel
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY src ./src
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+FROM python:${PYTHON_VERSION}-slim-bookworm
+COPY --from=wheel /wheels /tmp/wheels
+COPY constraints.txt /tmp/constraints.txt
+RUN python -m venv /opt/stash \
+    && /opt/stash/bin/pip install --no-cache-dir --disable-pip-version-check \
+         -c /tmp/constraints.txt /tmp/wheels/*.whl \
+    && rm -rf /tmp/wheels /tmp/constraints.txt
+COPY --from=restic /out/restic /usr/local/bin/restic
+ENV PATH=/opt/stash/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+USER 65532:65532
+ENTRYPOINT ["stash"]
+CMD ["--help"]
