@@ -23,11 +23,11 @@ help:
 	@echo "make bench      benchmarks (ratios against baselines measured in the same run)"
 	@echo "make cluster-up / cluster-down   a local control plane in the background"
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml dev/pyproject.toml constraints.txt
 	@if ! dpkg -s $(DEB_PACKAGES) >/dev/null 2>&1; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PACKAGES); fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,dev]' -e ./dev
 	touch $@
 
 tools: $(STAMP)
@@ -45,7 +45,7 @@ test-unit: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
-	$(BIN)/mypy src
+	$(BIN)/mypy src/stash src/stash_dev
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench

@@ -36,8 +36,13 @@ from stash.contract.resources import (
     RESTORESESSIONS,
 )
 from stash.controllers.trigger import create_backup_session
-from stash.devcluster.controlplane import ControlPlaneError
-from stash.devcluster.demo_world import (
+from stash.kube.client import JSON, Conflict, Kube, NotFound, Resource
+from stash.kube.resources import JOBS, NAMESPACES, PODS, PVCS
+from stash.operator import Operator
+from stash.restic import Restic, ResticOptions, restic_target
+from stash.settings import OperatorSettings
+from stash_dev.controlplane import ControlPlaneError
+from stash_dev.demo_world import (
     PASSWORD,
     agent_env,
     create_bucket,
@@ -46,13 +51,8 @@ from stash.devcluster.demo_world import (
     s3_up,
     same_tree,
 )
-from stash.devcluster.local import ensure_up, tools_bin
-from stash.devcluster.podrunner import PodRunner, RunningContainer
-from stash.kube.client import JSON, Conflict, Kube, NotFound, Resource
-from stash.kube.resources import JOBS, NAMESPACES, PODS, PVCS
-from stash.operator import Operator
-from stash.restic import Restic, ResticOptions, restic_target
-from stash.settings import OperatorSettings
+from stash_dev.local import ensure_up, tools_bin
+from stash_dev.podrunner import PodRunner, RunningContainer
 
 NS = "demo"
 CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CRD", namespaced=False)
@@ -175,7 +175,7 @@ async def _exists(kube: Kube, res: Resource, name: str) -> bool:
 async def _demo(state_dir: Path) -> int:
     state_dir = await asyncio.to_thread(state_dir.resolve)
     say("starting (or reusing) the local control plane")
-    cp, started = ensure_up(state_dir)
+    cp, started = await asyncio.to_thread(ensure_up, state_dir)
     say(f"control plane {'started' if started else 'already running'} at {cp.server}")
     restic_dir = tools_bin()
     demo = state_dir / "demo"

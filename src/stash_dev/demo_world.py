@@ -1,5 +1,5 @@
 """What the demo creates and checks: the objects a user writes, the sample data, and
-small helpers for S3 and for comparing trees (used by `stash.devcluster.demo`)."""
+small helpers for S3 and for comparing trees (used by `stash_dev.demo`)."""
 
 from __future__ import annotations
 
