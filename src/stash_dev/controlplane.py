@@ -111,6 +111,7 @@ class ControlPlane:
     # ----------------------------------------------------------------- properties
     @property
     def state(self) -> _State:
+        """What a running control plane recorded (ports, tokens, pids)."""
         if self._state is None:
             raise ControlPlaneError("control plane not started")
         return self._state
@@ -122,6 +123,7 @@ class ControlPlane:
 
     @property
     def admin_token(self) -> str:
+        """The bearer token of `admin` (group system:masters)."""
         return self.state.admin_token
 
     @property
@@ -131,14 +133,17 @@ class ControlPlane:
 
     @property
     def ca_file(self) -> Path:
+        """The cluster CA certificate (PEM)."""
         return self.state_dir / "pki" / "ca.crt"
 
     @property
     def etcd_url(self) -> str:
+        """etcd's client URL (plain HTTP on loopback)."""
         return f"http://127.0.0.1:{self.state.etcd_port}"
 
     @property
     def log_dir(self) -> Path:
+        """Where each component writes `<name>.log`."""
         return self.state_dir / "logs"
 
     def user_token(self, user: str) -> str:
