@@ -27,7 +27,7 @@ help:
 	@echo "make bench      benchmarks (ratios against baselines measured in the same run)"
 	@echo "make cluster-up / cluster-down   a local control plane in the background"
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml dev/pyproject.toml constraints.txt
 	@# A policy-rc.d that answers 101 keeps postinst scripts from starting daemons
 	@# (prometheus would take :9090); it is removed again if we put it there.
 	@if ! dpkg -s $(DEB_PACKAGES) >/dev/null 2>&1; then \
@@ -36,7 +36,7 @@ $(STAMP): pyproject.toml constraints.txt
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PACKAGES); \
 	  rc=$$?; if [ -n "$$rc_policy" ]; then rm -f $$rc_policy; fi; exit $$rc; fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,dev]' -e ./dev
 	touch $@
 
 tools: $(STAMP)
@@ -55,7 +55,7 @@ test-unit: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench charts
 	$(BIN)/ruff format --check src tests bench charts
-	$(BIN)/mypy src
+	$(BIN)/mypy src/stash src/stash_dev
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench charts

@@ -37,14 +37,14 @@ from stash.contract.resources import (  # noqa: E402
     REPOSITORIES,
 )
 from stash.controllers.trigger import create_backup_session  # noqa: E402
-from stash.devcluster import ControlPlane  # noqa: E402
-from stash.devcluster.demo_world import agent_env  # noqa: E402
-from stash.devcluster.local import tools_bin  # noqa: E402
-from stash.devcluster.podrunner import PodRunner  # noqa: E402
 from stash.kube.client import JSON, Kube, Resource  # noqa: E402
 from stash.kube.resources import DEPLOYMENTS, NAMESPACES, PODS, SECRETS  # noqa: E402
 from stash.operator import Operator  # noqa: E402
 from stash.settings import OperatorSettings  # noqa: E402
+from stash_dev import ControlPlane  # noqa: E402
+from stash_dev.demo_world import agent_env  # noqa: E402
+from stash_dev.local import tools_bin  # noqa: E402
+from stash_dev.podrunner import PodRunner  # noqa: E402
 
 NS = "bench"
 PASSWORD = "bench-password"
@@ -190,7 +190,7 @@ async def main(mb: int, rounds: int) -> None:
         data = work / "data"
         make_dataset(data, mb)
         cp = ControlPlane(work / "cluster")
-        cp.start()
+        await asyncio.to_thread(cp.start)
         kube = await Kube.connect(cp.kubeconfig)
         runner = PodRunner(kube, work / "pods")
         op_task = None

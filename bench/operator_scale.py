@@ -35,9 +35,9 @@ from stash.contract.resources import (  # noqa: E402
     BACKUPSESSIONS,
     REPOSITORIES,
 )
-from stash.devcluster import ControlPlane  # noqa: E402
 from stash.kube.client import Kube  # noqa: E402
 from stash.kube.resources import CONFIGMAPS, CRDS, NAMESPACES, PVCS, SECRETS  # noqa: E402
+from stash_dev import ControlPlane  # noqa: E402
 
 NS = "bench"
 
@@ -166,7 +166,7 @@ def _pct(values: list[float], q: float) -> float:
 async def main(n: int, ticking: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cp = ControlPlane(Path(tmp) / "cluster")
-        cp.start()
+        await asyncio.to_thread(cp.start)
         op: subprocess.Popen[bytes] | None = None
         kube = await Kube.connect(cp.kubeconfig)
         try:

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from kubernetes_asyncio import client
 
-from stash.devcluster import ControlPlane, ControlPlaneError
+from stash_dev import ControlPlane, ControlPlaneError
 from tests.support.cluster import api_client_for
 
 for _var in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"):

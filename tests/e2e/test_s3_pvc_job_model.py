@@ -17,9 +17,9 @@ from stash.contract.resources import (
     RESTORESESSIONS,
 )
 from stash.controllers.trigger import create_backup_session
-from stash.devcluster.podrunner import PodRunner
 from stash.kube.client import JSON, Kube, Resource
 from stash.kube.resources import JOBS, PODS, PVCS, SECRETS
+from stash_dev.podrunner import PodRunner
 from tests.integration.agent.conftest import PASSWORD, agent_env, read_tree, write_tree
 from tests.support.cluster import eventually
 from tests.support.storage import S3_KEY_ID, S3_SECRET, MotoServer

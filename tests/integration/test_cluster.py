@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import json
 import ssl
 import uuid
@@ -16,7 +17,9 @@ import pytest
 from aiohttp import web
 from kubernetes_asyncio import client
 
-from stash.devcluster import ControlPlane, pki
+from stash.pki import issue_ca, issue_serving_cert
+from stash_dev import ControlPlane
+from stash_dev.pki import write_pair
 from tests.support.cluster import etcd_compact, eventually, token_client
 
 pytestmark = pytest.mark.cluster
@@ -116,9 +119,10 @@ async def test_watch_sees_changes_and_expired_resource_version_is_gone(
 @pytest.fixture
 async def tls_webhook(tmp_path: Path) -> AsyncIterator[tuple[str, bytes, list[dict[str, Any]]]]:
     """An aiohttp HTTPS server on 127.0.0.1 that annotates every Deployment it is sent."""
-    ca = pki.new_ca("webhook-test-ca")
-    crt, key = pki.write_pair(
-        pki.new_serving_cert(ca, "webhook", ["localhost"], ["127.0.0.1"]), tmp_path, "tls"
+    now, day = dt.datetime.now(dt.UTC), dt.timedelta(days=1)
+    ca = issue_ca("webhook-test-ca", now, day)
+    crt, key = write_pair(
+        issue_serving_cert(ca, ["localhost"], ["127.0.0.1"], now, day), tmp_path, "tls"
     )
     calls: list[dict[str, Any]] = []
 

@@ -2,7 +2,7 @@
 
 Each test creates real objects (Pods, Deployments, Jobs, Secrets, RBAC) in the test
 apiserver, lets the scheduler bind the pods, and runs their containers with
-`stash.devcluster.podrunner`: env and `$(VAR)` expansion as a kubelet builds them, volumes
+`stash_dev.podrunner`: env and `$(VAR)` expansion as a kubelet builds them, volumes
 at their mountPaths in private mount namespaces, the ServiceAccount token working with
 real RBAC, process-group signals, and status reports that complete a Job.
 """
@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from stash.devcluster import ControlPlane
-from stash.devcluster.podrunner import PodRunner, PodRunnerError, RunningContainer
 from stash.kube.client import Kube, Resource
+from stash_dev import ControlPlane
+from stash_dev.podrunner import PodRunner, PodRunnerError, RunningContainer
 from tests.support.cluster import eventually
 
 pytestmark = pytest.mark.cluster

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from stash.contract.resources import REPOSITORIES, RESTORESESSIONS
-from stash.devcluster import ControlPlane
 from stash.kube.client import JSON, Conflict, Kube, KubeError, Resource
 from stash.kube.resources import (
     DAEMONSETS,
@@ -27,6 +26,7 @@ from stash.kube.resources import (
 from stash.settings import OperatorSettings
 from stash.webhook.registration import MUTATING, VALIDATING
 from stash.webhook.server import WebhookServer
+from stash_dev import ControlPlane
 from tests.support.cluster import eventually
 from tests.support.webhook import (
     backup_configuration,

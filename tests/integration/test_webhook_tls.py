@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from stash.devcluster import ControlPlane
 from stash.kube.client import Kube, NotFound, Resource
 from stash.settings import OperatorSettings
 from stash.webhook.certs import SecretCertStore, plan
 from stash.webhook.registration import MUTATING, VALIDATING
 from stash.webhook.server import WebhookServer
+from stash_dev import ControlPlane
 from tests.support.cluster import eventually
 from tests.support.webhook import wait_until_active
 

@@ -72,3 +72,21 @@ def test_crds_unwritable_out_dir_is_one_line_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert str(blocker) in result.stderr
+
+
+def test_a_dev_install_offers_stash_dev() -> None:
+    result = _run("dev", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "demo" in result.stdout
+
+
+def test_without_the_dev_tooling_stash_dev_says_it_is_not_installed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stash.cli import main
+
+    monkeypatch.setattr(main, "entry_points", lambda group: [])  # what the wheel alone has
+    assert main.main(["dev", "up"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "dev tools" in err[0] and "not installed" in err[0]
+    assert "dev" not in main.build_parser().commands

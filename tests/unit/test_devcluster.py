@@ -1,30 +1,12 @@
-"""Pure parts of the local control plane: certificates, kubeconfig, stand-in kubelet status."""
+"""Pure parts of the local control plane: kubeconfig, stand-in kubelet status."""
 
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 
-from cryptography import x509
-from cryptography.x509.oid import ExtendedKeyUsageOID
-
-from stash.devcluster import pki
-from stash.devcluster.controlplane import render_kubeconfig
-from stash.devcluster.kubelet import running_status
-
-
-def test_serving_cert_has_ip_and_dns_sans_signed_by_ca() -> None:
-    ca = pki.new_ca("test-ca")
-    pair = pki.new_serving_cert(ca, "svc", ["svc.ns.svc"], ["127.0.0.1"])
-    cert = x509.load_pem_x509_certificate(pair.cert_pem)
-    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert sans.get_values_for_type(x509.DNSName) == ["svc.ns.svc"]
-    assert sans.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
-    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    assert ExtendedKeyUsageOID.SERVER_AUTH in eku
-    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
-    cert.verify_directly_issued_by(ca_cert)
+from stash_dev.controlplane import render_kubeconfig
+from stash_dev.kubelet import running_status
 
 
 def test_kubeconfig_embeds_ca_and_token() -> None:

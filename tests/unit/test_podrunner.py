@@ -7,22 +7,22 @@ from typing import Any
 
 import pytest
 
-from stash.devcluster.podrunner import PodRunnerError, trampoline
-from stash.devcluster.podrunner.environment import (
+from stash_dev.podrunner import PodRunnerError, trampoline
+from stash_dev.podrunner.environment import (
     container_env,
     field_value,
     parse_quantity,
     resource_value,
     service_env,
 )
-from stash.devcluster.podrunner.expansion import expand
-from stash.devcluster.podrunner.runner import _image_name
-from stash.devcluster.podrunner.serviceaccount import (
+from stash_dev.podrunner.expansion import expand
+from stash_dev.podrunner.runner import _image_name
+from stash_dev.podrunner.serviceaccount import (
     TOKEN_MOUNT_PATH,
     automount,
     with_token_volume,
 )
-from stash.devcluster.podrunner.status import pod_phase
+from stash_dev.podrunner.status import pod_phase
 
 ENV = {"A": "1", "NAME": "web", "EMPTY": ""}
 

@@ -22,6 +22,7 @@ __all__ = [
     "JOBS",
     "LEASES",
     "NAMESPACES",
+    "NODES",
     "PODS",
     "PVCS",
     "PVS",
@@ -36,6 +37,7 @@ __all__ = [
 _RBAC = "rbac.authorization.k8s.io"
 
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
+NODES = Resource("", "v1", "nodes", "Node", namespaced=False)
 SECRETS = Resource("", "v1", "secrets", "Secret")
 CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap")
 SERVICEACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount")

@@ -10,23 +10,20 @@ bundle reaches the apiservers. Bundles live in a `CertStore`: a Secret in the cl
 or memory for a local run.
 
 Not for: serving TLS or publishing caBundles (`stash.webhook.server`,
-`stash.webhook.registration`).
+`stash.webhook.registration`), or the X.509 issuing itself (`stash.pki`).
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from stash import pki
 from stash.kube.client import Conflict, Kube, NotFound, Resource
 
 __all__ = [
@@ -45,7 +42,6 @@ CA_LIFETIME = dt.timedelta(days=3650)
 CERT_LIFETIME = dt.timedelta(days=365)
 ROTATE_AT = 2 / 3
 """Fraction of a certificate's lifetime after which it is replaced."""
-_SKEW = dt.timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -64,47 +60,9 @@ class CertBundle:
         return self.ca_cert + self.previous_ca
 
 
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
 def _issue_ca(now: dt.datetime, lifetime: dt.timedelta) -> tuple[bytes, bytes]:
-    key = _key()
-    name = x509.Name(
-        [x509.NameAttribute(NameOID.COMMON_NAME, f"stash-webhook-ca@{int(now.timestamp())}")]
-    )
-    usage = x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
-        encipher_only=False,
-        decipher_only=False,
-    )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _SKEW)
-        .not_valid_after(now + lifetime)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(usage, critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
+    ca = pki.issue_ca(f"stash-webhook-ca@{int(now.timestamp())}", now, lifetime)
+    return ca.cert_pem, ca.key_pem
 
 
 def _issue_serving(
@@ -115,29 +73,8 @@ def _issue_serving(
     now: dt.datetime,
     lifetime: dt.timedelta,
 ) -> tuple[bytes, bytes]:
-    issuer = x509.load_pem_x509_certificate(ca_cert)
-    signer = serialization.load_pem_private_key(ca_key, password=None)
-    if not isinstance(signer, ec.EllipticCurvePrivateKey):
-        raise ValueError("the webhook CA key is not an EC key")
-    key = _key()
-    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
-    sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-    common_name = (list(dns_names) or list(ips))[0]
-    not_after = min(now + lifetime, issuer.not_valid_after_utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .issuer_name(issuer.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _SKEW)
-        .not_valid_after(not_after)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(signer, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
+    pair = pki.issue_serving_cert(pki.KeyPair(ca_cert, ca_key), dns_names, ips, now, lifetime)
+    return pair.cert_pem, pair.key_pem
 
 
 def rotation_due(cert_pem: bytes, now: dt.datetime, fraction: float = ROTATE_AT) -> bool:

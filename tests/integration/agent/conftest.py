@@ -22,10 +22,10 @@ import pytest
 from stash.contract.rbac import agent_cluster_roles
 from stash.contract.resources import BACKUPCONFIGURATIONS, BACKUPSESSIONS, REPOSITORIES
 from stash.controllers.trigger import create_backup_session
-from stash.devcluster.podrunner import PodRunner, RunningContainer
 from stash.kube.client import JSON, Conflict, Kube, Resource
 from stash.kube.resources import PODS
 from stash.restic import Restic, ResticOptions, restic_target
+from stash_dev.podrunner import PodRunner, RunningContainer
 from tests.integration.operator.conftest import rawkube, run_operator  # noqa: F401
 from tests.support.cluster import eventually
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from stash.contract.resources import BACKUPCONFIGURATIONS, REPOSITORIES
-from stash.devcluster.podrunner import PodRunner, RunningContainer
 from stash.kube.client import Kube
 from stash.kube.resources import DEPLOYMENTS, SECRETS
+from stash_dev.podrunner import PodRunner, RunningContainer
 from tests.integration.agent.conftest import (
     backup_configuration,
     condition,

@@ -14,9 +14,9 @@ import pytest
 
 from stash.contract.resources import BACKUPCONFIGURATIONS, REPOSITORIES, RESTORESESSIONS
 from stash.contract.steps import pvc_backup_args, pvc_restore_args, update_status_args
-from stash.devcluster.podrunner import PodRunner
 from stash.kube.client import JSON, Kube
 from stash.kube.resources import PODS, PVCS, SECRETS
+from stash_dev.podrunner import PodRunner
 from tests.integration.agent.conftest import (
     LOCAL_MOUNT,
     agent_env,

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from stash.contract.resources import BACKUPCONFIGURATIONS, REPOSITORIES, RESTORESESSIONS
-from stash.devcluster.podrunner import PodRunner
 from stash.kube.client import JSON, Kube
 from stash.kube.resources import DEPLOYMENTS, SECRETS
+from stash_dev.podrunner import PodRunner
 from tests.integration.agent.conftest import (
     agent_env,
     backup_configuration,

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from stash.contract.resources import BACKUPCONFIGURATIONS, REPOSITORIES
-from stash.devcluster.podrunner import PodRunner
 from stash.kube.client import Kube, Resource
 from stash.kube.resources import DEPLOYMENTS, SECRETS
+from stash_dev.podrunner import PodRunner
 from tests.integration.agent.conftest import (
     PASSWORD,
     backup_configuration,

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from stash.contract.resources import BACKUPCONFIGURATIONS, REPOSITORIES
-from stash.devcluster.podrunner import PodRunner
 from stash.kube.client import Kube
 from stash.kube.resources import SECRETS, STATEFULSETS
+from stash_dev.podrunner import PodRunner
 from tests.integration.agent.conftest import (
     backup_configuration,
     condition,

@@ -16,7 +16,7 @@ from kubernetes_asyncio import client
 from tests.support.chart_tools import CHART, helm
 
 if TYPE_CHECKING:  # the control plane's module is moving (devcluster); only its type is used
-    from stash.devcluster import ControlPlane
+    from stash_dev import ControlPlane
 
 pytestmark = pytest.mark.cluster
 

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from stash.devcluster import ControlPlane
 from stash.kube.client import Kube
+from stash_dev import ControlPlane
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from stash.devcluster import ControlPlane
 from stash.kube.client import JSON, Gone, Kube, Resource
 from stash.kube.informer import Informer
+from stash_dev import ControlPlane
 from tests.support.cluster import etcd_compact, eventually
 
 pytestmark = pytest.mark.cluster

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from stash.contract.resources import BACKUPCONFIGURATIONS, REPOSITORIES
-from stash.devcluster import ControlPlane
 from stash.kube.client import JSON, Kube
 from stash.kube.resources import DEPLOYMENTS, SECRETS
 from stash.operator import Operator
 from stash.settings import OperatorSettings
+from stash_dev import ControlPlane
 
 
 def secret(name: str = "repo-secret") -> JSON:

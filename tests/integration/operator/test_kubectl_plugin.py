@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from stash.contract.resources import BACKUPCONFIGURATIONS, BACKUPSESSIONS
-from stash.devcluster import ControlPlane
 from stash.kube.client import Kube
+from stash_dev import ControlPlane
 from tests.integration.operator.conftest import create_world
 
 pytestmark = pytest.mark.cluster

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from stash.contract.resources import BACKUPCONFIGURATIONS, BACKUPSESSIONS
-from stash.devcluster import ControlPlane
 from stash.kube.client import JSON, Kube, KubeError
 from stash.kube.leader import LEASES
+from stash_dev import ControlPlane
 from tests.integration.operator.conftest import OperatorFactory, create_world
 from tests.support.cluster import eventually
 

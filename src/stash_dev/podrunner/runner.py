@@ -22,27 +22,27 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from stash.devcluster.podrunner import status
-from stash.devcluster.podrunner.environment import container_env, runtime_env, service_env
-from stash.devcluster.podrunner.expansion import expand
-from stash.devcluster.podrunner.objects import PODS, PodObjects, PodRunnerError
-from stash.devcluster.podrunner.process import (
+from stash.kube.client import Kube, NotFound
+from stash_dev.podrunner import status
+from stash_dev.podrunner.environment import container_env, runtime_env, service_env
+from stash_dev.podrunner.expansion import expand
+from stash_dev.podrunner.objects import PODS, PodObjects, PodRunnerError
+from stash_dev.podrunner.process import (
     START_ERROR_EXIT,
     RunningContainer,
     namespace_support,
     spawn,
 )
-from stash.devcluster.podrunner.serviceaccount import (
+from stash_dev.podrunner.serviceaccount import (
     automount,
     service_account_name,
     with_token_volume,
 )
-from stash.devcluster.podrunner.volumes import PodVolumes
-from stash.kube.client import Kube, NotFound
+from stash_dev.podrunner.volumes import PodVolumes
 
 JSON = dict[str, Any]
 
-log = logging.getLogger("stash.devcluster.podrunner")
+log = logging.getLogger("stash_dev.podrunner")
 
 
 class _Sandbox:

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from stash.devcluster.podrunner.expansion import expand
-from stash.devcluster.podrunner.objects import PodObjects, PodRunnerError
+from stash_dev.podrunner.expansion import expand
+from stash_dev.podrunner.objects import PodObjects, PodRunnerError
 
 JSON = dict[str, Any]
 

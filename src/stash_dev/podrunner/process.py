@@ -24,9 +24,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any
 
-from stash.devcluster.podrunner.objects import PodRunnerError
+from stash_dev.podrunner.objects import PodRunnerError
 
-log = logging.getLogger("stash.devcluster.podrunner")
+log = logging.getLogger("stash_dev.podrunner")
 
 TRAMPOLINE = Path(__file__).with_name("trampoline.py")
 

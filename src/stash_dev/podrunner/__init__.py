@@ -14,8 +14,8 @@ RBAC work as in a real pod. Nothing is special-cased for any image or workload.
 Not for: production use, images, restarts, probes, lifecycle hooks, networking.
 """
 
-from stash.devcluster.podrunner.objects import PodRunnerError
-from stash.devcluster.podrunner.process import RunningContainer, namespace_support
-from stash.devcluster.podrunner.runner import PodRunner
+from stash_dev.podrunner.objects import PodRunnerError
+from stash_dev.podrunner.process import RunningContainer, namespace_support
+from stash_dev.podrunner.runner import PodRunner
 
 __all__ = ["PodRunner", "PodRunnerError", "RunningContainer", "namespace_support"]

@@ -1,5 +1,6 @@
-"""What the demo creates and checks: the objects a user writes, the sample data, and
-small helpers for S3 and for comparing trees (used by `stash.devcluster.demo`)."""
+"""What the demo creates and checks: the objects a user writes, the sample data, how a
+finished BackupSession reads, and small helpers for S3 and for comparing trees (used by
+`stash_dev.demo`)."""
 
 from __future__ import annotations
 
@@ -19,13 +20,15 @@ S3_KEY, S3_SECRET = "demo", "demo-secret-key"
 
 
 def agent_env(restic_dir: Path) -> list[JSON]:
-    # What the agent image's ENV would set: `stash` and `restic` on PATH.
+    """The env the demo's agent containers get, as the agent image's ENV would set it:
+    `stash` and `restic` on PATH."""
     venv_bin = Path(sys.executable).parent
     path = f"{venv_bin}:{restic_dir}:/usr/local/bin:/usr/bin:/bin"
     return [{"name": "PATH", "value": path}]
 
 
 def make_data(root: Path) -> None:
+    """Write the sample data web serves (text, a name with spaces, 2 MiB of bytes)."""
     rng = random.Random(42)
     (root / "docs").mkdir(parents=True, exist_ok=True)
     (root / "index.html").write_text("<h1>hello from the stash demo</h1>\n")
@@ -34,8 +37,11 @@ def make_data(root: Path) -> None:
 
 
 def demo_objects(demo: Path, s3_endpoint: str, env: list[JSON]) -> list[tuple[Resource, JSON]]:
-    runtime = {"container": {"env": env}, "pod": {"securityContext": {"runAsUser": 0}}}
-    app = {"app": "web"}
+    """What a user writes, in creation order: Secret, Repositories, workloads, invokers."""
+    return [*_storage(demo, s3_endpoint), *_workloads(), *_invokers(env)]
+
+
+def _storage(demo: Path, s3_endpoint: str) -> list[tuple[Resource, JSON]]:
     return [
         (
             SECRETS,
@@ -79,6 +85,12 @@ def demo_objects(demo: Path, s3_endpoint: str, env: list[JSON]) -> list[tuple[Re
                 },
             },
         ),
+    ]
+
+
+def _workloads() -> list[tuple[Resource, JSON]]:
+    app = {"app": "web"}
+    return [
         (
             DEPLOYMENTS,
             {
@@ -112,6 +124,12 @@ def demo_objects(demo: Path, s3_endpoint: str, env: list[JSON]) -> list[tuple[Re
                 },
             },
         ),
+    ]
+
+
+def _invokers(env: list[JSON]) -> list[tuple[Resource, JSON]]:
+    runtime = {"container": {"env": env}, "pod": {"securityContext": {"runAsUser": 0}}}
+    return [
         (
             BACKUPCONFIGURATIONS,
             {
@@ -158,7 +176,43 @@ def demo_objects(demo: Path, s3_endpoint: str, env: list[JSON]) -> list[tuple[Re
     ]
 
 
+def restore_session(env: list[JSON]) -> JSON:
+    """RestoreSession web-restore: the latest snapshot of web's /data, from local-repo."""
+    return {
+        "apiVersion": "stash.appscode.com/v1beta1",
+        "kind": "RestoreSession",
+        "metadata": {"name": "web-restore"},
+        "spec": {
+            "repository": {"name": "local-repo"},
+            "target": {
+                "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                "rules": [{"paths": ["/data"]}],
+            },
+            "runtimeSettings": {"container": {"env": env}},
+        },
+    }
+
+
+def session_summary(session: JSON) -> str:
+    """One line on a finished BackupSession: phase, duration, each host's snapshots."""
+    status = session["status"]
+    stats = status["targets"][0].get("stats") or []
+    detail = "; ".join(
+        f"{h['hostname']}: {h['phase']}"
+        + (f" ({h.get('error')})" if h.get("error") else "")
+        + "".join(
+            f", snapshot {x.get('name')} of {x.get('path')} ({x.get('totalSize')})"
+            for x in h.get("snapshots") or []
+        )
+        for h in stats
+    )
+    took = status.get("sessionDuration")
+    return f"BackupSession {session['metadata']['name']}: {status['phase']} in {took}: {detail}"
+
+
 def same_tree(a: Path, b: Path) -> bool:
+    """True when the trees hold the same names and the same bytes."""
     cmp = filecmp.dircmp(a, b)
 
     def ok(c: filecmp.dircmp[str]) -> bool:
@@ -171,6 +225,7 @@ def same_tree(a: Path, b: Path) -> bool:
 
 
 async def s3_up(endpoint: str) -> bool:
+    """True once the S3 endpoint answers HTTP."""
     try:
         async with aiohttp.ClientSession() as http, http.get(endpoint) as r:
             return r.status < 500
@@ -179,6 +234,7 @@ async def s3_up(endpoint: str) -> bool:
 
 
 def create_bucket(endpoint: str) -> None:
+    """Create the demo's bucket."""
     import boto3
 
     boto3.client(

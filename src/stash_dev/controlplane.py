@@ -1,10 +1,12 @@
 """Start, wait for and stop a loopback Kubernetes control plane built from upstream sources.
 
 One `ktc` binary (tests/cluster) runs etcd, kube-apiserver, kube-controller-manager and
-kube-scheduler, each as its own process group; a stand-in kubelet (`stash.devcluster.kubelet`)
+kube-scheduler, each as its own process group; a stand-in kubelet (`stash_dev.kubelet`)
 registers fake Nodes and moves scheduled Pods to Running. Component logs go to files in
 the state directory. The admin credential is a static bearer token in group
-system:masters; a few unprivileged users exist for RBAC tests.
+system:masters; a few unprivileged users exist for RBAC tests. The methods block (they
+wait for processes); from async code call them with `asyncio.to_thread`. Readiness is
+asked through `Kube` (`stash_dev.probes`).
 
 Not for: anything that talks to a real cluster. Pods never run containers here.
 """
@@ -13,25 +15,25 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
 import json
 import os
 import secrets
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
-from stash.devcluster import pki
+from stash.pki import issue_ca, issue_serving_cert
+from stash_dev import pki
+from stash_dev.probes import NotReady, Probes, run_blocking, wait_until
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "tests" / "cluster" / "build.sh"
 
 #: kube-controller-manager controllers the operator and its tests rely on.
@@ -109,6 +111,7 @@ class ControlPlane:
     # ----------------------------------------------------------------- properties
     @property
     def state(self) -> _State:
+        """What a running control plane recorded (ports, tokens, pids)."""
         if self._state is None:
             raise ControlPlaneError("control plane not started")
         return self._state
@@ -120,6 +123,7 @@ class ControlPlane:
 
     @property
     def admin_token(self) -> str:
+        """The bearer token of `admin` (group system:masters)."""
         return self.state.admin_token
 
     @property
@@ -129,14 +133,17 @@ class ControlPlane:
 
     @property
     def ca_file(self) -> Path:
+        """The cluster CA certificate (PEM)."""
         return self.state_dir / "pki" / "ca.crt"
 
     @property
     def etcd_url(self) -> str:
+        """etcd's client URL (plain HTTP on loopback)."""
         return f"http://127.0.0.1:{self.state.etcd_port}"
 
     @property
     def log_dir(self) -> Path:
+        """Where each component writes `<name>.log`."""
         return self.state_dir / "logs"
 
     def user_token(self, user: str) -> str:
@@ -163,21 +170,24 @@ class ControlPlane:
             user_tokens={u: secrets.token_hex(24) for u in RESTRICTED_USERS},
         )
         self._write_pki_and_config()
-        deadline = time.monotonic() + timeout
         try:
-            self._spawn("etcd", self._etcd_args())
-            self._wait("etcd", deadline, self._etcd_healthy)
-            self._spawn("kube-apiserver", self._apiserver_args())
-            self._wait("kube-apiserver", deadline, self._apiserver_ready)
-            self._spawn("kube-controller-manager", self._kcm_args())
-            self._spawn("kube-scheduler", self._scheduler_args())
-            self._spawn_kubelet()
-            self._wait("kube-controller-manager", deadline, self._kcm_working)
-            self._wait("kubelet", deadline, self._nodes_ready)
+            run_blocking(self._start_components(time.monotonic() + timeout))
         except BaseException:
             self.stop()
             raise
         self._save_state()
+
+    async def _start_components(self, deadline: float) -> None:
+        async with Probes(self.kubeconfig, self.etcd_url) as probe:
+            self._spawn("etcd", self._etcd_args())
+            await self._wait("etcd", deadline, probe.etcd_healthy)
+            self._spawn("kube-apiserver", self._apiserver_args())
+            await self._wait("kube-apiserver", deadline, probe.apiserver_ready)
+            self._spawn("kube-controller-manager", self._kcm_args())
+            self._spawn("kube-scheduler", self._scheduler_args())
+            self._spawn_kubelet()
+            await self._wait("kube-controller-manager", deadline, probe.controller_manager_working)
+            await self._wait("kubelet", deadline, lambda: probe.nodes_ready(self.nodes))
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM every component (newest first), SIGKILL what is left after `grace`."""
@@ -208,8 +218,12 @@ class ControlPlane:
                 _signal_group(pid, signal.SIGKILL)
                 proc.wait()
         self._spawn("kube-apiserver", self._apiserver_args())
-        self._wait("kube-apiserver", time.monotonic() + timeout, self._apiserver_ready)
+        run_blocking(self._await_apiserver(time.monotonic() + timeout))
         self._save_state()
+
+    async def _await_apiserver(self, deadline: float) -> None:
+        async with Probes(self.kubeconfig, self.etcd_url) as probe:
+            await self._wait("kube-apiserver", deadline, probe.apiserver_ready)
 
     @classmethod
     def attach(cls, state_dir: Path) -> ControlPlane:
@@ -236,11 +250,11 @@ class ControlPlane:
     # ----------------------------------------------------------------- internals
     def _write_pki_and_config(self) -> None:
         d = self.state_dir / "pki"
-        ca = pki.new_ca("stash-dev-ca")
+        now = dt.datetime.now(dt.UTC)
+        ca = issue_ca("stash-dev-ca", now, dt.timedelta(days=3650))
         pki.write_pair(ca, d, "ca")
-        serving = pki.new_serving_cert(
+        serving = issue_serving_cert(
             ca,
-            "kube-apiserver",
             dns_names=[
                 "localhost",
                 "kubernetes",
@@ -249,6 +263,8 @@ class ControlPlane:
                 "kubernetes.default.svc.cluster.local",
             ],
             ips=["127.0.0.1", "10.0.0.1"],
+            now=now,
+            lifetime=dt.timedelta(days=365),
         )
         pki.write_pair(serving, d, "apiserver")
         sa_private, sa_public = pki.new_signing_key()
@@ -338,7 +354,7 @@ class ControlPlane:
         cmd = [
             sys.executable,
             "-m",
-            "stash.devcluster.kubelet",
+            "stash_dev.kubelet",
             f"--kubeconfig={self.kubeconfig}",
             f"--nodes={self.nodes}",
             f"--volumes-dir={self.state_dir / 'volumes'}",
@@ -361,69 +377,17 @@ class ControlPlane:
         self._procs[name] = proc
         self.state.pids[name] = proc.pid
 
-    def _wait(self, name: str, deadline: float, ready: Any) -> None:
-        last_err = ""
-        while time.monotonic() < deadline:
+    async def _wait(self, name: str, deadline: float, ready: Callable[[], Awaitable[bool]]) -> None:
+        def exited() -> str | None:
             proc = self._procs.get(name)
-            if proc is not None and proc.poll() is not None:
-                raise ControlPlaneError(
-                    f"{name} exited with code {proc.returncode} during start-up\n{self.logs(40)}"
-                )
-            try:
-                if ready():
-                    return
-            except (OSError, urllib.error.URLError, ValueError, KeyError) as exc:
-                last_err = str(exc)
-            time.sleep(0.25)
-        raise ControlPlaneError(f"{name} not ready in time ({last_err})\n{self.logs(40)}")
+            if proc is None or proc.poll() is None:
+                return None
+            return f"exited with code {proc.returncode}"
 
-    # readiness probes -----------------------------------------------------------
-    def _etcd_healthy(self) -> bool:
-        with urllib.request.urlopen(f"{self.etcd_url}/health", timeout=2) as r:
-            return bool(json.loads(r.read()).get("health") == "true")
-
-    def request(
-        self, method: str, path: str, body: Any = None, token: str | None = None
-    ) -> tuple[int, Any]:
-        """A blocking JSON request to the apiserver (for the controller itself and CLIs)."""
-        ctx = ssl.create_default_context(cafile=str(self.ca_file))
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.server + path, data=data, method=method)
-        req.add_header("Authorization", f"Bearer {token or self.admin_token}")
-        if data is not None:
-            ctype = "application/merge-patch+json" if method == "PATCH" else "application/json"
-            req.add_header("Content-Type", ctype)
         try:
-            with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
-                raw = r.read()
-                return r.status, (json.loads(raw) if raw[:1] in (b"{", b"[") else raw.decode())
-        except urllib.error.HTTPError as err:
-            raw = err.read()
-            try:
-                return err.code, json.loads(raw)
-            except ValueError:
-                return err.code, raw.decode(errors="replace")
-
-    def _apiserver_ready(self) -> bool:
-        code, _ = self.request("GET", "/readyz")
-        return code == 200
-
-    def _kcm_working(self) -> bool:
-        # The serviceaccount controller creating `default` proves KCM is up and syncing.
-        code, _ = self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")
-        return code == 200
-
-    def _nodes_ready(self) -> bool:
-        code, body = self.request("GET", "/api/v1/nodes")
-        if code != 200:
-            return False
-        ready = [
-            n
-            for n in body.get("items", [])
-            for c in n.get("status", {}).get("conditions", [])
-            if c.get("type") == "Ready" and c.get("status") == "True"
-        ]
-        return len(ready) >= self.nodes
+            await wait_until(name, deadline, ready, exited)
+        except NotReady as exc:
+            raise ControlPlaneError(f"{exc}\n{self.logs(40)}") from None
 
     def _save_state(self) -> None:
         path = self.state_dir / "state.json"

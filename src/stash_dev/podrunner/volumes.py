@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stash.devcluster.podrunner.environment import field_value, resource_value
-from stash.devcluster.podrunner.expansion import expand
-from stash.devcluster.podrunner.objects import PodObjects, PodRunnerError
+from stash_dev.podrunner.environment import field_value, resource_value
+from stash_dev.podrunner.expansion import expand
+from stash_dev.podrunner.objects import PodObjects, PodRunnerError
 
 JSON = dict[str, Any]
 

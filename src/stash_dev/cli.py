@@ -2,7 +2,9 @@
 
 `up` starts the local control plane in the background and writes
 `.stash-dev/kubeconfig`; `down` stops it and removes its state; `demo` (what `make run`
-does) runs the demo backup and restore. Library code lives in `stash.devcluster`.
+does) runs the demo backup and restore. The `stash` command finds `register` through the
+`stash.cli_plugins` entry point that dev/pyproject.toml declares, so `stash dev` exists
+only where the dev tooling is installed.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stash.devcluster import ControlPlaneError
-from stash.devcluster.local import ensure_up, tear_down
+from stash_dev import ControlPlaneError
+from stash_dev.local import ensure_up, tear_down
 
 DEFAULT_DIR = Path(".stash-dev")
 
@@ -50,7 +52,7 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from stash.devcluster.demo import run_demo
+    from stash_dev.demo import run_demo
 
     try:
         return run_demo(args.dir)

@@ -7,86 +7,46 @@ containers reported completed), and a Pod being deleted is removed at once, as a
 would after its containers stopped. With `--volumes-dir` it also plays a local-path
 provisioner: an unbound PersistentVolumeClaim gets a hostPath PersistentVolume under
 that directory, pre-bound to it (KCM's binder completes the binding). Tests that need
-a container's process run it with the pod runner instead.
+a container's process run it with the pod runner instead. It talks to the apiserver
+through `stash.kube.client.Kube`, like the operator.
 
-Run: `python -m stash.devcluster.kubelet --kubeconfig PATH --nodes 2`.
+Run: `python -m stash_dev.kubelet --kubeconfig PATH --nodes 2`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import datetime as dt
-import json
 import logging
 import shutil
-import ssl
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-log = logging.getLogger("stash.devcluster.kubelet")
+from stash.kube.client import (
+    JSON,
+    MERGE_PATCH,
+    STRATEGIC_PATCH,
+    Conflict,
+    Gone,
+    Kube,
+    KubeError,
+    NotFound,
+    Resource,
+)
+from stash.kube.resources import NODES, PODS, PVCS, PVS
+
+log = logging.getLogger("stash_dev.kubelet")
 
 POD_IP = "127.0.0.1"
 
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class _Api:
-    """Just enough of a Kubernetes REST client: JSON in, JSON out, bearer token."""
-
-    def __init__(self, kubeconfig: dict[str, Any]) -> None:
-        cluster = kubeconfig["clusters"][0]["cluster"]
-        self.server = cluster["server"]
-        ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
-        self.ssl = ssl.create_default_context(cadata=ca)
-        self.headers = {"Authorization": f"Bearer {kubeconfig['users'][0]['user']['token']}"}
-        self.session = aiohttp.ClientSession(
-            headers=self.headers, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)
-        )
-
-    async def call(
-        self, method: str, path: str, body: Any = None, ctype: str = "application/json"
-    ) -> tuple[int, Any]:
-        data = json.dumps(body) if body is not None else None
-        async with self.session.request(
-            method,
-            self.server + path,
-            data=data,
-            headers={"Content-Type": ctype},
-            ssl=self.ssl,
-            timeout=aiohttp.ClientTimeout(total=30),
-        ) as r:
-            text = await r.text()
-            try:
-                return r.status, json.loads(text)
-            except ValueError:
-                return r.status, text
-
-    async def watch(self, path: str, rv: str) -> AsyncIterator[dict[str, Any]]:
-        url = f"{self.server}{path}?watch=1&allowWatchBookmarks=true&resourceVersion={rv}"
-        async with self.session.get(
-            url, ssl=self.ssl, timeout=aiohttp.ClientTimeout(total=None, sock_read=330)
-        ) as r:
-            if r.status != 200:
-                raise _Gone() if r.status == 410 else RuntimeError(f"watch: HTTP {r.status}")
-            buf = b""
-            async for chunk in r.content.iter_any():
-                buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    if line.strip():
-                        yield json.loads(line)
-
-
-class _Gone(Exception):
-    pass
 
 
 def node_object(name: str) -> dict[str, Any]:
@@ -281,66 +241,65 @@ def persistent_volume_for(claim: dict[str, Any], root: Path) -> dict[str, Any]:
 class Kubelet:
     """Registers nodes, keeps the Pods bound to them moving, provisions claims."""
 
-    def __init__(self, api: _Api, nodes: list[str], volumes_dir: Path | None = None) -> None:
-        self.api = api
+    def __init__(self, kube: Kube, nodes: list[str], volumes_dir: Path | None = None) -> None:
+        self.kube = kube
         self.nodes = set(nodes)
         self.volumes_dir = volumes_dir
 
     async def register(self) -> None:
+        """Create the Nodes (or adopt existing ones), report them Ready, lift the taint."""
         for name in sorted(self.nodes):
-            code, body = await self.api.call("POST", "/api/v1/nodes", node_object(name))
-            if code not in (201, 409):
-                raise RuntimeError(f"creating node {name}: HTTP {code}: {body}")
+            with contextlib.suppress(Conflict):
+                await self.kube.create(NODES, node_object(name))
             await self.heartbeat(name)
             # The apiserver taints new Nodes not-ready; the node lifecycle controller
             # would lift that once the kubelet reports Ready. Do it ourselves.
-            code, body = await self.api.call(
-                "PATCH",
-                f"/api/v1/nodes/{name}",
-                {"spec": {"taints": None}},
-                "application/merge-patch+json",
-            )
-            if code != 200:
-                raise RuntimeError(f"untainting node {name}: HTTP {code}: {body}")
+            await self.kube.patch(NODES, name, {"spec": {"taints": None}})
 
     async def heartbeat(self, name: str) -> None:
-        code, body = await self.api.call(
-            "PATCH",
-            f"/api/v1/nodes/{name}/status",
-            node_status(),
-            "application/strategic-merge-patch+json",
-        )
-        if code != 200:
-            log.warning("node %s status: HTTP %s: %s", name, code, body)
+        """Post a fresh Ready status for Node `name`."""
+        try:
+            await self.kube.patch(
+                NODES, name, node_status(), subresource="status", content_type=STRATEGIC_PATCH
+            )
+        except KubeError as exc:
+            log.warning("node %s status: %s", name, exc)
 
     async def heartbeats(self) -> None:
+        """Every 20 s, a heartbeat for each Node."""
         while True:
             await asyncio.sleep(20)
             for name in sorted(self.nodes):
                 await self.heartbeat(name)
 
-    async def handle(self, pod: dict[str, Any]) -> None:
+    async def handle(self, pod: JSON) -> None:
+        """Finish a deletion, or report a newly scheduled Pod of ours started."""
         spec, meta = pod.get("spec", {}), pod["metadata"]
         if spec.get("nodeName") not in self.nodes:
             return
         ns, name = meta["namespace"], meta["name"]
-        path = f"/api/v1/namespaces/{ns}/pods/{name}"
         if meta.get("deletionTimestamp"):
             body = {"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}}
-            code, resp = await self.api.call("DELETE", path, body)
-            if code not in (200, 404, 409):
-                log.warning("deleting pod %s/%s: HTTP %s: %s", ns, name, code, resp)
+            try:
+                await self.kube.request("DELETE", PODS.path(ns, name), body=body)
+            except (NotFound, Conflict):
+                pass
+            except KubeError as exc:
+                log.warning("deleting pod %s/%s: %s", ns, name, exc)
             return
         status = pod.get("status", {})
         if status.get("phase", "Pending") != "Pending" or status.get("containerStatuses"):
             return
-        code, resp = await self.api.call(
-            "PATCH", path + "/status", running_status(pod), "application/merge-patch+json"
-        )
-        if code not in (200, 404):
-            log.warning("pod %s/%s status: HTTP %s: %s", ns, name, code, resp)
+        try:
+            await self.kube.patch(
+                PODS, name, running_status(pod), ns, subresource="status", content_type=MERGE_PATCH
+            )
+        except NotFound:
+            pass
+        except KubeError as exc:
+            log.warning("pod %s/%s status: %s", ns, name, exc)
 
-    async def provision(self, claim: dict[str, Any]) -> None:
+    async def provision(self, claim: JSON) -> None:
         """Give an unbound claim a hostPath volume (a local-path provisioner's job)."""
         if self.volumes_dir is None or claim["metadata"].get("deletionTimestamp"):
             return
@@ -353,11 +312,14 @@ class Kubelet:
         await asyncio.to_thread(
             Path(pv["spec"]["hostPath"]["path"]).mkdir, parents=True, exist_ok=True, mode=0o777
         )
-        code, body = await self.api.call("POST", "/api/v1/persistentvolumes", pv)
-        if code not in (201, 409):
-            log.warning("provisioning %s: HTTP %s: %s", pv["metadata"]["name"], code, body)
+        try:
+            await self.kube.create(PVS, pv)
+        except Conflict:
+            pass
+        except KubeError as exc:
+            log.warning("provisioning %s: %s", pv["metadata"]["name"], exc)
 
-    async def reclaim(self, pv: dict[str, Any]) -> None:
+    async def reclaim(self, pv: JSON) -> None:
         """Delete a volume we provisioned once its claim is gone (reclaim policy Delete)."""
         labels = pv.get("metadata", {}).get("labels") or {}
         phase = (pv.get("status") or {}).get("phase")
@@ -366,67 +328,69 @@ class Kubelet:
         path = ((pv.get("spec") or {}).get("hostPath") or {}).get("path")
         if self.volumes_dir is not None and path and Path(path).parent == self.volumes_dir:
             await asyncio.to_thread(shutil.rmtree, path, True)
-        await self.api.call("DELETE", f"/api/v1/persistentvolumes/{pv['metadata']['name']}")
+        try:
+            await self.kube.delete(PVS, pv["metadata"]["name"])
+        except KubeError as exc:
+            log.warning("deleting %s: %s", pv["metadata"]["name"], exc)
 
     async def run(self) -> None:
+        """Register, then keep Pods, claims and volumes moving until cancelled."""
         await self.register()
         beat = asyncio.create_task(self.heartbeats())
-        claims = asyncio.create_task(
-            self._forever("/api/v1/persistentvolumeclaims", self.provision)
-        )
-        volumes = asyncio.create_task(self._forever("/api/v1/persistentvolumes", self.reclaim))
+        claims = asyncio.create_task(self._forever(PVCS, self.provision))
+        volumes = asyncio.create_task(self._forever(PVS, self.reclaim))
         try:
-            await self._forever("/api/v1/pods", self.handle)
+            await self._forever(PODS, self.handle)
         finally:
             beat.cancel()
             claims.cancel()
             volumes.cancel()
 
-    async def _forever(self, path: str, handle: Any) -> None:
+    async def _forever(self, res: Resource, handle: Callable[[JSON], Awaitable[None]]) -> None:
         while True:
             try:
-                await self._list_and_watch(path, handle)
-            except (_Gone, aiohttp.ClientError, RuntimeError, TimeoutError) as exc:
-                log.info("watch of %s restarts: %s", path, exc)
+                await self._list_and_watch(res, handle)
+            except (KubeError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                log.info("watch of %s restarts: %s", res.plural, exc)
                 await asyncio.sleep(1)
 
-    async def _list_and_watch(self, path: str, handle: Any) -> None:
-        code, body = await self.api.call("GET", path)
-        if code != 200:
-            raise RuntimeError(f"list {path}: HTTP {code}")
-        for obj in body.get("items", []):
+    async def _list_and_watch(
+        self, res: Resource, handle: Callable[[JSON], Awaitable[None]]
+    ) -> None:
+        """List once, then watch from there; a watch that ends (server timeout) resumes
+        from the last resourceVersion seen; 410 Gone returns for a fresh list."""
+        items, rv = await self.kube.list_all(res)
+        for obj in items:
             await handle(obj)
-        rv = body["metadata"]["resourceVersion"]
-        async for ev in self.api.watch(path, rv):
-            kind, obj = ev.get("type"), ev.get("object", {})
-            if kind == "ERROR":
-                if obj.get("code") == 410:
-                    raise _Gone()
-                raise RuntimeError(f"watch error: {obj}")
-            if kind in ("ADDED", "MODIFIED"):
-                await handle(obj)
+        while True:
+            try:
+                async for ev in self.kube.watch(res, resource_version=rv):
+                    obj = ev.get("object") or {}
+                    rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+                    if ev.get("type") in ("ADDED", "MODIFIED"):
+                        await handle(obj)
+            except Gone:
+                return
 
 
-async def _main(cfg: dict[str, Any], nodes: int, volumes_dir: Path | None) -> None:
-    api = _Api(cfg)
+async def _main(kubeconfig: Path, nodes: int, volumes_dir: Path | None) -> None:
+    kube = await Kube.connect(kubeconfig)
     try:
-        await Kubelet(api, [f"node-{i}" for i in range(nodes)], volumes_dir).run()
+        await Kubelet(kube, [f"node-{i}" for i in range(nodes)], volumes_dir).run()
     finally:
-        await api.session.close()
+        await kube.close()
 
 
 def main() -> None:
-    """Entry point of `python -m stash.devcluster.kubelet`."""
+    """Entry point of `python -m stash_dev.kubelet`."""
     parser = argparse.ArgumentParser(prog="stash-dev-kubelet")
-    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--kubeconfig", required=True, type=Path)
     parser.add_argument("--nodes", type=int, default=2)
     parser.add_argument("--volumes-dir", type=Path, help="provision claims as hostPath here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    with open(args.kubeconfig) as f:
-        cfg = json.load(f)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main(cfg, args.nodes, args.volumes_dir))
+        asyncio.run(_main(args.kubeconfig, args.nodes, args.volumes_dir))
 
 
 if __name__ == "__main__":

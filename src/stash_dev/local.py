@@ -9,7 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from stash.devcluster.controlplane import REPO_ROOT, ControlPlane, ControlPlaneError
+from stash_dev.controlplane import REPO_ROOT, ControlPlane, ControlPlaneError
 
 TOOLS_SCRIPT = REPO_ROOT / "tests" / "tools" / "build.sh"
 

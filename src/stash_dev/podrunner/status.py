@@ -13,8 +13,8 @@ import asyncio
 import datetime as dt
 from typing import Any
 
-from stash.devcluster.podrunner.objects import PODS, PodRunnerError
 from stash.kube.client import Conflict, Kube
+from stash_dev.podrunner.objects import PODS, PodRunnerError
 
 JSON = dict[str, Any]
 
