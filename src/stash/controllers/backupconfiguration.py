@@ -28,7 +28,7 @@ from stash.kube.conditions import same, set_condition
 from stash.kube.controller import DONE, Result
 from stash.kube.events import NORMAL, WARNING
 from stash.kube.status import update_status
-from stash.validation import Context, validate_backup_configuration
+from stash.validation import ValidationFacts, validate_backup_configuration
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class BackupConfigurationReconciler:
                 except ValidationError:
                     repo = None
                 conds = self._secret_condition(conds, robj, repo, gen)
-        verdict_ctx = Context(repository=repo, namespace_labels=ctx.namespace_labels(ns))
+        verdict_ctx = ValidationFacts(repository=repo, namespace_labels=ctx.namespace_labels(ns))
         verdict = validate_backup_configuration(bc, None, verdict_ctx)
         schedule: CronSchedule | None = None
         problems = [str(v) for v in verdict.violations]

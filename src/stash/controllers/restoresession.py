@@ -33,7 +33,7 @@ from stash.kube.conditions import is_true, set_condition
 from stash.kube.controller import DONE, Result
 from stash.kube.events import NORMAL, WARNING
 from stash.kube.status import update_status
-from stash.validation import Context, parse_duration, validate_restore_session
+from stash.validation import ValidationFacts, parse_duration, validate_restore_session
 
 log = logging.getLogger(__name__)
 RECHECK = 5.0
@@ -174,7 +174,7 @@ class RestoreSessionReconciler:
                     )
                     requeue = RECHECK
         verdict = validate_restore_session(
-            rs, None, Context(repository=repo, namespace_labels=ctx.namespace_labels(ns))
+            rs, None, ValidationFacts(repository=repo, namespace_labels=ctx.namespace_labels(ns))
         )
         conds = set_condition(
             conds,
