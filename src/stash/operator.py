@@ -34,12 +34,13 @@ from stash.controllers.backupconfiguration import (
     BackupConfigurationReconciler,
     repository_key,
 )
-from stash.controllers.backupsession import BackupSessionReconciler, invoker_key
+from stash.controllers.backupsession import BackupSessionReconciler
 from stash.controllers.catalog import builtin_functions, builtin_tasks
 from stash.controllers.context import Caches, ControllerContext, metadata_only
-from stash.controllers.executor import install_cluster_roles
+from stash.controllers.provisioning import install_cluster_roles
 from stash.controllers.repository import RepositoryReconciler
 from stash.controllers.restoresession import RestoreSessionReconciler
+from stash.controllers.sessionend import invoker_key
 from stash.controllers.trigger import create_backup_session
 from stash.controllers.workload import (
     WATCHED_WORKLOADS,
@@ -47,8 +48,8 @@ from stash.controllers.workload import (
     target_workload_keys,
     workload_key,
 )
-from stash.kube.client import JSON, Conflict, Kube, KubeError, key_of
-from stash.kube.controller import Controller, spec_changed
+from stash.kube.client import JSON, Conflict, Kube, KubeError, Resource, key_of
+from stash.kube.controller import Controller, ObjectReconciler, as_reconciler, spec_changed
 from stash.kube.events import EventRecorder
 from stash.kube.informer import Informer
 from stash.kube.leader import LeaderElector
@@ -109,21 +110,25 @@ class Operator:
             caches=c,
             recorder=EventRecorder(kube, "stash-operator", self.identity),
             engine=self.engine,
-            default_tz=settings.default_timezone,
-            pushgateway_url=settings.pushgateway_url,
-            heartbeat_timeout=settings.executor_heartbeat_timeout,
+            settings=settings,
+            workloads=self.workloads,
         )
-        self.ctx.hooks["workloads"] = self.workloads
-        self.ctx.hooks["settings"] = settings
         self.controllers = self._wire()
         self.ready = asyncio.Event()
         self.metrics_port: int | None = None
         self._phase_of: dict[str, str] = {}
         c.backupsessions.add_handler(self._count_phases)
 
+    def _for_objects(
+        self, reconciler: ObjectReconciler[Any], cache: Informer, res: Resource
+    ) -> Controller:
+        """A controller running an object reconciler on the objects `cache` holds."""
+        adapter = as_reconciler(reconciler, cache, self.kube, res, parse=self.ctx.parse)
+        return Controller(adapter, workers=self.settings.workers)
+
     def _wire(self) -> list[Controller]:
         c, w = self.caches, self.settings.workers
-        repo = Controller(RepositoryReconciler(self.ctx), workers=w)
+        repo = self._for_objects(RepositoryReconciler(self.ctx), c.repositories, REPOSITORIES)
         repo.watch(c.repositories)
         repo.watch(c.backupconfigurations, repository_key, when=spec_changed)
         repo.watch(c.restoresessions, _restore_repository_key, when=spec_changed)
@@ -131,7 +136,9 @@ class Operator:
             c.secrets, lambda s: [key_of(r) for r in c.repositories.by_index("secret", key_of(s))]
         )
 
-        bc = Controller(BackupConfigurationReconciler(self.ctx), workers=w)
+        bc = self._for_objects(
+            BackupConfigurationReconciler(self.ctx), c.backupconfigurations, BACKUPCONFIGURATIONS
+        )
         # Its own status writes need no second look (resync covers drift).
         bc.watch(c.backupconfigurations, when=spec_changed)
         for kind, inf in self.workloads.items():
@@ -139,17 +146,19 @@ class Operator:
         bc.watch(c.repositories, self._bcs_of_repository)
         bc.watch(c.secrets, self._bcs_of_secret)
 
-        bs = Controller(BackupSessionReconciler(self.ctx), workers=w)
+        bs = self._for_objects(BackupSessionReconciler(self.ctx), c.backupsessions, BACKUPSESSIONS)
         bs.watch(c.backupsessions)
         bs.watch(c.backupconfigurations, self._sessions_of_invoker)
 
-        rs = Controller(RestoreSessionReconciler(self.ctx), workers=w)
+        rs = self._for_objects(
+            RestoreSessionReconciler(self.ctx), c.restoresessions, RESTORESESSIONS
+        )
         rs.watch(c.restoresessions)
         rs.watch(
             c.repositories,
             lambda r: [key_of(o) for o in c.restoresessions.by_index("repository", key_of(r))],
         )
-        wl = Controller(WorkloadReconciler(self.ctx, self.workloads, self.settings), workers=w)
+        wl = Controller(WorkloadReconciler(self.ctx), workers=w)
         for kind, inf in self.workloads.items():
             wl.watch(inf, _workload_mapper(kind))
         wl.watch(c.backupconfigurations, target_workload_keys, when=spec_changed)

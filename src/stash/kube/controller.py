@@ -5,6 +5,13 @@ A reconciler is one small object with `name` and `async reconcile(key) -> Result
 which keys an object change enqueues. The runner guarantees one worker per key at a
 time (the queue does), requeues with backoff on error, honours `requeue_after`, and
 records metrics. Not for: business rules.
+
+Most reconcilers act on one object of one kind: `as_reconciler()` adapts such an
+`ObjectReconciler` (controller-runtime's `ObjectReconciler` / `AsReconciler`) to the
+key-based runner. It reads the key from the cache, keeps the reconciler's finalizer,
+runs the deletion branch and the parse into the reconciler's model, and hands the typed
+object on; what happens when the object is gone, deleted or unparseable is the
+reconciler's, through `ObjectHooks`.
 """
 
 from __future__ import annotations
@@ -12,12 +19,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from stash import metrics
-from stash.kube.client import JSON, Conflict, NotFound, key_of
+from stash.kube.client import JSON, Conflict, Kube, NotFound, Resource, key_of
+from stash.kube.finalizers import ensure_finalizer, remove_finalizer
 from stash.kube.informer import Informer
 from stash.kube.workqueue import ShutDown, WorkQueue
 
@@ -138,3 +148,104 @@ class Controller:
                 metrics.RECONCILE_TOTAL.labels(self.name).inc()
                 metrics.RECONCILE_SECONDS.labels(self.name).observe(time.monotonic() - start)
                 self.queue.done(key)
+
+
+# ---------------------------------------------------------------- object reconcilers
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ObjectHooks(Generic[M]):
+    """What an object reconciler adds around its typed step; every hook is optional.
+
+    The order for one key: not in the cache -> `gone(key)`; deletionTimestamp set ->
+    `finalize(obj, model or None)`, then `finalizer` is removed; else `finalizer` is
+    added, then the object is parsed: failure -> `invalid(obj, error)`, success -> the
+    reconciler's `reconcile(model, obj)`.
+    """
+
+    finalizer: str | None = None
+    """Kept on every live object; removed once `finalize` has run."""
+    gone: Callable[[str], Awaitable[None]] | None = None
+    """The cache no longer has the key (the object was deleted)."""
+    finalize: Callable[[JSON, M | None], Awaitable[None]] | None = None
+    """The object is being deleted (its model is None when it does not parse)."""
+    invalid: Callable[[JSON, ValidationError], Awaitable[Result]] | None = None
+    """The object does not parse into the model (None: leave it alone)."""
+
+
+class ObjectReconciler(Protocol[M]):
+    """A reconciler of one kind's objects: one step for one parsed object."""
+
+    name: str
+    model: type[M]
+    hooks: ObjectHooks[M]
+
+    async def reconcile(self, obj: M, raw: JSON, /) -> Result:
+        """One step for `obj` (parsed from `raw`, the cached object as stored)."""
+        ...
+
+
+Parse = Callable[[type[M], JSON], M]
+
+
+def _validate(model: type[M], raw: JSON) -> M:
+    return model.model_validate(raw)
+
+
+class _ObjectAdapter(Generic[M]):
+    """A `Reconciler` (key in) running an `ObjectReconciler` (typed object in)."""
+
+    def __init__(
+        self,
+        reconciler: ObjectReconciler[M],
+        cache: Informer,
+        kube: Kube,
+        resource: Resource,
+        parse: Parse[M],
+    ) -> None:
+        self.reconciler = reconciler
+        self.name = reconciler.name
+        self.cache = cache
+        self.kube = kube
+        self.resource = resource
+        self.parse = parse
+
+    async def reconcile(self, key: str) -> Result:
+        hooks = self.reconciler.hooks
+        raw = self.cache.get(key)
+        if raw is None:
+            if hooks.gone is not None:
+                await hooks.gone(key)
+            return DONE
+        if raw["metadata"].get("deletionTimestamp"):
+            if hooks.finalize is not None:
+                try:
+                    model: M | None = self.parse(self.reconciler.model, raw)
+                except ValidationError:
+                    model = None
+                await hooks.finalize(raw, model)
+            if hooks.finalizer is not None:
+                await remove_finalizer(self.kube, self.resource, raw, hooks.finalizer)
+            return DONE
+        if hooks.finalizer is not None:
+            raw = await ensure_finalizer(self.kube, self.resource, raw, hooks.finalizer)
+        try:
+            obj = self.parse(self.reconciler.model, raw)
+        except ValidationError as exc:
+            return await hooks.invalid(raw, exc) if hooks.invalid is not None else DONE
+        return await self.reconciler.reconcile(obj, raw)
+
+
+def as_reconciler(
+    reconciler: ObjectReconciler[M],
+    cache: Informer,
+    kube: Kube,
+    resource: Resource,
+    parse: Parse[M] = _validate,
+) -> Reconciler:
+    """Run `reconciler` on the objects of `resource` that `cache` holds, by key.
+
+    `parse` turns a cached object into the model (default `model.model_validate`; a
+    caller may pass one that remembers the result per resourceVersion)."""
+    return _ObjectAdapter(reconciler, cache, kube, resource, parse)
