@@ -37,7 +37,7 @@ from stash.controllers.backupconfiguration import (
 from stash.controllers.backupsession import BackupSessionReconciler, invoker_key
 from stash.controllers.catalog import builtin_functions, builtin_tasks
 from stash.controllers.context import Caches, ControllerContext, metadata_only
-from stash.controllers.executor import install_cluster_roles
+from stash.controllers.executor import FIELD_MANAGER, install_cluster_roles
 from stash.controllers.repository import RepositoryReconciler
 from stash.controllers.restoresession import RestoreSessionReconciler
 from stash.controllers.trigger import create_backup_session
@@ -265,7 +265,7 @@ class Operator:
                 ctrl.reset()
 
     async def _install_builtins(self) -> None:
-        """Agent ClusterRoles, and the built-in Functions/Tasks when missing (§5.5)."""
+        """Agent ClusterRoles, and the built-in Functions/Tasks unless customised (§5.5)."""
         try:
             await install_cluster_roles(self.ctx)
         except KubeError as exc:
@@ -275,9 +275,11 @@ class Operator:
             *((t, TASKS) for t in builtin_tasks()),
         ]:
             try:
-                await self.kube.create(res, obj)
+                # Not forced: a field someone else changed (a customised built-in) makes
+                # this a Conflict and the object is left as it is.
+                await self.kube.apply(res, obj, field_manager=FIELD_MANAGER)
             except Conflict:
-                pass  # present already (perhaps customised): leave it
+                log.info("%s %s is customised; left as it is", res.kind, obj["metadata"]["name"])
             except KubeError as exc:
                 log.error("creating %s %s failed: %s", res.kind, obj["metadata"]["name"], exc)
 
