@@ -19,6 +19,8 @@ from urllib.parse import quote
 import aiohttp
 from kubernetes_asyncio import client, config
 
+from stash.kube.lines import read_lines
+
 JSON = dict[str, Any]
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -316,9 +318,9 @@ class Kube:
     ) -> AsyncIterator[JSON]:
         """Stream watch events ({type, object}) from `resource_version`.
 
-        Lines are split here rather than by aiohttp's line reader, whose buffer limit
-        fails on large objects. An ERROR event ends the stream with the typed error
-        (`Gone` for an expired resourceVersion).
+        Lines are split by `stash.kube.lines` (aiohttp's line reader is too small for
+        large objects). An ERROR event ends the stream with the typed error (`Gone` for
+        an expired resourceVersion).
         """
         query = {
             "watch": "true",
@@ -339,21 +341,14 @@ class Kube:
                 except ValueError:
                     body = raw.decode(errors="replace")
                 raise error_from(resp.status, body)
-            buf = b""
-            async for chunk in resp.content.iter_any():
-                buf += chunk
-                while True:
-                    nl = buf.find(b"\n")
-                    if nl < 0:
-                        break
-                    line, buf = buf[:nl], buf[nl + 1 :]
-                    if not line.strip():
-                        continue
-                    event = json.loads(line)
-                    if event.get("type") == "ERROR":
-                        status = event.get("object") or {}
-                        raise error_from(int(status.get("code") or 500), status)
-                    yield event
+            async for line in read_lines(resp.content):
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    raise error_from(int(status.get("code") or 500), status)
+                yield event
         finally:
             resp.release()
 
