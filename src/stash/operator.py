@@ -86,7 +86,15 @@ class Operator:
         ns = settings.watch_namespace
 
         def informer(res: Any, **kw: Any) -> Informer:
-            return Informer(kube, res, namespace=ns, resync_period=settings.resync_period, **kw)
+            metrics.WATCH_FAILURES.labels(res.plural)  # the series exists from the start
+            return Informer(
+                kube,
+                res,
+                namespace=ns,
+                resync_period=settings.resync_period,
+                on_failure=metrics.watch_failed,
+                **kw,
+            )
 
         self.caches = Caches(
             repositories=informer(REPOSITORIES),
@@ -94,7 +102,7 @@ class Operator:
             backupsessions=informer(BACKUPSESSIONS),
             restoresessions=informer(RESTORESESSIONS),
             secrets=informer(SECRETS, transform=metadata_only),
-            namespaces=Informer(kube, NAMESPACES, resync_period=0),
+            namespaces=Informer(kube, NAMESPACES, resync_period=0, on_failure=metrics.watch_failed),
         )
         c = self.caches
         c.backupconfigurations.add_index("repository", repository_key)
@@ -116,6 +124,9 @@ class Operator:
         self.ctx.hooks["workloads"] = self.workloads
         self.ctx.hooks["settings"] = settings
         self.controllers = self._wire()
+        observer = metrics.ControllerObserver()
+        for ctrl in self.controllers:
+            ctrl.metrics = observer
         self.ready = asyncio.Event()
         self.metrics_port: int | None = None
         self._phase_of: dict[str, str] = {}
@@ -231,6 +242,7 @@ class Operator:
                     lease_duration=self.settings.lease_duration,
                     renew_deadline=self.settings.renew_deadline,
                     retry_period=self.settings.retry_period,
+                    on_change=metrics.leader_changed,
                 )
                 await elector.run(self._lead)
             else:
@@ -302,8 +314,6 @@ class Operator:
 
     async def _serve_metrics(self) -> web.AppRunner:
         async def metrics_handler(_: web.Request) -> web.Response:
-            for inf in self.caches.all():
-                metrics.WATCH_RESTARTS.labels(inf.resource.plural).set(inf.restarts)
             for ctrl in self.controllers:
                 metrics.QUEUE_DEPTH.labels(ctrl.name).set(ctrl.queue.depth)
             return web.Response(

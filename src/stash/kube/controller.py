@@ -4,7 +4,8 @@ A reconciler is one small object with `name` and `async reconcile(key) -> Result
 (controller-runtime's shape). Wiring is declarative: `watch(informer, mapper)` says
 which keys an object change enqueues. The runner guarantees one worker per key at a
 time (the queue does), requeues with backoff on error, honours `requeue_after`, and
-records metrics. Not for: business rules.
+reports to the caller's `ControllerMetrics` (plumbing names no metric family). Not for:
+business rules.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from stash import metrics
 from stash.kube.client import JSON, Conflict, NotFound, key_of
 from stash.kube.informer import Informer
 from stash.kube.workqueue import ShutDown, WorkQueue
@@ -40,6 +40,26 @@ class Reconciler(Protocol):
     name: str
 
     async def reconcile(self, key: str) -> Result: ...
+
+
+class ControllerMetrics(Protocol):
+    """What the runner reports; the application decides the metric families."""
+
+    def reconciled(self, controller: str, seconds: float, failed: bool) -> None:
+        """One reconcile of `controller` ran for `seconds` (and raised, if `failed`)."""
+        ...
+
+    def queue_depth(self, controller: str, depth: int) -> None:
+        """`depth` keys wait in the work queue of `controller`."""
+        ...
+
+
+class _Unobserved:
+    def reconciled(self, controller: str, seconds: float, failed: bool) -> None:
+        pass
+
+    def queue_depth(self, controller: str, depth: int) -> None:
+        pass
 
 
 Mapper = Callable[[JSON], Iterable[str]]
@@ -68,11 +88,18 @@ def own_key(obj: JSON) -> list[str]:
 class Controller:
     """Runs `reconciler` with `workers` concurrent workers over one work queue."""
 
-    def __init__(self, reconciler: Reconciler, *, workers: int = 2) -> None:
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        *,
+        workers: int = 2,
+        metrics: ControllerMetrics | None = None,
+    ) -> None:
         self.reconciler = reconciler
         self.name = reconciler.name
         self.queue = WorkQueue(reconciler.name)
         self.workers = workers
+        self.metrics: ControllerMetrics = metrics or _Unobserved()
 
     def watch(
         self, informer: Informer, mapper: Mapper = own_key, when: Predicate | None = None
@@ -115,12 +142,13 @@ class Controller:
                 key = await self.queue.get()
             except ShutDown:
                 return
-            metrics.QUEUE_DEPTH.labels(self.name).set(self.queue.depth)
+            self.metrics.queue_depth(self.name, self.queue.depth)
             start = time.monotonic()
+            failed = False
             try:
                 result = await self.reconciler.reconcile(key)
             except Exception as exc:  # requeue with backoff, never crash the operator
-                metrics.RECONCILE_ERRORS.labels(self.name).inc()
+                failed = True
                 delay = self.queue.add_rate_limited(key)
                 log.warning(
                     "%s %s: reconcile failed, retrying in %.2fs: %s",
@@ -135,6 +163,5 @@ class Controller:
                 if result.requeue_after is not None:
                     self.queue.add_after(key, result.requeue_after)
             finally:
-                metrics.RECONCILE_TOTAL.labels(self.name).inc()
-                metrics.RECONCILE_SECONDS.labels(self.name).observe(time.monotonic() - start)
+                self.metrics.reconciled(self.name, time.monotonic() - start, failed)
                 self.queue.done(key)
