@@ -9,7 +9,6 @@ in `stash.controllers`) or Kubernetes plumbing (`stash.kube`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -339,18 +338,3 @@ class Operator:
         addrs = runner.addresses
         self.metrics_port = int(addrs[0][1]) if addrs else None
         return runner
-
-
-def run_until_signalled(make: Callable[[], Any]) -> None:
-    """Run a coroutine factory; SIGINT/SIGTERM cancel it for a clean shutdown."""
-    import signal
-
-    async def main() -> None:
-        task = asyncio.create_task(make())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    asyncio.run(main())

@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("stash.scheduler", "stash.inject", "stash.validation"),
     ("stash.contract", "stash.restic"),
     ("stash.kube",),
-    ("stash.api", "stash.cron", "stash.settings", "stash.metrics"),
+    ("stash.api", "stash.cron", "stash.settings", "stash.metrics", "stash.logs"),
 )
 #: `stash/__init__.py` (the version) may be imported from anywhere.
 ROOT = "stash"

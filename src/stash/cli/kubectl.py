@@ -21,7 +21,7 @@ from pathlib import Path
 from kubernetes_asyncio.client import ApiClient
 
 from stash.cli.kubeconfig import KubeconfigError, load_client_config
-from stash.cli.main import _Parser
+from stash.cli.usage import Parser
 from stash.contract.resources import BACKUPCONFIGURATIONS
 from stash.controllers.trigger import create_backup_session
 from stash.kube.client import Kube, KubeError, NotFound
@@ -33,11 +33,11 @@ PLANNED = (
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="kubectl-stash", description="kubectl plugin for the stash operator")
+    p = Parser(prog="kubectl-stash", description="kubectl plugin for the stash operator")
     p.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: as kubectl)")
     p.add_argument("--context", help="kubeconfig context (default: the current one)")
     p.add_argument("-n", "--namespace", default=None, help="namespace (default: the context's)")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     t = sub.add_parser("trigger", help="create a BackupSession for a BackupConfiguration now")
     t.add_argument("name")

@@ -8,17 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
 
 from stash import __version__
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that prints a one-line error (no usage dump, no traceback) and exits 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-
+from stash.cli.usage import Parser, UsageError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -27,9 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     """Build the `stash` argument parser with every sub-command registered."""
     from stash.cli import agent, crds, dev, operator, webhook
 
-    parser = _Parser(prog="stash", description="Stash backup operator for Kubernetes")
+    parser = Parser(prog="stash", description="Stash backup operator for Kubernetes")
     parser.add_argument("--version", action="version", version=f"stash {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for module in (agent, crds, dev, operator, webhook):
         module.register(sub)
@@ -45,16 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except KeyboardInterrupt:
         return 130
-    except _UsageError as exc:
+    except UsageError as exc:
         print(f"stash: error: {exc}", file=sys.stderr)
         return 2
-
-
-class _UsageError(Exception):
-    """Raised by a sub-command for input the user must fix; printed as one line."""
-
-
-UsageError = _UsageError
 
 
 if __name__ == "__main__":  # pragma: no cover
