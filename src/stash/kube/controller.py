@@ -4,8 +4,8 @@ A reconciler is one small object with `name` and `async reconcile(key) -> Result
 (controller-runtime's shape). Wiring is declarative: `watch(informer, mapper)` says
 which keys an object change enqueues. The runner guarantees one worker per key at a
 time (the queue does), requeues with backoff on error, honours `requeue_after`, and
-reports to the caller's `ControllerMetrics` (plumbing names no metric family). Not for:
-business rules.
+reports to the caller's `ControllerMetrics` (plumbing names no metric family). Each
+reconcile's log lines carry `<controller>/<key>` (`stash.logs`). Not for: business rules.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Protocol
 from stash.kube.client import JSON, Conflict, NotFound, key_of
 from stash.kube.informer import Informer
 from stash.kube.workqueue import ShutDown, WorkQueue
+from stash.logs import log_key
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +146,10 @@ class Controller:
             self.metrics.queue_depth(self.name, self.queue.depth)
             start = time.monotonic()
             failed = False
+            log_as = f"{self.name}/{key}"  # every line of this reconcile carries it
             try:
-                result = await self.reconciler.reconcile(key)
+                with log_key(log_as):
+                    result = await self.reconciler.reconcile(key)
             except Exception as exc:  # requeue with backoff, never crash the operator
                 failed = True
                 delay = self.queue.add_rate_limited(key)
@@ -157,6 +160,7 @@ class Controller:
                     delay,
                     exc,
                     exc_info=not isinstance(exc, (Conflict, NotFound)),
+                    extra={"key": log_as},
                 )
             else:
                 self.queue.forget(key)
