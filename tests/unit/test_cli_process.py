@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from stash.cli.main import build_parser
+
 _PROGRAM = """
 import asyncio, sys
 from stash.cli.process import run_until_signalled
@@ -73,3 +75,20 @@ def test_a_second_signal_ends_the_wait_at_once() -> None:
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert "SIGTERM again while shutting down" in output
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["operator"],
+        ["webhook"],
+        ["run-backup", "--invoker-name=bc", "--target-kind=Deployment", "--target-name=web"],
+        ["agent", "restore", "--invoker-name=rs", "--target-kind=Deployment", "--target-name=w"],
+        ["backup-pvc"],
+        ["update-status"],
+        ["restore-pvc"],
+    ],
+)
+def test_long_running_commands_take_the_log_flags(argv: list[str]) -> None:
+    args = build_parser().parse_args([*argv, "--log-format=json", "--log-level=DEBUG"])
+    assert (args.log_format, args.log_level) == ("json", "DEBUG")
