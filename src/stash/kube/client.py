@@ -271,7 +271,8 @@ class Kube:
 
         `obj` holds apiVersion, kind, metadata.name (and metadata.namespace for a
         namespaced kind) and only the fields this manager owns: a field it applied
-        before and leaves out now is removed. Without `force`, a field another manager
+        before and leaves out now is removed (unless another manager set it too).
+        Without `force`, a field another manager
         set to a different value raises `Conflict` and nothing is written; with it, this
         manager takes those fields over.
         """
