@@ -131,3 +131,26 @@ def test_no_package_cycles() -> None:
     for unit in sorted(graph):
         cycle = visit(unit)
         assert cycle is None, "package cycle: " + " -> ".join(cycle)
+
+
+def _modules_after_import(module: str, prefixes: tuple[str, ...]) -> list[str]:
+    import subprocess
+    import sys
+
+    probe = (
+        f"import {module}, sys; print(sorted(m for m in sys.modules if m.startswith({prefixes!r})))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return list(ast.literal_eval(done.stdout))
+
+
+def test_the_operator_process_loads_no_agent_dev_tooling_or_boto3() -> None:
+    loaded = _modules_after_import(
+        "stash.operator", ("stash.agent", "stash_dev", "stash.devcluster", "boto3")
+    )
+    assert loaded == []
+
+
+def test_the_webhook_process_loads_no_apscheduler() -> None:
+    assert _modules_after_import("stash.webhook.server", ("apscheduler",)) == []
