@@ -9,7 +9,6 @@ in `stash.controllers`) or Kubernetes plumbing (`stash.kube`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -37,7 +36,7 @@ from stash.controllers.backupconfiguration import (
 from stash.controllers.backupsession import BackupSessionReconciler
 from stash.controllers.catalog import builtin_functions, builtin_tasks
 from stash.controllers.context import Caches, ControllerContext, metadata_only
-from stash.controllers.provisioning import install_cluster_roles
+from stash.controllers.provisioning import FIELD_MANAGER, install_cluster_roles
 from stash.controllers.repository import RepositoryReconciler
 from stash.controllers.restoresession import RestoreSessionReconciler
 from stash.controllers.sessionend import invoker_key
@@ -87,7 +86,15 @@ class Operator:
         ns = settings.watch_namespace
 
         def informer(res: Any, **kw: Any) -> Informer:
-            return Informer(kube, res, namespace=ns, resync_period=settings.resync_period, **kw)
+            metrics.WATCH_FAILURES.labels(res.plural)  # the series exists from the start
+            return Informer(
+                kube,
+                res,
+                namespace=ns,
+                resync_period=settings.resync_period,
+                on_failure=metrics.watch_failed,
+                **kw,
+            )
 
         self.caches = Caches(
             repositories=informer(REPOSITORIES),
@@ -95,7 +102,7 @@ class Operator:
             backupsessions=informer(BACKUPSESSIONS),
             restoresessions=informer(RESTORESESSIONS),
             secrets=informer(SECRETS, transform=metadata_only),
-            namespaces=Informer(kube, NAMESPACES, resync_period=0),
+            namespaces=Informer(kube, NAMESPACES, resync_period=0, on_failure=metrics.watch_failed),
         )
         c = self.caches
         c.backupconfigurations.add_index("repository", repository_key)
@@ -114,6 +121,9 @@ class Operator:
             workloads=self.workloads,
         )
         self.controllers = self._wire()
+        observer = metrics.ControllerObserver()
+        for ctrl in self.controllers:
+            ctrl.metrics = observer
         self.ready = asyncio.Event()
         self.metrics_port: int | None = None
         self._phase_of: dict[str, str] = {}
@@ -240,6 +250,7 @@ class Operator:
                     lease_duration=self.settings.lease_duration,
                     renew_deadline=self.settings.renew_deadline,
                     retry_period=self.settings.retry_period,
+                    on_change=metrics.leader_changed,
                 )
                 await elector.run(self._lead)
             else:
@@ -274,7 +285,7 @@ class Operator:
                 ctrl.reset()
 
     async def _install_builtins(self) -> None:
-        """Agent ClusterRoles, and the built-in Functions/Tasks when missing (§5.5)."""
+        """Agent ClusterRoles, and the built-in Functions/Tasks unless customised (§5.5)."""
         try:
             await install_cluster_roles(self.ctx)
         except KubeError as exc:
@@ -284,9 +295,11 @@ class Operator:
             *((t, TASKS) for t in builtin_tasks()),
         ]:
             try:
-                await self.kube.create(res, obj)
+                # Not forced: a field someone else changed (a customised built-in) makes
+                # this a Conflict and the object is left as it is.
+                await self.kube.apply(res, obj, field_manager=FIELD_MANAGER)
             except Conflict:
-                pass  # present already (perhaps customised): leave it
+                log.info("%s %s is customised; left as it is", res.kind, obj["metadata"]["name"])
             except KubeError as exc:
                 log.error("creating %s %s failed: %s", res.kind, obj["metadata"]["name"], exc)
 
@@ -309,8 +322,6 @@ class Operator:
 
     async def _serve_metrics(self) -> web.AppRunner:
         async def metrics_handler(_: web.Request) -> web.Response:
-            for inf in self.caches.all():
-                metrics.WATCH_RESTARTS.labels(inf.resource.plural).set(inf.restarts)
             for ctrl in self.controllers:
                 metrics.QUEUE_DEPTH.labels(ctrl.name).set(ctrl.queue.depth)
             return web.Response(
@@ -336,18 +347,3 @@ class Operator:
         addrs = runner.addresses
         self.metrics_port = int(addrs[0][1]) if addrs else None
         return runner
-
-
-def run_until_signalled(make: Callable[[], Any]) -> None:
-    """Run a coroutine factory; SIGINT/SIGTERM cancel it for a clean shutdown."""
-    import signal
-
-    async def main() -> None:
-        task = asyncio.create_task(make())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    asyncio.run(main())

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Any
 
+from stash.cli.process import add_log_flags, run_until_signalled, setup_logging
 from stash.settings import OperatorSettings
 
 
@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
     p.add_argument("--image", help="agent image name")
     p.add_argument("--default-timezone", help="zone of schedules without CRON_TZ=")
     p.add_argument("--missed-schedule-grace", type=float, help="seconds; 0 skips missed ticks")
-    p.add_argument("--log-level", default="INFO")
+    add_log_flags(p)
     p.set_defaults(handler=run)
 
 
@@ -47,12 +47,9 @@ def settings_from(args: argparse.Namespace) -> OperatorSettings:
 def run(args: argparse.Namespace) -> int:
     """Run the operator until SIGINT/SIGTERM."""
     from stash.kube.client import Kube
-    from stash.operator import Operator, run_until_signalled
+    from stash.operator import Operator
 
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args)
     settings = settings_from(args)
 
     async def main() -> None:
@@ -62,5 +59,4 @@ def run(args: argparse.Namespace) -> int:
         finally:
             await kube.close()
 
-    run_until_signalled(main)
-    return 0
+    return run_until_signalled(main)

@@ -40,6 +40,8 @@ from stash.settings import OperatorSettings
 log = logging.getLogger(__name__)
 
 AGENT_SERVICE_ACCOUNT = "stash-agent"
+#: The server-side-apply field manager of what the operator applies.
+FIELD_MANAGER = "stash-operator"
 
 
 def is_job_model(invoker: BackupConfiguration | RestoreSession) -> bool:
@@ -54,14 +56,9 @@ def is_job_model(invoker: BackupConfiguration | RestoreSession) -> bool:
 
 
 async def install_cluster_roles(ctx: ControllerContext) -> None:
-    """Create or update the agent ClusterRoles (stash-sidecar, stash-backup-job, ...)."""
+    """Apply the agent ClusterRoles (stash-sidecar, stash-backup-job, ...): ours, so forced."""
     for role in agent_cluster_roles():
-        try:
-            await ctx.kube.create(CLUSTERROLES, role)
-        except Conflict:
-            live = await ctx.kube.get(CLUSTERROLES, role["metadata"]["name"])
-            role["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
-            await ctx.kube.replace(CLUSTERROLES, role)
+        await ctx.kube.apply(CLUSTERROLES, role, field_manager=FIELD_MANAGER, force=True)
 
 
 async def ensure_binding(ctx: ControllerContext, ns: str, sa: str, cluster_role: str) -> None:

@@ -4,7 +4,8 @@ A reconciler is one small object with `name` and `async reconcile(key) -> Result
 (controller-runtime's shape). Wiring is declarative: `watch(informer, mapper)` says
 which keys an object change enqueues. The runner guarantees one worker per key at a
 time (the queue does), requeues with backoff on error, honours `requeue_after`, and
-records metrics. Not for: business rules.
+reports to the caller's `ControllerMetrics` (plumbing names no metric family). Each
+reconcile's log lines carry `<controller>/<key>` (`stash.logs`). Not for: business rules.
 
 Most reconcilers act on one object of one kind: `as_reconciler()` adapts such an
 `ObjectReconciler` (controller-runtime's `ObjectReconciler` / `AsReconciler`) to the
@@ -25,11 +26,11 @@ from typing import Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from stash import metrics
 from stash.kube.client import JSON, Conflict, Kube, NotFound, Resource, key_of
 from stash.kube.finalizers import ensure_finalizer, remove_finalizer
 from stash.kube.informer import Informer
 from stash.kube.workqueue import ShutDown, WorkQueue
+from stash.logs import log_key
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,26 @@ class Reconciler(Protocol):
     name: str
 
     async def reconcile(self, key: str) -> Result: ...
+
+
+class ControllerMetrics(Protocol):
+    """What the runner reports; the application decides the metric families."""
+
+    def reconciled(self, controller: str, seconds: float, failed: bool) -> None:
+        """One reconcile of `controller` ran for `seconds` (and raised, if `failed`)."""
+        ...
+
+    def queue_depth(self, controller: str, depth: int) -> None:
+        """`depth` keys wait in the work queue of `controller`."""
+        ...
+
+
+class _Unobserved:
+    def reconciled(self, controller: str, seconds: float, failed: bool) -> None:
+        pass
+
+    def queue_depth(self, controller: str, depth: int) -> None:
+        pass
 
 
 Mapper = Callable[[JSON], Iterable[str]]
@@ -78,11 +99,18 @@ def own_key(obj: JSON) -> list[str]:
 class Controller:
     """Runs `reconciler` with `workers` concurrent workers over one work queue."""
 
-    def __init__(self, reconciler: Reconciler, *, workers: int = 2) -> None:
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        *,
+        workers: int = 2,
+        metrics: ControllerMetrics | None = None,
+    ) -> None:
         self.reconciler = reconciler
         self.name = reconciler.name
         self.queue = WorkQueue(reconciler.name)
         self.workers = workers
+        self.metrics: ControllerMetrics = metrics or _Unobserved()
 
     def watch(
         self, informer: Informer, mapper: Mapper = own_key, when: Predicate | None = None
@@ -125,12 +153,15 @@ class Controller:
                 key = await self.queue.get()
             except ShutDown:
                 return
-            metrics.QUEUE_DEPTH.labels(self.name).set(self.queue.depth)
+            self.metrics.queue_depth(self.name, self.queue.depth)
             start = time.monotonic()
+            failed = False
+            log_as = f"{self.name}/{key}"  # every line of this reconcile carries it
             try:
-                result = await self.reconciler.reconcile(key)
+                with log_key(log_as):
+                    result = await self.reconciler.reconcile(key)
             except Exception as exc:  # requeue with backoff, never crash the operator
-                metrics.RECONCILE_ERRORS.labels(self.name).inc()
+                failed = True
                 delay = self.queue.add_rate_limited(key)
                 log.warning(
                     "%s %s: reconcile failed, retrying in %.2fs: %s",
@@ -139,14 +170,14 @@ class Controller:
                     delay,
                     exc,
                     exc_info=not isinstance(exc, (Conflict, NotFound)),
+                    extra={"key": log_as},
                 )
             else:
                 self.queue.forget(key)
                 if result.requeue_after is not None:
                     self.queue.add_after(key, result.requeue_after)
             finally:
-                metrics.RECONCILE_TOTAL.labels(self.name).inc()
-                metrics.RECONCILE_SECONDS.labels(self.name).observe(time.monotonic() - start)
+                self.metrics.reconciled(self.name, time.monotonic() - start, failed)
                 self.queue.done(key)
 
 

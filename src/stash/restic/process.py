@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from stash.kube.lines import read_lines
 from stash.restic.errors import (
     BackendAuthFailed,
     BackendUnreachable,
@@ -111,18 +112,6 @@ class RetryWatch:
         return None
 
 
-def split_lines(data: bytes) -> list[bytes]:
-    """`data` split at newlines; the last item is the unfinished rest. A rest longer than
-    `MAX_LINE` is cut into whole lines of that size, so no line grows without bound."""
-    parts = data.split(b"\n")
-    rest = parts.pop()
-    while len(rest) > MAX_LINE:
-        parts.append(rest[:MAX_LINE])
-        rest = rest[MAX_LINE:]
-    parts.append(rest)
-    return parts
-
-
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
@@ -186,38 +175,29 @@ async def run(
 
     async def pump_stdout() -> None:
         assert proc.stdout is not None
-        pending = b""
-        while chunk := await proc.stdout.read(_CHUNK):
-            if on_line is None:
-                if len(stdout) + len(chunk) > MAX_STDOUT:
-                    abort(ResticError(f"restic wrote more than {MAX_STDOUT >> 20} MiB to stdout"))
-                    return
-                stdout.extend(chunk)
-                continue
-            *lines, pending = split_lines(pending + chunk)
-            for line in lines:
+        if on_line is not None:
+            async for line in read_lines(proc.stdout, limit=MAX_LINE, cut=True):
                 on_line(line)
-        if pending and on_line is not None:
-            on_line(pending)
+            return
+        while chunk := await proc.stdout.read(_CHUNK):
+            if len(stdout) + len(chunk) > MAX_STDOUT:
+                abort(ResticError(f"restic wrote more than {MAX_STDOUT >> 20} MiB to stdout"))
+                return
+            stdout.extend(chunk)
 
     async def pump_stderr() -> None:
         nonlocal tail_size
         assert proc.stderr is not None
-        pending = b""
-        while chunk := await proc.stderr.read(_CHUNK):
-            *lines, pending = split_lines(pending + chunk)
-            for raw in lines:
-                text = raw.decode(errors="replace")
-                tail.append(text)
-                tail_size += len(text) + 1
-                while tail_size > _STDERR_TAIL and len(tail) > 1:
-                    tail_size -= len(tail.popleft()) + 1
-                if watch is not None and not aborted:
-                    error = watch.feed(text)
-                    if error is not None:
-                        abort(error)
-        if pending:
-            tail.append(pending.decode(errors="replace"))
+        async for raw in read_lines(proc.stderr, limit=MAX_LINE, cut=True):
+            text = raw.decode(errors="replace")
+            tail.append(text)
+            tail_size += len(text) + 1
+            while tail_size > _STDERR_TAIL and len(tail) > 1:
+                tail_size -= len(tail.popleft()) + 1
+            if watch is not None and not aborted:
+                error = watch.feed(text)
+                if error is not None:
+                    abort(error)
 
     async def feed_stdin() -> None:
         assert proc.stdin is not None and stdin is not None

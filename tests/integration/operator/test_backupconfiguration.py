@@ -94,7 +94,7 @@ async def test_metrics_endpoint_reports_reconciles_queues_and_watches(
         'stash_operator_reconcile_total{controller="backupconfiguration"}',
         'stash_operator_reconcile_duration_seconds_bucket{controller="backupconfiguration"',
         'stash_operator_queue_depth{controller="repository"}',
-        'stash_operator_watch_restarts{resource="backupconfigurations"}',
+        'stash_operator_watch_failures_total{resource="backupconfigurations"}',
         "stash_operator_is_leader 1.0",
     ):
         assert needle in text, needle
