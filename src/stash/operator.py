@@ -22,12 +22,21 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from stash import metrics
 from stash.contract import phases
 from stash.contract.resources import (
+    APPBINDINGS,
+    BACKUPBLUEPRINTS,
     BACKUPCONFIGURATIONS,
     BACKUPSESSIONS,
     FUNCTIONS,
     REPOSITORIES,
     RESTORESESSIONS,
     TASKS,
+)
+from stash.controllers.autobackup import (
+    AUTO_TARGET_INDEX,
+    BLUEPRINT_INDEX,
+    AutoBackupReconciler,
+    auto_target_keys,
+    target_blueprints,
 )
 from stash.controllers.backupconfiguration import (
     BackupConfigurationReconciler,
@@ -47,12 +56,12 @@ from stash.controllers.workload import (
     target_workload_keys,
     workload_key,
 )
-from stash.kube.client import JSON, Conflict, Kube, KubeError, Resource, key_of
+from stash.kube.client import JSON, Conflict, Kube, KubeError, NotFound, Resource, key_of
 from stash.kube.controller import Controller, ObjectReconciler, as_reconciler, spec_changed
 from stash.kube.events import EventRecorder
 from stash.kube.informer import Informer
 from stash.kube.leader import LeaderElector
-from stash.kube.resources import NAMESPACES, SECRETS
+from stash.kube.resources import NAMESPACES, PVCS, SECRETS
 from stash.scheduler import CronEngine
 from stash.settings import OperatorSettings
 
@@ -96,6 +105,7 @@ class Operator:
                 **kw,
             )
 
+        claims = informer(PVCS)
         self.caches = Caches(
             repositories=informer(REPOSITORIES),
             backupconfigurations=informer(BACKUPCONFIGURATIONS),
@@ -103,6 +113,13 @@ class Operator:
             restoresessions=informer(RESTORESESSIONS),
             secrets=informer(SECRETS, transform=metadata_only),
             namespaces=Informer(kube, NAMESPACES, resync_period=0, on_failure=metrics.watch_failed),
+            backupblueprints=Informer(
+                kube,
+                BACKUPBLUEPRINTS,
+                resync_period=settings.resync_period,
+                on_failure=metrics.watch_failed,
+            ),
+            claims=claims,
         )
         c = self.caches
         c.backupconfigurations.add_index("repository", repository_key)
@@ -110,7 +127,16 @@ class Operator:
         c.backupsessions.add_index("invoker", invoker_key)
         c.backupconfigurations.add_index("target", target_workload_keys)
         c.repositories.add_index("secret", _secret_key)
+        c.backupconfigurations.add_index(AUTO_TARGET_INDEX, auto_target_keys)
+        c.repositories.add_index(AUTO_TARGET_INDEX, auto_target_keys)
         self.workloads = {kind: informer(res) for kind, res in WATCHED_WORKLOADS.items()}
+        #: What auto-backup reads annotations from (AppBinding joins when it is served).
+        self.auto_targets: dict[str, Informer] = {
+            **self.workloads,
+            "PersistentVolumeClaim": claims,
+        }
+        for inf in self.auto_targets.values():
+            inf.add_index(BLUEPRINT_INDEX, target_blueprints)
         self.engine = CronEngine(self._fire, missed_grace=settings.missed_schedule_grace)
         self.ctx = ControllerContext(
             kube=kube,
@@ -173,9 +199,34 @@ class Operator:
             wl.watch(inf, _workload_mapper(kind))
         wl.watch(c.backupconfigurations, target_workload_keys, when=spec_changed)
         wl.watch(c.restoresessions, target_workload_keys, when=spec_changed)
-        return [repo, bc, bs, rs, wl]
+        assert c.backupblueprints is not None
+        wl.watch(c.backupblueprints, self._targets_of_blueprint(self.workloads))
+
+        self.autobackup = AutoBackupReconciler(self.ctx, self.auto_targets)
+        ab = Controller(self.autobackup, workers=w)
+        for kind, inf in self.auto_targets.items():
+            ab.watch(inf, _workload_mapper(kind), when=spec_changed)
+        ab.watch(c.backupblueprints, self._targets_of_blueprint(self.auto_targets))
+        ab.watch(c.backupconfigurations, auto_target_keys, when=spec_changed)
+        ab.watch(c.repositories, auto_target_keys, when=spec_changed)
+        self._autobackup_controller = ab
+        return [repo, bc, bs, rs, wl, ab]
 
     # ------------------------------------------------------------------ mappers
+    def _targets_of_blueprint(self, targets: dict[str, Informer]) -> Callable[[JSON], list[str]]:
+        """A blueprint -> the keys of the objects (of `targets`) whose annotation names it.
+        `targets` is read at call time, so a kind added later (AppBinding) counts."""
+
+        def keys(bp: JSON) -> list[str]:
+            name = bp["metadata"]["name"]
+            return [
+                workload_key(kind, o["metadata"]["namespace"], o["metadata"]["name"])
+                for kind, inf in list(targets.items())
+                for o in inf.by_index(BLUEPRINT_INDEX, name)
+            ]
+
+        return keys
+
     def _bcs_of_repository(self, repo: JSON) -> list[str]:
         return [
             key_of(o) for o in self.caches.backupconfigurations.by_index("repository", key_of(repo))
@@ -227,6 +278,7 @@ class Operator:
     # ------------------------------------------------------------------ running
     async def run(self) -> None:
         """Run until cancelled; clean shutdown on cancellation."""
+        await self._add_appbindings()
         informers = [*self.caches.all(), *self.workloads.values()]
         informer_tasks = [
             asyncio.create_task(inf.run(), name=f"informer {inf.resource.plural}")
@@ -261,6 +313,39 @@ class Operator:
                 t.cancel()
             await asyncio.gather(*informer_tasks, return_exceptions=True)
             await server.cleanup()
+
+    async def _add_appbindings(self) -> None:
+        """AppBindings are auto-backup targets when their API is served: their CRD comes
+        with KubeDB or the Stash catalog, not with the operator."""
+        version = APPBINDINGS.api_version
+        try:
+            await self.kube.request("GET", f"/apis/{version}")
+        except NotFound:
+            log.info(
+                "AppBinding auto-backup is off: this cluster does not serve %s AppBindings "
+                "(install the AppBinding CRD, then restart the operator)",
+                version,
+            )
+            return
+        except KubeError as exc:
+            log.warning(
+                "AppBinding auto-backup is off: could not tell whether %s is served: %s",
+                version,
+                exc,
+            )
+            return
+        inf = Informer(
+            self.kube,
+            APPBINDINGS,
+            namespace=self.settings.watch_namespace,
+            resync_period=self.settings.resync_period,
+            on_failure=metrics.watch_failed,
+        )
+        inf.add_index(BLUEPRINT_INDEX, target_blueprints)
+        self.caches.appbindings = inf
+        self.auto_targets["AppBinding"] = inf
+        self.autobackup.add_target("AppBinding", inf)
+        self._autobackup_controller.watch(inf, _workload_mapper("AppBinding"), when=spec_changed)
 
     async def _lead(self) -> None:
         """Leader work: the cron engine and every controller (re-synced from the caches)."""
@@ -311,10 +396,11 @@ class Operator:
             "backupsession": c.backupsessions,
             "restoresession": c.restoresessions,
         }
-        if ctrl.name == "workload":
+        if ctrl.name in ("workload", "autobackup"):
+            targets = self.workloads if ctrl.name == "workload" else self.auto_targets
             return [
                 workload_key(kind, o["metadata"]["namespace"], o["metadata"]["name"])
-                for kind, inf in self.workloads.items()
+                for kind, inf in targets.items()
                 for o in inf.list()
             ]
         inf = source.get(ctrl.name)

@@ -42,6 +42,7 @@ __all__ = [
     "Problem",
     "Request",
     "Target",
+    "blueprint_names",
     "expand",
     "legacy_names",
     "object_name",
@@ -184,8 +185,13 @@ def _split(text: str) -> list[str]:
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
+def blueprint_names(annotations: Mapping[str, str] | None) -> tuple[str, ...]:
+    """The BackupBlueprint names the annotation lists (in order, each once)."""
+    return tuple(dict.fromkeys(_split((annotations or {}).get(ANN_BLUEPRINT, ""))))
+
+
 def _blueprints(text: str, target: Target, problems: list[Problem]) -> tuple[str, ...]:
-    names = list(dict.fromkeys(_split(text)))
+    names = list(blueprint_names({ANN_BLUEPRINT: text}))
     if not names:
         problems.append(Problem(ANN_BLUEPRINT, "is empty; name a BackupBlueprint"))
     for name in names:

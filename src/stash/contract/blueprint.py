@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from stash.api import GROUP, BackupBlueprint
+from stash.api import GROUP, BackupBlueprint, BackupConfiguration, Repository
 from stash.api.blueprint import BackupBlueprintSpec
 from stash.api.common import Param
 from stash.contract.autobackup import (
@@ -70,6 +70,24 @@ class Plan:
     def ok(self) -> bool:
         """True when there is something to make and nothing wrong."""
         return bool(self.backups) and not self.problems
+
+    def invoker(self) -> BackupConfiguration | None:
+        """The (first) planned BackupConfiguration, parsed; None unless the plan is ok.
+        A workload has one (it takes one blueprint): the sidecar is injected for it."""
+        if not self.ok:
+            return None
+        return BackupConfiguration.model_validate(self.backups[0].backup_configuration)
+
+    def repositories(self) -> dict[str, Repository]:
+        """The planned Repositories by `namespace/name`: what injection needs to know of a
+        Repository that may not exist yet (a local backend's volume)."""
+        if not self.ok:
+            return {}
+        out: dict[str, Repository] = {}
+        for p in self.backups:
+            meta = p.repository["metadata"]
+            out[f"{meta['namespace']}/{meta['name']}"] = Repository.model_validate(p.repository)
+        return out
 
 
 def _namespaces(spec: BackupBlueprintSpec, target: Target) -> tuple[str, str]:

@@ -38,8 +38,23 @@ class Caches:
     restoresessions: Informer
     secrets: Informer
     namespaces: Informer
+    backupblueprints: Informer | None = None
+    """Cluster-scoped; auto-backup resolves annotations with it."""
+    backupbatches: Informer | None = None
+    restorebatches: Informer | None = None
+    claims: Informer | None = None
+    """Stand-alone PVCs (auto-backup targets)."""
+    appbindings: Informer | None = None
+    """AppBindings, when their API is served (auto-backup targets)."""
 
     def all(self) -> list[Informer]:
+        optional = (
+            self.backupblueprints,
+            self.backupbatches,
+            self.restorebatches,
+            self.claims,
+            self.appbindings,
+        )
         return [
             self.repositories,
             self.backupconfigurations,
@@ -47,6 +62,7 @@ class Caches:
             self.restoresessions,
             self.secrets,
             self.namespaces,
+            *(i for i in optional if i is not None),
         ]
 
 

@@ -21,9 +21,15 @@ from pydantic import ValidationError
 
 from stash.api import BackupConfiguration, Repository, RestoreSession
 from stash.contract.workloads import WORKLOADS
+from stash.controllers.autobackup import plan_for
 from stash.controllers.context import ControllerContext
 from stash.controllers.provisioning import ensure_binding
-from stash.inject import desired_workload, select_backup_invoker, select_restore_invoker
+from stash.inject import (
+    auto_backup_invoker,
+    choose_backup_invoker,
+    desired_workload,
+    select_restore_invoker,
+)
 from stash.inject.pod import pod_spec_of
 from stash.kube.client import JSON, JSON_PATCH, Conflict, Invalid, NotFound, Resource
 from stash.kube.controller import DONE, Result
@@ -96,9 +102,14 @@ class WorkloadReconciler:
             RestoreSession,
             [r for r in caches.restoresessions.list(ns) if target_workload_keys(r) == mine],
         )
-        backup = select_backup_invoker(bcs, kind, ns, name)
+        # Auto-backup's invoker is the one the annotations resolve to now (the stored
+        # object may lag behind, or still exist after the annotation went).
+        plan = plan_for(self.ctx, kind, obj)
+        planned = plan.invoker() if plan is not None else None
+        auto = auto_backup_invoker(planned, plan is not None, bcs, kind, ns, name)
+        backup = choose_backup_invoker(bcs, auto, kind, ns, name)
         restore = select_restore_invoker(rss, kind, ns, name)
-        repos: dict[str, Repository] = {}
+        repos: dict[str, Repository] = plan.repositories() if plan is not None else {}
         for inv in (backup, restore):
             if inv is None or inv.spec is None or inv.spec.repository is None:
                 continue

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from stash.api import BackupConfiguration, RestoreSession
+from stash.contract.autobackup import LABEL_AUTO_BACKUP
 from stash.contract.workloads import runs_in_workload
 
 # Fields of a BackupConfiguration spec that only the operator and the scheduler read.
@@ -75,6 +76,48 @@ def select_restore_invoker(
     return _newest(
         [i for i in invokers if uses_sidecar_model(i) and _targets(i, kind, namespace, name)]
     )
+
+
+def is_auto_backup(invoker: BackupConfiguration) -> bool:
+    """Whether auto-backup made this BackupConfiguration (its label says so)."""
+    return (invoker.metadata.labels or {}).get(LABEL_AUTO_BACKUP) == "true"
+
+
+def auto_backup_invoker(
+    planned: BackupConfiguration | None,
+    annotated: bool,
+    stored: Iterable[BackupConfiguration],
+    kind: str,
+    namespace: str,
+    name: str,
+) -> BackupConfiguration | None:
+    """The auto-backup invoker of a workload: the one its annotations resolve to
+    (`planned`); while they name a blueprint but do not resolve (bad input), the one
+    auto-backup made before, so a bad edit changes nothing; none without the annotation."""
+    if not annotated:
+        return None
+    if planned is not None:
+        return planned
+    return select_backup_invoker([i for i in stored if is_auto_backup(i)], kind, namespace, name)
+
+
+def choose_backup_invoker(
+    explicit: Iterable[BackupConfiguration],
+    auto: BackupConfiguration | None,
+    kind: str,
+    namespace: str,
+    name: str,
+) -> BackupConfiguration | None:
+    """The invoker whose sidecar a workload carries: the newest one written for it (a
+    BackupConfiguration, or a BackupBatch member's view) wins over auto-backup's, so
+    annotating a workload never displaces a backup someone set up by hand. Auto-backup's
+    stored BackupConfigurations among `explicit` are skipped: `auto` stands for them."""
+    chosen = select_backup_invoker(
+        [i for i in explicit if not is_auto_backup(i)], kind, namespace, name
+    )
+    if chosen is not None or auto is None:
+        return chosen
+    return select_backup_invoker([auto], kind, namespace, name)
 
 
 def repository_key(invoker: BackupConfiguration | RestoreSession) -> str | None:

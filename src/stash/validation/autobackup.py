@@ -4,17 +4,20 @@ What it is for: `plan_problems(plan)`, so a blueprint that resolves into a Repos
 BackupConfiguration the validating webhook would refuse (a bad retention policy, a
 backend without its bucket, a cross-namespace target of the sidecar model) is reported
 on the annotated object before anything is created, by the webhook and the operator
-alike. Not for: resolving the plan (`stash.contract.blueprint`).
+alike; `checked_plan()` is `resolve()` followed by these checks, the one call both make.
+Not for: resolving the plan (`stash.contract.blueprint`).
 """
 
 from __future__ import annotations
 
-from stash.api import BackupConfiguration, Repository
-from stash.contract.autobackup import ANN_BLUEPRINT, Problem
-from stash.contract.blueprint import Plan
+from collections.abc import Mapping
+
+from stash.api import BackupBlueprint, BackupConfiguration, Repository
+from stash.contract.autobackup import ANN_BLUEPRINT, Problem, Target
+from stash.contract.blueprint import Existing, Plan, resolve
 from stash.validation.kinds import validate_backup_configuration, validate_repository
 
-__all__ = ["plan_problems"]
+__all__ = ["checked_plan", "plan_problems"]
 
 
 def plan_problems(plan: Plan) -> list[Problem]:
@@ -36,3 +39,14 @@ def plan_problems(plan: Plan) -> list[Problem]:
                     )
                 )
     return out
+
+
+def checked_plan(
+    target: Target, blueprints: Mapping[str, BackupBlueprint | None], existing: Existing
+) -> Plan:
+    """`resolve()`, then `plan_problems()`: a plan with problems makes nothing."""
+    plan = resolve(target, blueprints, existing)
+    found = plan_problems(plan)
+    if found:
+        return Plan(target, problems=(*plan.problems, *found))
+    return plan

@@ -17,7 +17,15 @@ from typing import Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from stash.api import KINDS, BackupBatch, BackupConfiguration, Repository, RestoreSession
+from stash.api import (
+    KINDS,
+    BackupBatch,
+    BackupBlueprint,
+    BackupConfiguration,
+    Repository,
+    RestoreBatch,
+    RestoreSession,
+)
 from stash.kube.client import JSON, Kube, NotFound, Resource
 
 __all__ = ["ApiLookup", "Lookup", "StaticLookup"]
@@ -42,6 +50,18 @@ class Lookup(Protocol):
         """One Repository, None when it does not exist."""
         ...
 
+    async def blueprint(self, name: str) -> BackupBlueprint | None:
+        """One (cluster-scoped) BackupBlueprint, None when it does not exist."""
+        ...
+
+    async def backup_batches(self, namespace: str) -> Sequence[BackupBatch]:
+        """Every BackupBatch in `namespace` (their members may target a workload)."""
+        ...
+
+    async def restore_batches(self, namespace: str) -> Sequence[RestoreBatch]:
+        """Every RestoreBatch in `namespace`."""
+        ...
+
     async def backup_invoker(
         self, namespace: str, kind: str, name: str
     ) -> BackupConfiguration | BackupBatch | None:
@@ -59,7 +79,9 @@ class Lookup(Protocol):
 
 def _resource(kind: str) -> Resource:
     info = KINDS[kind]
-    return Resource(info.group, info.version, info.plural, kind)
+    return Resource(
+        info.group, info.version, info.plural, kind, namespaced=info.scope == "Namespaced"
+    )
 
 
 _OWNER_RESOURCES = {
@@ -113,6 +135,22 @@ class ApiLookup:
         """One Repository, None when it does not exist."""
         return await self._get(Repository, "Repository", namespace, name)
 
+    async def blueprint(self, name: str) -> BackupBlueprint | None:
+        """One (cluster-scoped) BackupBlueprint, None when it does not exist."""
+        try:
+            item = await self.kube.get(_resource("BackupBlueprint"), name)
+        except NotFound:
+            return None
+        return _parse(BackupBlueprint, item)
+
+    async def backup_batches(self, namespace: str) -> Sequence[BackupBatch]:
+        """Every BackupBatch in `namespace`."""
+        return await self._list(BackupBatch, "BackupBatch", namespace)
+
+    async def restore_batches(self, namespace: str) -> Sequence[RestoreBatch]:
+        """Every RestoreBatch in `namespace`."""
+        return await self._list(RestoreBatch, "RestoreBatch", namespace)
+
     async def backup_invoker(
         self, namespace: str, kind: str, name: str
     ) -> BackupConfiguration | BackupBatch | None:
@@ -152,7 +190,14 @@ class StaticLookup:
 
     def __init__(
         self,
-        objects: Sequence[BackupConfiguration | RestoreSession | Repository | BackupBatch] = (),
+        objects: Sequence[
+            BackupConfiguration
+            | RestoreSession
+            | Repository
+            | BackupBatch
+            | RestoreBatch
+            | BackupBlueprint
+        ] = (),
         owners: Mapping[tuple[str, str, str], tuple[str, str]] | None = None,
         namespaces: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
@@ -177,6 +222,21 @@ class StaticLookup:
     async def repository(self, namespace: str, name: str) -> Repository | None:
         """One Repository, None when it does not exist."""
         return next((r for r in self._in(Repository, namespace) if r.metadata.name == name), None)
+
+    async def blueprint(self, name: str) -> BackupBlueprint | None:
+        """One (cluster-scoped) BackupBlueprint, None when it does not exist."""
+        return next(
+            (b for b in self.objects if isinstance(b, BackupBlueprint) and b.metadata.name == name),
+            None,
+        )
+
+    async def backup_batches(self, namespace: str) -> Sequence[BackupBatch]:
+        """Every BackupBatch in `namespace`."""
+        return self._in(BackupBatch, namespace)
+
+    async def restore_batches(self, namespace: str) -> Sequence[RestoreBatch]:
+        """Every RestoreBatch in `namespace`."""
+        return self._in(RestoreBatch, namespace)
 
     async def backup_invoker(
         self, namespace: str, kind: str, name: str

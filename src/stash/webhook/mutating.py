@@ -20,12 +20,15 @@ from stash.contract.workloads import WORKLOAD_KINDS
 from stash.inject import (
     ANN_BACKUP_INVOKER,
     ANN_RESTORE_INVOKER,
+    auto_backup_invoker,
+    choose_backup_invoker,
     desired_workload,
     repository_key,
     select_backup_invoker,
     select_restore_invoker,
 )
 from stash.settings import OperatorSettings
+from stash.webhook.autobackup import auto_backup_plan
 from stash.webhook.defaults import default_backup_session_labels, migrate_restore_rules
 from stash.webhook.lookup import Lookup
 from stash.webhook.review import AdmissionRequest
@@ -128,12 +131,23 @@ async def mutate_workload(
         return _unchanged(obj)  # e.g. a Deployment's ReplicaSet: its template came injected
     if settings.injection_mode == "pod" and not _was_injected(meta):
         return _unchanged(obj)
-    bc, rs = await _invokers(lookup, namespace, [(str(kind), name)])
+    backups, restores = await asyncio.gather(
+        lookup.backup_configurations(namespace), lookup.restore_sessions(namespace)
+    )
+    # Auto-backup: inject for the BackupConfiguration the annotations resolve to, before
+    # the operator creates it (stash.contract.blueprint), so one admission is one rollout.
+    plan = await auto_backup_plan(obj, str(kind), lookup, backups)
+    planned = plan.invoker() if plan is not None else None
+    auto = auto_backup_invoker(planned, plan is not None, backups, str(kind), namespace, name)
+    bc = choose_backup_invoker(backups, auto, str(kind), namespace, name)
+    rs = select_restore_invoker(restores, str(kind), namespace, name)
+    notes = tuple(f"stash: auto-backup: {p}" for p in (plan.problems if plan else ()))
     if bc is None and rs is None and not _was_injected(meta):
-        return _unchanged(obj)
-    repos = await _repositories(lookup, bc, rs)
+        return _unchanged(obj, *notes)
+    repos = {**(plan.repositories() if plan else {}), **await _repositories(lookup, bc, rs)}
     desired = desired_workload(obj, bc, rs, settings, repos)
-    return Mutation(obj, desired.workload, tuple(f"stash: {p}" for p in desired.problems))
+    warnings = (*notes, *(f"stash: {p}" for p in desired.problems))
+    return Mutation(obj, desired.workload, warnings)
 
 
 async def mutate_pod(req: AdmissionRequest, settings: OperatorSettings, lookup: Lookup) -> Mutation:
