@@ -35,6 +35,7 @@ from stash.controllers.autobackup import (
     AUTO_TARGET_INDEX,
     BLUEPRINT_INDEX,
     AutoBackupReconciler,
+    appbindings_served,
     auto_target_keys,
     target_blueprints,
 )
@@ -56,7 +57,7 @@ from stash.controllers.workload import (
     target_workload_keys,
     workload_key,
 )
-from stash.kube.client import JSON, Conflict, Kube, KubeError, NotFound, Resource, key_of
+from stash.kube.client import JSON, Conflict, Kube, KubeError, Resource, key_of
 from stash.kube.controller import Controller, ObjectReconciler, as_reconciler, spec_changed
 from stash.kube.events import EventRecorder
 from stash.kube.informer import Informer
@@ -64,6 +65,7 @@ from stash.kube.leader import LeaderElector
 from stash.kube.resources import NAMESPACES, PVCS, SECRETS
 from stash.scheduler import CronEngine
 from stash.settings import OperatorSettings
+from stash.webhook.server import WebhookServer
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +153,7 @@ class Operator:
         for ctrl in self.controllers:
             ctrl.metrics = observer
         self.ready = asyncio.Event()
+        self.webhook: WebhookServer | None = None
         self.metrics_port: int | None = None
         self._phase_of: dict[str, str] = {}
         c.backupsessions.add_handler(self._count_phases)
@@ -285,6 +288,11 @@ class Operator:
             for inf in informers
         ]
         server = await self._serve_metrics()
+        webhook_task = (
+            asyncio.create_task(self._serve_webhook(), name="admission webhook")
+            if self.settings.serve_webhook
+            else None
+        )
         try:
             await asyncio.gather(*(inf.synced.wait() for inf in informers))
             self.ready.set()
@@ -309,30 +317,15 @@ class Operator:
                 await self._lead()
         finally:
             self.engine.stop()
-            for t in informer_tasks:
+            tasks = [*informer_tasks, *([webhook_task] if webhook_task else [])]
+            for t in tasks:
                 t.cancel()
-            await asyncio.gather(*informer_tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             await server.cleanup()
 
     async def _add_appbindings(self) -> None:
-        """AppBindings are auto-backup targets when their API is served: their CRD comes
-        with KubeDB or the Stash catalog, not with the operator."""
-        version = APPBINDINGS.api_version
-        try:
-            await self.kube.request("GET", f"/apis/{version}")
-        except NotFound:
-            log.info(
-                "AppBinding auto-backup is off: this cluster does not serve %s AppBindings "
-                "(install the AppBinding CRD, then restart the operator)",
-                version,
-            )
-            return
-        except KubeError as exc:
-            log.warning(
-                "AppBinding auto-backup is off: could not tell whether %s is served: %s",
-                version,
-                exc,
-            )
+        """AppBindings become auto-backup targets when their API is served."""
+        if not await appbindings_served(self.kube):
             return
         inf = Informer(
             self.kube,
@@ -342,10 +335,30 @@ class Operator:
             on_failure=metrics.watch_failed,
         )
         inf.add_index(BLUEPRINT_INDEX, target_blueprints)
-        self.caches.appbindings = inf
-        self.auto_targets["AppBinding"] = inf
+        self.caches.appbindings = self.auto_targets["AppBinding"] = inf
         self.autobackup.add_target("AppBinding", inf)
         self._autobackup_controller.watch(inf, _workload_mapper("AppBinding"), when=spec_changed)
+
+    async def _serve_webhook(self) -> None:
+        """The admission webhook, on every replica; retried until it starts (a replica
+        whose webhook is not serving is not ready, so the Service skips it)."""
+        delay = 2.0
+        while True:
+            webhook = WebhookServer(self.settings, self.kube)
+            try:
+                await webhook.start()
+                break
+            except (KubeError, OSError, RuntimeError) as exc:
+                await webhook.stop(unregister_webhooks=False)
+                log.error("the admission webhook did not start: %s; retrying in %.0fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+        self.webhook = webhook
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.webhook = None
+            await asyncio.shield(webhook.stop())
 
     async def _lead(self) -> None:
         """Leader work: the cron engine and every controller (re-synced from the caches)."""
@@ -418,9 +431,11 @@ class Operator:
             return web.Response(text="ok")
 
         async def readyz(_: web.Request) -> web.Response:
-            if self.ready.is_set():
-                return web.Response(text="ok")
-            return web.Response(status=503, text="caches not synced")
+            if not self.ready.is_set():
+                return web.Response(status=503, text="caches not synced")
+            if self.settings.serve_webhook and self.webhook is None:
+                return web.Response(status=503, text="admission webhook not serving")
+            return web.Response(text="ok")
 
         app = web.Application()
         app.router.add_get("/metrics", metrics_handler)

@@ -49,11 +49,16 @@ from stash.contract.autobackup import (
     wants_auto_backup,
 )
 from stash.contract.blueprint import Plan, candidate_names
-from stash.contract.resources import BACKUPCONFIGURATIONS, REPOSITORIES, TARGET_KINDS
+from stash.contract.resources import (
+    APPBINDINGS,
+    BACKUPCONFIGURATIONS,
+    REPOSITORIES,
+    TARGET_KINDS,
+)
 from stash.contract.workloads import WORKLOAD_KINDS
 from stash.controllers.context import ControllerContext
 from stash.inject import pod_volume_names
-from stash.kube.client import JSON, KubeError, NotFound, Resource, key_of
+from stash.kube.client import JSON, Kube, KubeError, NotFound, Resource, key_of
 from stash.kube.controller import DONE, Result
 from stash.kube.events import NORMAL
 from stash.kube.informer import Informer
@@ -64,6 +69,7 @@ __all__ = [
     "BLUEPRINT_INDEX",
     "FIELD_MANAGER",
     "AutoBackupReconciler",
+    "appbindings_served",
     "auto_target_keys",
     "plan_for",
     "target_blueprints",
@@ -135,6 +141,29 @@ def plan_for(ctx: ControllerContext, kind: str, obj: JSON) -> Plan | None:
         if found is not None:
             existing[(what, ns, name)] = owner_id(found)
     return checked_plan(target, blueprints, existing)
+
+
+async def appbindings_served(kube: Kube) -> bool:
+    """Whether the cluster serves AppBindings (their CRD comes with KubeDB or the Stash
+    catalog, not with the operator); says so in the log when it does not."""
+    version = APPBINDINGS.api_version
+    try:
+        await kube.request("GET", f"/apis/{version}")
+    except NotFound:
+        log.info(
+            "AppBinding auto-backup is off: this cluster does not serve %s AppBindings "
+            "(install the AppBinding CRD, then restart the operator)",
+            version,
+        )
+        return False
+    except KubeError as exc:
+        log.warning(
+            "AppBinding auto-backup is off: could not tell whether %s is served: %s",
+            version,
+            exc,
+        )
+        return False
+    return True
 
 
 def _plan_hash(body: JSON) -> str:
