@@ -229,38 +229,10 @@ def _plan_one(
     for key in ("wipeOut", "usagePolicy"):
         if key in rest:
             repo_spec[key] = rest[key]
-    ref: JSON = {"apiVersion": target.api_version, "kind": target.kind, "name": target.name}
-    if bc_ns != target.namespace:
-        ref["namespace"] = target.namespace
-    bc_target: JSON = {"ref": ref}
-    if request.paths:
-        bc_target["paths"] = list(request.paths)
-    if request.mounts:
-        bc_target["volumeMounts"] = [m.to_wire() for m in request.mounts]
     repository: JSON = {"name": repo_name}
     if repo_ns != bc_ns:
         repository["namespace"] = repo_ns
-    bc_spec: JSON = {
-        "driver": "Restic",
-        "repository": repository,
-        "schedule": schedule,
-        "target": bc_target,
-    }
-    task = _task(rest, request)
-    if task is not None:
-        bc_spec["task"] = task
-    for key in (
-        "retentionPolicy",
-        "runtimeSettings",
-        "tempDir",
-        "interimVolumeTemplate",
-        "backupHistoryLimit",
-        "hooks",
-        "timeOut",
-        "retryConfig",
-    ):
-        if key in rest:
-            bc_spec[key] = rest[key]
+    bc_spec = _bc_spec(target, request, rest, bc_ns, repository, str(schedule))
     return PlannedBackup(
         blueprint=name,
         repository={
@@ -276,6 +248,44 @@ def _plan_one(
             "spec": _with_defaults(bc_spec),
         },
     )
+
+
+_FROM_BLUEPRINT = (
+    "retentionPolicy",
+    "runtimeSettings",
+    "tempDir",
+    "interimVolumeTemplate",
+    "backupHistoryLimit",
+    "hooks",
+    "timeOut",
+    "retryConfig",
+)
+
+
+def _bc_spec(
+    target: Target, request: Request, rest: JSON, bc_ns: str, repository: JSON, schedule: str
+) -> JSON:
+    """The BackupConfiguration spec: the target from the annotations, the rest (expanded)
+    from the blueprint."""
+    ref: JSON = {"apiVersion": target.api_version, "kind": target.kind, "name": target.name}
+    if bc_ns != target.namespace:
+        ref["namespace"] = target.namespace
+    bc_target: JSON = {"ref": ref}
+    if request.paths:
+        bc_target["paths"] = list(request.paths)
+    if request.mounts:
+        bc_target["volumeMounts"] = [m.to_wire() for m in request.mounts]
+    spec: JSON = {
+        "driver": "Restic",
+        "repository": repository,
+        "schedule": schedule,
+        "target": bc_target,
+    }
+    task = _task(rest, request)
+    if task is not None:
+        spec["task"] = task
+    spec.update({key: rest[key] for key in _FROM_BLUEPRINT if key in rest})
+    return spec
 
 
 def _with_defaults(spec: JSON) -> JSON:
