@@ -18,9 +18,10 @@ from stash.agent.identity import PodIdentity
 from stash.agent.metrics import MetricLabels
 from stash.agent.repository import AgentError, ResticSettings
 from stash.agent.stats import TargetKey
-from stash.api import BackupConfiguration
+from stash.api import BackupBatch, BackupConfiguration
 from stash.api.common import BackupTarget, RetentionPolicy
-from stash.contract.resources import BACKUPCONFIGURATIONS
+from stash.contract.batches import backup_members, member_index
+from stash.contract.resources import BACKUPBATCHES, BACKUPCONFIGURATIONS
 from stash.kube.client import JSON, Forbidden, Kube, NotFound
 from stash.kube.events import EventRecorder
 
@@ -90,31 +91,65 @@ class BackupInvoker:
     repository_namespace: str
 
 
-async def load_backup_invoker(kube: Kube, kind: str, name: str, namespace: str) -> BackupInvoker:
-    """Read the invoker; AgentError when it is missing, unreadable or unsupported."""
-    if kind != "BackupConfiguration":
-        raise AgentError(f"invoker kind {kind} is not supported by the agent yet")
+def _readable(where: str, exc: Forbidden) -> AgentError:
+    return AgentError(
+        f"reading {where} is forbidden for this pod's ServiceAccount ({exc.message}); "
+        "bind it to the ClusterRole stash-sidecar"
+    )
+
+
+async def _read(
+    kube: Kube, kind: str, name: str, namespace: str
+) -> BackupConfiguration | BackupBatch:
+    """The stored invoker, parsed."""
     where = f"{kind} {namespace}/{name}"
+    res = BACKUPBATCHES if kind == "BackupBatch" else BACKUPCONFIGURATIONS
     try:
-        raw = await kube.get(BACKUPCONFIGURATIONS, name, namespace)
+        raw = await kube.get(res, name, namespace)
     except NotFound:
         raise AgentError(f"{where} does not exist") from None
     except Forbidden as exc:
-        raise AgentError(
-            f"reading {where} is forbidden for this pod's ServiceAccount ({exc.message}); "
-            "bind it to the ClusterRole stash-sidecar"
-        ) from None
+        raise _readable(where, exc) from None
     try:
-        model = BackupConfiguration.model_validate(raw)
+        if kind == "BackupBatch":
+            return BackupBatch.model_validate(raw)
+        return BackupConfiguration.model_validate(raw)
     except ValidationError as exc:
         raise AgentError(f"{where} does not parse: {exc.errors()[0]['msg']}") from None
+
+
+async def load_backup_invoker(
+    kube: Kube, kind: str, name: str, namespace: str, target: TargetKey | None = None
+) -> BackupInvoker:
+    """Read the invoker; AgentError when it is missing, unreadable or unsupported.
+
+    For a BackupBatch the member whose target is `target` is the invoker (its target,
+    alias and the batch's repository and retention)."""
+    if kind not in ("BackupConfiguration", "BackupBatch"):
+        raise AgentError(f"invoker kind {kind} is not supported by the agent")
+    where = f"{kind} {namespace}/{name}"
+    obj = await _read(kube, kind, name, namespace)
+    model: BackupConfiguration
+    if isinstance(obj, BackupBatch):
+        members = backup_members(obj)
+        index = (
+            member_index(members, target.kind, target.name, target.namespace)
+            if target is not None
+            else None
+        )
+        if index is None:
+            what = f"{target.kind} {target.namespace}/{target.name}" if target else "?"
+            raise AgentError(f"{where} has no member with target {what}")
+        model = members[index]
+    else:
+        model = obj
     spec = model.spec
     if spec is None or spec.target is None:
         raise AgentError(f"{where} has no spec.target")
     if spec.repository is None or not spec.repository.name:
         raise AgentError(f"{where} has no spec.repository.name")
     return BackupInvoker(
-        raw=raw,
+        raw=model.to_wire(),
         name=name,
         namespace=namespace,
         target=spec.target,

@@ -64,7 +64,7 @@ async def _resolve(ctx: AgentContext) -> tuple[BackupInvoker, str]:
     while True:
         try:
             invoker = await load_backup_invoker(
-                ctx.kube, ctx.invoker_kind, ctx.invoker_name, ctx.namespace
+                ctx.kube, ctx.invoker_kind, ctx.invoker_name, ctx.namespace, ctx.target
             )
             alias = invoker.target.alias
             host = backup_hostname(ctx.target.kind, alias, ctx.pod.pod_name, ctx.pod.node_name)
@@ -160,7 +160,11 @@ class _SessionWatcher:
             return
         try:
             invoker = await load_backup_invoker(
-                self.ctx.kube, self.ctx.invoker_kind, self.ctx.invoker_name, self.ctx.namespace
+                self.ctx.kube,
+                self.ctx.invoker_kind,
+                self.ctx.invoker_name,
+                self.ctx.namespace,
+                self.ctx.target,
             )
         except AgentError as exc:
             log.warning("%s: %s; trying again shortly", name, exc)

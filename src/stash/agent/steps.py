@@ -148,7 +148,7 @@ async def run_backup_pvc(
             await heartbeat.start()
             try:
                 invoker = await load_backup_invoker(
-                    ctx.kube, ctx.invoker_kind, ctx.invoker_name, ctx.namespace
+                    ctx.kube, ctx.invoker_kind, ctx.invoker_name, ctx.namespace, ctx.target
                 )
                 outcome = await take_backup(
                     ctx,
@@ -202,7 +202,7 @@ async def run_update_status(
         written = False
         try:
             invoker = await load_backup_invoker(
-                ctx.kube, ctx.invoker_kind, ctx.invoker_name, ctx.namespace
+                ctx.kube, ctx.invoker_kind, ctx.invoker_name, ctx.namespace, ctx.target
             )
             repo = None
             if host.phase == "Succeeded" and found.post_actions:

@@ -51,7 +51,11 @@ def _backup_rules() -> list[JSON]:
             "resources": ["backupsessions/status"],
             "verbs": ["get", "update"],
         },
-        {"apiGroups": [GROUP], "resources": ["backupconfigurations"], "verbs": ["get"]},
+        {
+            "apiGroups": [GROUP],
+            "resources": ["backupconfigurations", "backupbatches"],
+            "verbs": ["get"],
+        },
         {"apiGroups": [GROUP], "resources": ["repositories"], "verbs": ["get"]},
         {"apiGroups": [GROUP], "resources": ["repositories/status"], "verbs": ["get", "update"]},
         dict(_SECRETS),
@@ -62,10 +66,14 @@ def _backup_rules() -> list[JSON]:
 
 def _restore_rules() -> list[JSON]:
     return [
-        {"apiGroups": [GROUP], "resources": ["restoresessions"], "verbs": ["get", "list", "watch"]},
         {
             "apiGroups": [GROUP],
-            "resources": ["restoresessions/status"],
+            "resources": ["restoresessions", "restorebatches"],
+            "verbs": ["get", "list", "watch"],
+        },
+        {
+            "apiGroups": [GROUP],
+            "resources": ["restoresessions/status", "restorebatches/status"],
             "verbs": ["get", "update"],
         },
         {"apiGroups": [GROUP], "resources": ["repositories"], "verbs": ["get"]},

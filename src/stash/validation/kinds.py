@@ -16,6 +16,8 @@ from stash.api import (
     RestoreSession,
     Task,
 )
+from stash.api.common import BackupHooks, RestoreHooks
+from stash.contract.batches import GLOBAL_HOOKS_NOT_SUPPORTED, member_alias
 from stash.validation.checks import (
     check_backend,
     check_backup_template,
@@ -30,6 +32,20 @@ from stash.validation.checks import (
     check_usage_policy,
 )
 from stash.validation.report import Report, ValidationFacts, Verdict
+
+
+def check_batch_hooks(
+    r: Report,
+    hooks: BackupHooks | RestoreHooks | None,
+    member_hooks: list[BackupHooks | None] | list[RestoreHooks | None],
+) -> None:
+    """A batch's hooks (global or a member's) are refused until they are run: accepting
+    them would silently skip what they guard (`stash.contract.batches`)."""
+    if hooks is not None and hooks.to_wire():
+        r.error("spec.hooks", GLOBAL_HOOKS_NOT_SUPPORTED)
+    for i, h in enumerate(member_hooks):
+        if h is not None and h.to_wire():
+            r.error(f"spec.members[{i}].hooks", GLOBAL_HOOKS_NOT_SUPPORTED)
 
 
 def validate_backup_configuration(
@@ -151,13 +167,14 @@ def validate_backup_batch(
     aliases: dict[str, int] = {}
     for i, member in enumerate(spec.members or []):
         check_backup_template(r, f"spec.members[{i}]", member, ns, spec.driver, known)
-        alias = (member.target.alias if member.target else None) or ""
+        alias = member_alias(member.target) or ""
         if alias in aliases:
             r.warn(
                 f"spec.members[{i}] and spec.members[{aliases[alias]}] share one repository "
                 f'with the same alias "{alias}"; their snapshots will look like one host\'s'
             )
         aliases.setdefault(alias, i)
+    check_batch_hooks(r, spec.hooks, [m.hooks for m in spec.members or []])
     check_schedule(r, "spec.schedule", spec.schedule)
     check_repository_ref(
         r, "spec.repository.name", spec.repository.name if spec.repository else None, spec.driver
@@ -185,6 +202,7 @@ def validate_restore_batch(
         r.error("spec.members", "at least one member is required")
     for i, member in enumerate(spec.members or []):
         check_restore_template(r, f"spec.members[{i}]", member, ns, spec.driver, known)
+    check_batch_hooks(r, spec.hooks, [m.hooks for m in spec.members or []])
     check_repository_ref(
         r, "spec.repository.name", spec.repository.name if spec.repository else None, spec.driver
     )
