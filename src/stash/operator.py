@@ -13,21 +13,21 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stash import metrics
-from stash.contract import phases
 from stash.contract.resources import (
     APPBINDINGS,
+    BACKUPBATCHES,
     BACKUPBLUEPRINTS,
     BACKUPCONFIGURATIONS,
     BACKUPSESSIONS,
     FUNCTIONS,
     REPOSITORIES,
+    RESTOREBATCHES,
     RESTORESESSIONS,
     TASKS,
 )
@@ -39,6 +39,7 @@ from stash.controllers.autobackup import (
     auto_target_keys,
     target_blueprints,
 )
+from stash.controllers.backupbatch import BackupBatchReconciler
 from stash.controllers.backupconfiguration import (
     BackupConfigurationReconciler,
     repository_key,
@@ -46,8 +47,18 @@ from stash.controllers.backupconfiguration import (
 from stash.controllers.backupsession import BackupSessionReconciler
 from stash.controllers.catalog import builtin_functions, builtin_tasks
 from stash.controllers.context import Caches, ControllerContext, metadata_only
+from stash.controllers.mappers import (
+    by_index,
+    invokers_of_secret,
+    invokers_of_target,
+    own_kind_key,
+    secret_key,
+    sessions_of_invoker,
+    targets_of_blueprint,
+)
 from stash.controllers.provisioning import FIELD_MANAGER, install_cluster_roles
 from stash.controllers.repository import RepositoryReconciler
+from stash.controllers.restorebatch import RestoreBatchReconciler
 from stash.controllers.restoresession import RestoreSessionReconciler
 from stash.controllers.sessionend import invoker_key
 from stash.controllers.trigger import create_backup_session
@@ -68,23 +79,6 @@ from stash.settings import OperatorSettings
 from stash.webhook.server import WebhookServer
 
 log = logging.getLogger(__name__)
-
-
-def _secret_key(obj: JSON) -> list[str]:
-    backend = (obj.get("spec") or {}).get("backend") or {}
-    name = backend.get("storageSecretName")
-    return [f"{obj['metadata']['namespace']}/{name}"] if name else []
-
-
-def _restore_repository_key(obj: JSON) -> list[str]:
-    return repository_key(obj)
-
-
-def _workload_mapper(kind: str) -> Callable[[JSON], list[str]]:
-    def keys(obj: JSON) -> list[str]:
-        return [workload_key(kind, obj["metadata"]["namespace"], obj["metadata"]["name"])]
-
-    return keys
 
 
 class Operator:
@@ -108,6 +102,7 @@ class Operator:
             )
 
         claims = informer(PVCS)
+        self.backupbatches, self.restorebatches = informer(BACKUPBATCHES), informer(RESTOREBATCHES)
         self.caches = Caches(
             repositories=informer(REPOSITORIES),
             backupconfigurations=informer(BACKUPCONFIGURATIONS),
@@ -122,13 +117,20 @@ class Operator:
                 on_failure=metrics.watch_failed,
             ),
             claims=claims,
+            backupbatches=self.backupbatches,
+            restorebatches=self.restorebatches,
         )
         c = self.caches
-        c.backupconfigurations.add_index("repository", repository_key)
-        c.restoresessions.add_index("repository", _restore_repository_key)
+        for inv in (
+            c.backupconfigurations,
+            c.restoresessions,
+            self.backupbatches,
+            self.restorebatches,
+        ):
+            inv.add_index("repository", repository_key)
+            inv.add_index("target", target_workload_keys)
         c.backupsessions.add_index("invoker", invoker_key)
-        c.backupconfigurations.add_index("target", target_workload_keys)
-        c.repositories.add_index("secret", _secret_key)
+        c.repositories.add_index("secret", secret_key)
         c.backupconfigurations.add_index(AUTO_TARGET_INDEX, auto_target_keys)
         c.repositories.add_index(AUTO_TARGET_INDEX, auto_target_keys)
         self.workloads = {kind: informer(res) for kind, res in WATCHED_WORKLOADS.items()}
@@ -167,98 +169,60 @@ class Operator:
 
     def _wire(self) -> list[Controller]:
         c, w = self.caches, self.settings.workers
+        bbs, rbs = self.backupbatches, self.restorebatches
         repo = self._for_objects(RepositoryReconciler(self.ctx), c.repositories, REPOSITORIES)
         repo.watch(c.repositories)
-        repo.watch(c.backupconfigurations, repository_key, when=spec_changed)
-        repo.watch(c.restoresessions, _restore_repository_key, when=spec_changed)
-        repo.watch(
-            c.secrets, lambda s: [key_of(r) for r in c.repositories.by_index("secret", key_of(s))]
-        )
+        for inv in (c.backupconfigurations, c.restoresessions):
+            repo.watch(inv, repository_key, when=spec_changed)
+        repo.watch(c.secrets, by_index(c.repositories, "secret"))
 
+        # Invokers: their own spec changes (their status writes need no second look:
+        # resync covers drift), their targets, Repositories and Secrets.
         bc = self._for_objects(
             BackupConfigurationReconciler(self.ctx), c.backupconfigurations, BACKUPCONFIGURATIONS
         )
-        # Its own status writes need no second look (resync covers drift).
-        bc.watch(c.backupconfigurations, when=spec_changed)
-        for kind, inf in self.workloads.items():
-            bc.watch(inf, self._bcs_of_target(kind), when=spec_changed)
-        bc.watch(c.repositories, self._bcs_of_repository)
-        bc.watch(c.secrets, self._bcs_of_secret)
+        bb = self._for_objects(BackupBatchReconciler(self.ctx), bbs, BACKUPBATCHES)
+        for ctrl, cache in ((bc, c.backupconfigurations), (bb, bbs)):
+            ctrl.watch(cache, when=spec_changed)
+            for kind, inf in self.workloads.items():
+                ctrl.watch(inf, invokers_of_target(cache, kind), when=spec_changed)
+            ctrl.watch(c.repositories, by_index(cache, "repository"))
+            ctrl.watch(c.secrets, invokers_of_secret(c.repositories, cache))
 
         bs = self._for_objects(BackupSessionReconciler(self.ctx), c.backupsessions, BACKUPSESSIONS)
         bs.watch(c.backupsessions)
-        bs.watch(c.backupconfigurations, self._sessions_of_invoker)
+        bs.watch(
+            c.backupconfigurations, sessions_of_invoker(c.backupsessions, "BackupConfiguration")
+        )
+        bs.watch(bbs, sessions_of_invoker(c.backupsessions, "BackupBatch"))
 
         rs = self._for_objects(
             RestoreSessionReconciler(self.ctx), c.restoresessions, RESTORESESSIONS
         )
-        rs.watch(c.restoresessions)
-        rs.watch(
-            c.repositories,
-            lambda r: [key_of(o) for o in c.restoresessions.by_index("repository", key_of(r))],
-        )
+        rb = self._for_objects(RestoreBatchReconciler(self.ctx), rbs, RESTOREBATCHES)
+        for ctrl, cache in ((rs, c.restoresessions), (rb, rbs)):
+            ctrl.watch(cache)
+            ctrl.watch(c.repositories, by_index(cache, "repository"))
+
         wl = Controller(WorkloadReconciler(self.ctx), workers=w)
         for kind, inf in self.workloads.items():
-            wl.watch(inf, _workload_mapper(kind))
-        wl.watch(c.backupconfigurations, target_workload_keys, when=spec_changed)
-        wl.watch(c.restoresessions, target_workload_keys, when=spec_changed)
+            wl.watch(inf, own_kind_key(kind))
+        for inv in (c.backupconfigurations, c.restoresessions, bbs, rbs):
+            wl.watch(inv, target_workload_keys, when=spec_changed)
         assert c.backupblueprints is not None
-        wl.watch(c.backupblueprints, self._targets_of_blueprint(self.workloads))
+        wl.watch(c.backupblueprints, targets_of_blueprint(self.workloads))
 
         self.autobackup = AutoBackupReconciler(self.ctx, self.auto_targets)
         ab = Controller(self.autobackup, workers=w)
         for kind, inf in self.auto_targets.items():
-            ab.watch(inf, _workload_mapper(kind), when=spec_changed)
-        ab.watch(c.backupblueprints, self._targets_of_blueprint(self.auto_targets))
+            ab.watch(inf, own_kind_key(kind), when=spec_changed)
+        ab.watch(c.backupblueprints, targets_of_blueprint(self.auto_targets))
         ab.watch(c.backupconfigurations, auto_target_keys, when=spec_changed)
         ab.watch(c.repositories, auto_target_keys, when=spec_changed)
         self._autobackup_controller = ab
-        return [repo, bc, bs, rs, wl, ab]
+        return [repo, bc, bb, bs, rs, rb, wl, ab]
 
-    # ------------------------------------------------------------------ mappers
-    def _targets_of_blueprint(self, targets: dict[str, Informer]) -> Callable[[JSON], list[str]]:
-        """A blueprint -> the keys of the objects (of `targets`) whose annotation names it.
-        `targets` is read at call time, so a kind added later (AppBinding) counts."""
-
-        def keys(bp: JSON) -> list[str]:
-            name = bp["metadata"]["name"]
-            return [
-                workload_key(kind, o["metadata"]["namespace"], o["metadata"]["name"])
-                for kind, inf in list(targets.items())
-                for o in inf.by_index(BLUEPRINT_INDEX, name)
-            ]
-
-        return keys
-
-    def _bcs_of_repository(self, repo: JSON) -> list[str]:
-        return [
-            key_of(o) for o in self.caches.backupconfigurations.by_index("repository", key_of(repo))
-        ]
-
-    def _bcs_of_target(self, kind: str) -> Callable[[JSON], list[str]]:
-        def keys(obj: JSON) -> list[str]:
-            wk = workload_key(kind, obj["metadata"]["namespace"], obj["metadata"]["name"])
-            return [key_of(b) for b in self.caches.backupconfigurations.by_index("target", wk)]
-
-        return keys
-
-    def _bcs_of_secret(self, secret: JSON) -> list[str]:
-        out: list[str] = []
-        for repo in self.caches.repositories.by_index("secret", key_of(secret)):
-            out.extend(self._bcs_of_repository(repo))
-        return out
-
-    def _sessions_of_invoker(self, bc: JSON) -> list[str]:
-        ns, name = bc["metadata"]["namespace"], bc["metadata"]["name"]
-        sessions = self.caches.backupsessions.by_index(
-            "invoker", f"BackupConfiguration/{ns}/{name}"
-        )
-        return [
-            key_of(s)
-            for s in sessions
-            if (s.get("status") or {}).get("phase") not in phases.FINAL_SESSION_PHASES
-        ]
-
+    # ------------------------------------------------------------------ metrics
     def _count_phases(self, kind: str, obj: JSON, old: JSON | None) -> None:
         key = key_of(obj)
         before = self._phase_of.pop(key, None)
@@ -271,11 +235,13 @@ class Operator:
 
     # ------------------------------------------------------------------ cron tick
     async def _fire(self, ekey: str, when: Any) -> None:
-        _kind, ns, name = ekey.split("/", 2)
-        invoker = self.caches.backupconfigurations.get(f"{ns}/{name}")
+        kind, ns, name = ekey.split("/", 2)
+        cache = self.backupbatches if kind == "BackupBatch" else self.caches.backupconfigurations
+        invoker = cache.get(f"{ns}/{name}")
         if invoker is None or (invoker.get("spec") or {}).get("paused"):
             return
-        await create_backup_session(self.kube, invoker, when)
+        # List items carry no kind: the session's invoker kind comes from the key.
+        await create_backup_session(self.kube, {**invoker, "kind": kind}, when)
         metrics.TICK_LAG.observe((self.ctx.now() - when).total_seconds())
 
     # ------------------------------------------------------------------ running
@@ -337,7 +303,7 @@ class Operator:
         inf.add_index(BLUEPRINT_INDEX, target_blueprints)
         self.caches.appbindings = self.auto_targets["AppBinding"] = inf
         self.autobackup.add_target("AppBinding", inf)
-        self._autobackup_controller.watch(inf, _workload_mapper("AppBinding"), when=spec_changed)
+        self._autobackup_controller.watch(inf, own_kind_key("AppBinding"), when=spec_changed)
 
     async def _serve_webhook(self) -> None:
         """The admission webhook, on every replica; retried until it starts (a replica
@@ -408,6 +374,8 @@ class Operator:
             "backupconfiguration": c.backupconfigurations,
             "backupsession": c.backupsessions,
             "restoresession": c.restoresessions,
+            "backupbatch": self.backupbatches,
+            "restorebatch": self.restorebatches,
         }
         if ctrl.name in ("workload", "autobackup"):
             targets = self.workloads if ctrl.name == "workload" else self.auto_targets

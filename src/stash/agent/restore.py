@@ -29,19 +29,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
 from stash.agent.context import AgentContext
 from stash.agent.identity import backup_hostname, workload_lease_name
 from stash.agent.leases import take_turn
 from stash.agent.metrics import host_restore_registry, push
 from stash.agent.repository import AgentError, describe, open_repository
-from stash.agent.stats import restore_host_entry, with_restore_host_stats
+from stash.agent.restoretarget import RestoreInvoker
 from stash.api import RestoreSession
 from stash.api.common import Rule
 from stash.api.restoresession import HostRestoreStats
-from stash.contract import phases as P
-from stash.contract.resources import RESTORESESSIONS
 from stash.contract.sessions import format_duration
 from stash.kube.client import JSON, NotFound
 from stash.kube.events import NORMAL
@@ -151,22 +147,26 @@ async def _restore(ctx: AgentContext, rs: RestoreSession, request: RestoreReques
     return None
 
 
+def _invoker(ctx: AgentContext, name: str) -> RestoreInvoker:
+    return RestoreInvoker(
+        ctx.invoker_kind if ctx.invoker_kind == "RestoreBatch" else "RestoreSession",
+        name,
+        ctx.target,
+    )
+
+
 async def _wait_until_ready(ctx: AgentContext, name: str) -> JSON | str:
-    """The RestoreSession once the operator accepted it (totalHosts set), or why not."""
+    """The invoker once the operator initiated this host's part (totalHosts), or why not."""
+    inv = _invoker(ctx, name)
     while True:
         try:
-            live = await ctx.kube.get(RESTORESESSIONS, name, ctx.namespace)
+            live = await ctx.kube.get(inv.resource, name, ctx.namespace)
         except NotFound:
-            return f"RestoreSession {ctx.namespace}/{name} does not exist"
-        status = live.get("status") or {}
-        if status.get("phase") == "Invalid":
-            problems = "; ".join(
-                str(c.get("message"))
-                for c in status.get("conditions") or []
-                if c.get("status") == "False"
-            )
-            return f"RestoreSession {name} is Invalid: {problems}"
-        if status.get("totalHosts") is not None or status.get("phase") in P.FINAL_RESTORE_PHASES:
+            return f"{inv.kind} {ctx.namespace}/{name} does not exist"
+        ready = inv.ready(live)
+        if isinstance(ready, str):
+            return ready
+        if ready:
             return live
         await asyncio.sleep(WAIT_POLL)
 
@@ -180,30 +180,30 @@ def _rule_request(rs: RestoreSession, hostname: str) -> RestoreRequest | str:
 async def _restore_turn(
     ctx: AgentContext, name: str, hostname: str, request: RestoreRequest | None
 ) -> int:
-    live = await ctx.kube.get(RESTORESESSIONS, name, ctx.namespace)
-    before = restore_host_entry(live, hostname)
+    inv = _invoker(ctx, name)
+    live = await ctx.kube.get(inv.resource, name, ctx.namespace)
+    before = inv.entry(live, hostname)
     if before is not None:
         if before.phase == "Succeeded":
             log.info("host %s was already restored for %s; nothing to do", hostname, name)
             return 0
         log.error(
-            "the restore of host %s for %s already ended %s: %s (delete the RestoreSession "
+            "the restore of host %s for %s already ended %s: %s (delete the %s "
             "to start the pod without restoring, or fix it and create a new one)",
             hostname,
             name,
             before.phase,
             before.error,
+            inv.kind,
         )
         return 1
-    if (live.get("status") or {}).get("phase") in P.FINAL_RESTORE_PHASES:
-        log.error("RestoreSession %s is already final; host %s was not restored", name, hostname)
+    if inv.final(live):
+        log.error("%s %s is already final; host %s was not restored", inv.kind, name, hostname)
         return 1
     started = time.monotonic()
-    rs: RestoreSession | None = None
-    try:
-        rs = RestoreSession.model_validate(live)
-    except ValidationError as exc:
-        error: str | None = f"RestoreSession {name} does not parse: {exc.errors()[0]['msg']}"
+    view = inv.view(live)
+    rs: RestoreSession | None = None if isinstance(view, str) else view
+    error: str | None = view if isinstance(view, str) else None
     if rs is not None:
         chosen = request if request is not None else _rule_request(rs, hostname)
         error = chosen if isinstance(chosen, str) else await _restore(ctx, rs, chosen)
@@ -215,11 +215,7 @@ async def _restore_turn(
         error=error,
     )
     written = await update_status(
-        ctx.kube,
-        RESTORESESSIONS,
-        name,
-        ctx.namespace,
-        lambda obj: with_restore_host_stats(obj, entry),
+        ctx.kube, inv.resource, name, ctx.namespace, lambda obj: inv.with_entry(obj, entry)
     )
     obj = written or live
     if error:
@@ -260,10 +256,9 @@ async def run_restore(
         log.error("%s", ready)
         return 1
     if hostname is None:
-        try:
-            rs = RestoreSession.model_validate(ready)
-        except ValidationError as exc:
-            log.error("RestoreSession %s does not parse: %s", name, exc)
+        rs = _invoker(ctx, name).view(ready)
+        if isinstance(rs, str):
+            log.error("%s", rs)
             return 1
         alias = rs.spec.target.alias if rs.spec and rs.spec.target else None
         try:
@@ -272,7 +267,7 @@ async def run_restore(
             log.error("%s", exc)
             return 1
     host = hostname
-    with log_key(object_key("RestoreSession", ctx.namespace, name, host)):
+    with log_key(object_key(_invoker(ctx, name).kind, ctx.namespace, name, host)):
         if not exclusive:
             return await _restore_turn(ctx, name, host, request)
         return await _restore_in_turn(ctx, name, host, request)

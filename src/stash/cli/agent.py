@@ -174,8 +174,11 @@ def restore(args: argparse.Namespace) -> int:
     """`stash restore`: restore this pod's host for the RestoreSession `--invoker-name`."""
     from stash.agent.restore import run_restore
 
-    if args.invoker_kind != "RestoreSession":
-        raise UsageError(f"--invoker-kind {args.invoker_kind} is not supported; use RestoreSession")
+    if args.invoker_kind not in ("RestoreSession", "RestoreBatch"):
+        raise UsageError(
+            f"--invoker-kind {args.invoker_kind} is not supported; use RestoreSession or "
+            "RestoreBatch"
+        )
     return _run(args, lambda ctx: run_restore(ctx, args.invoker_name))
 
 

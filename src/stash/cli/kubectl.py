@@ -1,12 +1,13 @@
 """`kubectl-stash` (the kubectl plugin, `kubectl stash ...`): the first sub-commands.
 
-`trigger <backupconfiguration>` creates a BackupSession exactly as a schedule tick does;
-`pause backup --backupconfig=<name>` / `resume backup --backupconfig=<name>` set
-`spec.paused` (stash-api.md §8). Cluster, context and namespace are found as kubectl
-finds them (`stash.cli.kubeconfig`): `--kubeconfig`, else the merged `$KUBECONFIG`
-list, else `~/.kube/config`, else in-cluster settings; `--context`; `-n`, else the
-context's namespace. The other sub-commands of §8 come with the kubectl plugin issue;
-asking for one says so.
+`trigger <name>` creates a BackupSession exactly as a schedule tick does, for the
+BackupConfiguration of that name (else the BackupBatch; `backupbatch/<name>` or
+`backupconfiguration/<name>` says which); `pause backup --backupconfig=<name>|
+--backupbatch=<name>` / `resume backup ...` set `spec.paused` (stash-api.md §8).
+Cluster, context and namespace are found as kubectl finds them (`stash.cli.kubeconfig`):
+`--kubeconfig`, else the merged `$KUBECONFIG` list, else `~/.kube/config`, else
+in-cluster settings; `--context`; `-n`, else the context's namespace. The other
+sub-commands of §8 come with the kubectl plugin issue; asking for one says so.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import datetime as dt
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from kubernetes_asyncio.client import ApiClient
 
 from stash.cli.kubeconfig import KubeconfigError, load_client_config
 from stash.cli.usage import Parser
-from stash.contract.resources import BACKUPCONFIGURATIONS
+from stash.contract.resources import BACKUPBATCHES, BACKUPCONFIGURATIONS
 from stash.controllers.trigger import create_backup_session
 from stash.kube.client import Kube, KubeError, NotFound
 
@@ -39,17 +41,46 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--namespace", default=None, help="namespace (default: the context's)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
-    t = sub.add_parser("trigger", help="create a BackupSession for a BackupConfiguration now")
-    t.add_argument("name")
+    t = sub.add_parser(
+        "trigger", help="create a BackupSession for a BackupConfiguration or BackupBatch now"
+    )
+    t.add_argument("name", help="<name>, backupconfiguration/<name> or backupbatch/<name>")
     for verb in ("pause", "resume"):
-        v = sub.add_parser(verb, help=f"{verb} scheduled backups of a BackupConfiguration")
+        v = sub.add_parser(verb, help=f"{verb} scheduled backups of an invoker")
         v.add_argument("what", choices=["backup"])
-        v.add_argument("--backupconfig", required=True)
+        which = v.add_mutually_exclusive_group(required=True)
+        which.add_argument("--backupconfig", help="a BackupConfiguration")
+        which.add_argument("--backupbatch", help="a BackupBatch")
     for name in PLANNED:
         sub.add_parser(name, help="(not available yet)", add_help=False).add_argument(
             "rest", nargs=argparse.REMAINDER
         )
     return p
+
+
+_KINDS = {
+    "backupconfiguration": BACKUPCONFIGURATIONS,
+    "backupconfigurations": BACKUPCONFIGURATIONS,
+    "bc": BACKUPCONFIGURATIONS,
+    "backupbatch": BACKUPBATCHES,
+    "backupbatches": BACKUPBATCHES,
+}
+
+
+async def _backup_invoker(kube: Kube, text: str, ns: str) -> dict[str, Any]:
+    """`<name>` (a BackupConfiguration, else a BackupBatch) or `<kind>/<name>`."""
+    kind, _, name = text.rpartition("/")
+    if kind and kind.lower() not in _KINDS:
+        raise NotFound(404, "NotFound", f"{kind} is not backupconfiguration or backupbatch")
+    candidates = [_KINDS[kind.lower()]] if kind else [BACKUPCONFIGURATIONS, BACKUPBATCHES]
+    for res in candidates:
+        try:
+            obj = await kube.get(res, name, ns)
+        except NotFound:
+            continue
+        return {**obj, "kind": res.kind}
+    what = " or ".join(r.kind for r in candidates)
+    raise NotFound(404, "NotFound", f'no {what} "{name}" in namespace {ns}')
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -60,13 +91,15 @@ async def _run(args: argparse.Namespace) -> int:
     kube = Kube(ApiClient(configuration=resolved.configuration))
     try:
         if args.command == "trigger":
-            bc = await kube.get(BACKUPCONFIGURATIONS, args.name, ns)
-            name = await create_backup_session(kube, bc, dt.datetime.now(dt.UTC))
-            print(f"BackupSession {ns}/{name} created")
+            invoker = await _backup_invoker(kube, args.name, ns)
+            name = await create_backup_session(kube, invoker, dt.datetime.now(dt.UTC))
+            print(f"BackupSession {ns}/{name} created for {invoker['kind']} {args.name}")
             return 0
         paused = args.command == "pause"
-        await kube.patch(BACKUPCONFIGURATIONS, args.backupconfig, {"spec": {"paused": paused}}, ns)
-        print(f"BackupConfiguration {ns}/{args.backupconfig} {'paused' if paused else 'resumed'}")
+        res = BACKUPBATCHES if args.backupbatch else BACKUPCONFIGURATIONS
+        target = args.backupbatch or args.backupconfig
+        await kube.patch(res, target, {"spec": {"paused": paused}}, ns)
+        print(f"{res.kind} {ns}/{target} {'paused' if paused else 'resumed'}")
         return 0
     finally:
         await kube.close()

@@ -7,14 +7,17 @@ out of step with the conditions it is derived from.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from stash.api.backupsession import (
     BackupSessionPhase,
     BackupSessionStatus,
     BackupTargetStatus,
     TargetPhase,
 )
+from stash.api.batch import RestoreBatchStatus, RestoreMemberStatus
 from stash.api.common import Condition
-from stash.api.restoresession import RestoreSessionStatus
+from stash.api.restoresession import RestorePhase, RestoreSessionStatus
 from stash.kube.conditions import is_false, is_true, is_unknown
 
 # BackupConfiguration / BackupBatch condition types (§1.3). `ScheduleRegistered` replaces
@@ -175,3 +178,50 @@ def restore_completed(status: RestoreSessionStatus) -> bool:
         return False
     final = [s for s in status.stats or [] if s.phase in ("Succeeded", "Failed", "Unknown")]
     return len(final) >= status.total_hosts
+
+
+RestoreMemberPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"]
+
+
+def restore_member_phase(member: RestoreMemberStatus) -> RestoreMemberPhase:
+    """The phase of one RestoreBatch member (§1.6): Failed when its executor could not
+    be ensured; Pending until initiated (totalHosts); then as a RestoreSession's hosts."""
+    if is_false(member.conditions, RESTORE_EXECUTOR_ENSURED):
+        return "Failed"
+    if member.total_hosts is None:
+        return "Pending"
+    final = [s for s in member.stats or [] if s.phase in FINAL_RESTORE_PHASES]
+    if len(final) < member.total_hosts:
+        return "Running"
+    if any(s.phase == "Unknown" for s in final):
+        return "Unknown"
+    return "Failed" if any(s.phase == "Failed" for s in final) else "Succeeded"
+
+
+def restore_batch_completed(status: RestoreBatchStatus) -> bool:
+    """Every member final (Succeeded/Failed/Unknown), or the deadline passed."""
+    if is_true(status.conditions, DEADLINE_EXCEEDED):
+        return True
+    members = status.members or []
+    return bool(members) and all(restore_member_phase(m) in FINAL_RESTORE_PHASES for m in members)
+
+
+def restore_batch_phase(status: RestoreBatchStatus) -> RestorePhase:
+    """The phase of a RestoreBatch (§1.6, the RestoreSession rules over its members)."""
+    conds = status.conditions
+    if is_false(conds, METRICS_PUSHED):
+        return "Failed"
+    if is_true(conds, METRICS_PUSHED) and is_true(conds, DEADLINE_EXCEEDED):
+        return "Failed"
+    if is_false(conds, VALIDATION_PASSED):
+        return "Invalid"
+    if is_false(conds, REPOSITORY_FOUND) or is_false(conds, BACKEND_SECRET_FOUND):
+        return "Pending"
+    phases = [restore_member_phase(m) for m in status.members or []]
+    if not phases or all(p == "Pending" for p in phases):
+        return "Pending"
+    if all(p in FINAL_RESTORE_PHASES for p in phases) and is_true(conds, METRICS_PUSHED):
+        if "Unknown" in phases:
+            return "Unknown"
+        return "Failed" if "Failed" in phases else "Succeeded"
+    return "Running"

@@ -23,16 +23,21 @@ from pydantic import ValidationError
 
 from stash.api import BackupConfiguration, BackupSession
 from stash.api.backupsession import BackupSessionStatus, BackupTargetStatus, HostBackupStats
-from stash.api.common import TargetRef
 from stash.contract import phases as P
-from stash.contract.resources import BACKUPSESSIONS, TARGET_KINDS
+from stash.contract.resources import BACKUPSESSIONS
 from stash.contract.sessions import (
     session_labels,
-    total_hosts,
 )
 from stash.controllers.context import ControllerContext
-from stash.controllers.provisioning import ensure_backup_executor
 from stash.controllers.sessionend import complete_session, retry_session
+from stash.controllers.sessiontargets import (
+    SessionInvoker,
+    initiate_target,
+    member_ref,
+    merge_targets,
+    pending_targets,
+    session_invoker,
+)
 from stash.kube.client import JSON, KubeError, key_of
 from stash.kube.conditions import is_true, set_condition
 from stash.kube.controller import DONE, ObjectHooks, Result
@@ -41,9 +46,6 @@ from stash.kube.status import update_status
 from stash.validation import parse_duration
 
 log = logging.getLogger(__name__)
-
-PRE_ACTIONS = ["InitializeBackendRepository"]
-POST_ACTIONS = ["ApplyRetentionPolicy", "VerifyRepositoryIntegrity", "SendRepositoryMetrics"]
 
 
 HEARTBEAT_LABEL_SESSION = "stash.appscode.com/backup-session"
@@ -56,7 +58,8 @@ class _Facts:
 
     now: dt.datetime
     skip_reason: str | None
-    target: BackupTargetStatus | None
+    targets: tuple[tuple[int, BackupTargetStatus], ...]
+    """Entries to place into `status.targets` by index (initiated or bare Pending)."""
     deadline: dt.datetime | None
     dead_hosts: tuple[tuple[str, str], ...] = ()
     """(hostname, error) of hosts whose executor stopped its heartbeat."""
@@ -80,7 +83,8 @@ class BackupSessionReconciler:
 
     async def reconcile(self, session: BackupSession, obj: JSON) -> Result:
         ctx = self.ctx
-        invoker = self._invoker(session)
+        found = session_invoker(ctx, session)
+        invoker = found.whole if found is not None else None
         if invoker is not None and await self._default_labels(session, invoker):
             return DONE  # the label patch brings us back
         status = session.status or BackupSessionStatus()
@@ -92,7 +96,7 @@ class BackupSessionReconciler:
             await complete_session(ctx, session, obj, invoker, now)
             return DONE
 
-        facts = await self._facts(session, status, invoker, now)
+        facts = await self._facts(session, status, found, now)
         written = await update_status(
             ctx.kube,
             BACKUPSESSIONS,
@@ -118,32 +122,26 @@ class BackupSessionReconciler:
         return DONE
 
     # ------------------------------------------------------------------ reads
-    def _invoker(self, session: BackupSession) -> BackupConfiguration | None:
-        """The session's BackupConfiguration from the cache (None: none, or unreadable)."""
-        ref = session.spec.invoker if session.spec else None
-        if ref is None or ref.kind != "BackupConfiguration" or not ref.name:
-            return None
-        raw = self.ctx.caches.backupconfigurations.get(f"{session.metadata.namespace}/{ref.name}")
-        if raw is None:
-            return None
-        try:
-            return self.ctx.parse(BackupConfiguration, raw)
-        except ValidationError:
-            return None
-
     async def _facts(
         self,
         session: BackupSession,
         status: BackupSessionStatus,
-        invoker: BackupConfiguration | None,
+        found: SessionInvoker | None,
         now: dt.datetime,
     ) -> _Facts:
+        invoker = found.whole if found is not None else None
         skip = self._skip_reason(session, status, invoker)
-        target: BackupTargetStatus | None = None
+        targets: list[tuple[int, BackupTargetStatus]] = []
         deadline: dt.datetime | None = None
-        if invoker is not None and skip is None:
-            if not status.targets:
-                target = await self._initiate(session, invoker)
+        if found is not None and invoker is not None and skip is None:
+            count = len(found.members)
+            start, bare = pending_targets(status.targets or [], count, found.sequential)
+            ns = str(session.metadata.namespace)
+            for i in bare:
+                targets.append((i, BackupTargetStatus(ref=member_ref(found.members[i], ns))))
+            for i in start:
+                entry = await initiate_target(self.ctx, session, found.members[i], i, count)
+                targets.append((i, entry))
             time_out = invoker.spec.time_out if invoker.spec else None
             if status.session_deadline is not None:
                 deadline = status.session_deadline
@@ -154,7 +152,9 @@ class BackupSessionReconciler:
                 except ValueError:
                     deadline = None
         dead = await self._dead_hosts(session, status, now) if status.targets else ()
-        return _Facts(now=now, skip_reason=skip, target=target, deadline=deadline, dead_hosts=dead)
+        return _Facts(
+            now=now, skip_reason=skip, targets=tuple(targets), deadline=deadline, dead_hosts=dead
+        )
 
     async def _dead_hosts(
         self, session: BackupSession, status: BackupSessionStatus, now: dt.datetime
@@ -198,9 +198,9 @@ class BackupSessionReconciler:
         ref = session.spec.invoker if session.spec else None
         if ref is None or not ref.kind or not ref.name:
             return "spec.invoker is not set: a BackupSession needs an invoker kind and name"
-        if ref.kind != "BackupConfiguration":
-            return f"invoker kind {ref.kind} is not supported yet"
-        where = f"BackupConfiguration {ns}/{ref.name}"
+        if ref.kind not in ("BackupConfiguration", "BackupBatch"):
+            return f"invoker kind {ref.kind} is not a backup invoker"
+        where = f"{ref.kind} {ns}/{ref.name}"
         if invoker is None or invoker.metadata.deletion_timestamp:
             return f"{where} does not exist"
         if invoker.spec and invoker.spec.paused:
@@ -212,7 +212,7 @@ class BackupSessionReconciler:
             return f"{where} is not ready (phase {phase})" + (f": {why}" if why else "")
         if not status.targets:
             for other in self.ctx.caches.backupsessions.by_index(
-                "invoker", f"BackupConfiguration/{ns}/{ref.name}"
+                "invoker", f"{ref.kind}/{ns}/{ref.name}"
             ):
                 try:
                     sibling = self.ctx.parse(BackupSession, other)
@@ -223,38 +223,6 @@ class BackupSessionReconciler:
                 if sibling.status is not None and sibling.status.phase == "Running":
                     return f'Previous BackupSession: {sibling.metadata.name} is "Running"'
         return None
-
-    async def _initiate(
-        self, session: BackupSession, invoker: BackupConfiguration
-    ) -> BackupTargetStatus:
-        ns = str(session.metadata.namespace)
-        ref = (invoker.spec.target.ref if invoker.spec and invoker.spec.target else None) or (
-            TargetRef()
-        )
-        ref = ref.model_copy(update={"namespace": ref.namespace or ns})
-        kind = ref.kind or ""
-        workload = None
-        res = TARGET_KINDS.get(kind)
-        if res is not None and kind in ("StatefulSet", "DaemonSet") and ref.name:
-            try:
-                workload = await self.ctx.kube.get(res, ref.name, ref.namespace)
-            except KubeError:
-                workload = None
-        ok, message = await ensure_backup_executor(self.ctx, session, invoker, ref, 0)
-        conds = set_condition(
-            None,
-            P.BACKUP_EXECUTOR_ENSURED,
-            ok,
-            "SuccessfullyEnsuredBackupExecutor" if ok else "FailedToEnsureBackupExecutor",
-            message,
-        )
-        return BackupTargetStatus(
-            ref=ref,
-            total_hosts=total_hosts(kind, workload),
-            pre_backup_actions=PRE_ACTIONS,
-            post_backup_actions=POST_ACTIONS,
-            conditions=conds,
-        )
 
     # ------------------------------------------------------------------ writes
     def _decide(self, live: JSON, facts: _Facts) -> JSON | None:
@@ -267,8 +235,8 @@ class BackupSessionReconciler:
             conds = set_condition(
                 conds, P.BACKUP_SKIPPED, True, "SkippedTakingNewBackup", facts.skip_reason
             )
-        if facts.target is not None and not status.targets:
-            status.targets = [facts.target]
+        if facts.targets:
+            status.targets = merge_targets(status.targets or [], list(facts.targets))
         for host, error in facts.dead_hosts:
             for t in status.targets or []:
                 if any(h.hostname == host for h in t.stats or []):

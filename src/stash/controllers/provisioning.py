@@ -237,9 +237,10 @@ async def ensure_backup_executor(
 
 
 async def ensure_restore_executor(
-    ctx: ControllerContext, rs: RestoreSession
+    ctx: ControllerContext, rs: RestoreSession, index: int = 0
 ) -> tuple[bool, str, int]:
-    """Jobs (and PVCs from volumeClaimTemplates) for a job-model RestoreSession; returns
+    """Jobs (and PVCs from volumeClaimTemplates) for a job-model RestoreSession (or member
+    `index` of a RestoreBatch, as `stash.contract.batches.restore_members` reads it); returns
     (ok, message, hosts)."""
     ns, name = str(rs.metadata.namespace), str(rs.metadata.name)
     spec = rs.spec or RestoreSessionSpec()
@@ -259,7 +260,7 @@ async def ensure_restore_executor(
         **_image_inputs(ctx.settings),
         "NAMESPACE": ns,
         "RESTORE_SESSION": name,
-        "INVOKER_KIND": "RestoreSession",
+        "INVOKER_KIND": rs.kind,
         "INVOKER_NAME": name,
         **_rule_inputs(target.rules or spec.rules or []),
         "TARGET_APP_REPLICAS": str(replicas),
@@ -280,7 +281,7 @@ async def ensure_restore_executor(
             ctx,
             ns,
             dict(
-                name=job_name("stash-restore", name, 0, ordinal if templates else None),
+                name=job_name("stash-restore", name, index, ordinal if templates else None),
                 namespace=ns,
                 task=task,
                 functions=functions,

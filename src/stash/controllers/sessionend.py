@@ -193,12 +193,15 @@ def _summary(status: BackupSessionStatus) -> str:
     if is_true(status.conditions, P.DEADLINE_EXCEEDED):
         cond = get_condition(status.conditions, P.DEADLINE_EXCEEDED)
         problems.append(cond.message or "deadline exceeded" if cond else "deadline exceeded")
-    for t in status.targets or []:
+    targets = status.targets or []
+    for i, t in enumerate(targets):
+        # A batch names the member: "member 0 (PersistentVolumeClaim data): host ..."
+        who = f"member {i} ({t.ref.kind} {t.ref.name}): " if len(targets) > 1 and t.ref else ""
         for h in t.stats or []:
             if h.phase == "Failed":
-                problems.append(f"host {h.hostname}: {h.error}")
+                problems.append(f"{who}host {h.hostname}: {h.error}")
         got = len([h for h in t.stats or [] if h.phase])
         if t.total_hosts and got < t.total_hosts:
-            problems.append(f"{t.total_hosts - got} of {t.total_hosts} hosts did not report")
+            problems.append(f"{who}{t.total_hosts - got} of {t.total_hosts} hosts did not report")
     head = f"{status.phase} in {status.session_duration}"
     return head + (": " + "; ".join(problems) if problems else "")

@@ -19,7 +19,14 @@ from typing import Any
 import jsonpatch
 from pydantic import ValidationError
 
-from stash.api import BackupConfiguration, Repository, RestoreSession
+from stash.api import (
+    BackupBatch,
+    BackupConfiguration,
+    Repository,
+    RestoreBatch,
+    RestoreSession,
+)
+from stash.contract.batches import backup_members, restore_members
 from stash.contract.workloads import WORKLOADS
 from stash.controllers.autobackup import plan_for
 from stash.controllers.context import ControllerContext
@@ -34,6 +41,7 @@ from stash.inject.pod import pod_spec_of
 from stash.kube.client import JSON, JSON_PATCH, Conflict, Invalid, NotFound, Resource
 from stash.kube.controller import DONE, Result
 from stash.kube.events import WARNING
+from stash.kube.informer import Informer
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +58,21 @@ def workload_key(kind: str, namespace: str, name: str) -> str:
 
 
 def target_workload_keys(invoker: JSON) -> list[str]:
-    """The workload an invoker (BackupConfiguration / RestoreSession) targets, if any."""
-    ref = ((invoker.get("spec") or {}).get("target") or {}).get("ref") or {}
-    kind, name = ref.get("kind"), ref.get("name")
-    if kind not in WATCHED_WORKLOADS or not name:
-        return []
-    ns = ref.get("namespace") or invoker["metadata"]["namespace"]
-    return [workload_key(kind, ns, name)]
+    """The workloads an invoker targets: a BackupConfiguration's / RestoreSession's
+    `spec.target`, or every member's target of a BackupBatch / RestoreBatch."""
+    spec = invoker.get("spec") or {}
+    targets = [
+        spec.get("target") or {},
+        *((m or {}).get("target") or {} for m in spec.get("members") or []),
+    ]
+    out = []
+    for target in targets:
+        ref = target.get("ref") or {}
+        kind, name = ref.get("kind"), ref.get("name")
+        if kind in WATCHED_WORKLOADS and name:
+            ns = ref.get("namespace") or invoker["metadata"]["namespace"]
+            out.append(workload_key(kind, ns, name))
+    return out
 
 
 def _parse(model: Any, objs: list[JSON]) -> list[Any]:
@@ -67,6 +83,27 @@ def _parse(model: Any, objs: list[JSON]) -> list[Any]:
         except ValidationError:
             continue  # the invoker's own reconciler reports it Invalid
     return out
+
+
+def _batch_members(
+    ctx: ControllerContext, ns: str, key: str
+) -> tuple[list[BackupConfiguration], list[RestoreSession]]:
+    """The members of the namespace's BackupBatches and RestoreBatches that target the
+    workload `key`, as the invokers they stand for (`stash.contract.batches`)."""
+    backups: list[BackupConfiguration] = []
+    restores: list[RestoreSession] = []
+    c = ctx.caches
+
+    def targeting(cache: Informer | None) -> list[JSON]:
+        return [o for o in (cache.list(ns) if cache else []) if key in target_workload_keys(o)]
+
+    for raw in targeting(c.backupbatches):
+        with contextlib.suppress(ValidationError):
+            backups.extend(backup_members(ctx.parse(BackupBatch, raw)))
+    for raw in targeting(c.restorebatches):
+        with contextlib.suppress(ValidationError):
+            restores.extend(restore_members(ctx.parse(RestoreBatch, raw)))
+    return backups, restores
 
 
 class WorkloadReconciler:
@@ -102,13 +139,14 @@ class WorkloadReconciler:
             RestoreSession,
             [r for r in caches.restoresessions.list(ns) if target_workload_keys(r) == mine],
         )
+        backup_views, restore_views = _batch_members(self.ctx, ns, key)
         # Auto-backup's invoker is the one the annotations resolve to now (the stored
         # object may lag behind, or still exist after the annotation went).
         plan = plan_for(self.ctx, kind, obj)
         planned = plan.invoker() if plan is not None else None
         auto = auto_backup_invoker(planned, plan is not None, bcs, kind, ns, name)
-        backup = choose_backup_invoker(bcs, auto, kind, ns, name)
-        restore = select_restore_invoker(rss, kind, ns, name)
+        backup = choose_backup_invoker([*bcs, *backup_views], auto, kind, ns, name)
+        restore = select_restore_invoker([*rss, *restore_views], kind, ns, name)
         repos: dict[str, Repository] = plan.repositories() if plan is not None else {}
         for inv in (backup, restore):
             if inv is None or inv.spec is None or inv.spec.repository is None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stash.api import BackupConfiguration, Repository, RestoreSession
+from stash.contract.batches import backup_members, restore_members
 from stash.contract.workloads import WORKLOAD_KINDS
 from stash.inject import (
     ANN_BACKUP_INVOKER,
@@ -131,16 +132,21 @@ async def mutate_workload(
         return _unchanged(obj)  # e.g. a Deployment's ReplicaSet: its template came injected
     if settings.injection_mode == "pod" and not _was_injected(meta):
         return _unchanged(obj)
-    backups, restores = await asyncio.gather(
-        lookup.backup_configurations(namespace), lookup.restore_sessions(namespace)
+    backups, restores, backup_batches, restore_batches = await asyncio.gather(
+        lookup.backup_configurations(namespace),
+        lookup.restore_sessions(namespace),
+        lookup.backup_batches(namespace),
+        lookup.restore_batches(namespace),
     )
+    members = [m for b in backup_batches for m in backup_members(b)]
+    restore_views = [m for b in restore_batches for m in restore_members(b)]
     # Auto-backup: inject for the BackupConfiguration the annotations resolve to, before
     # the operator creates it (stash.contract.blueprint), so one admission is one rollout.
     plan = await auto_backup_plan(obj, str(kind), lookup, backups)
     planned = plan.invoker() if plan is not None else None
     auto = auto_backup_invoker(planned, plan is not None, backups, str(kind), namespace, name)
-    bc = choose_backup_invoker(backups, auto, str(kind), namespace, name)
-    rs = select_restore_invoker(restores, str(kind), namespace, name)
+    bc = choose_backup_invoker([*backups, *members], auto, str(kind), namespace, name)
+    rs = select_restore_invoker([*restores, *restore_views], str(kind), namespace, name)
     notes = tuple(f"stash: auto-backup: {p}" for p in (plan.problems if plan else ()))
     if bc is None and rs is None and not _was_injected(meta):
         return _unchanged(obj, *notes)
