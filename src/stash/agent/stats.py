@@ -30,6 +30,7 @@ from stash.kube.conditions import get_condition, is_false, set_condition
 from stash.restic import BackupSummary, format_bytes
 
 __all__ = [
+    "INITIALIZATION_PENDING",
     "INITIALIZE_REPOSITORY",
     "POST_BACKUP_ACTIONS",
     "Assignment",
@@ -106,6 +107,8 @@ def backup_assignment(session: JSON, target: TargetKey, hostname: str) -> Assign
         for host in entry.get("stats") or []:
             if host.get("hostname") == hostname:
                 return f"host {hostname} already reported {host.get('phase') or 'a result'}"
+        if _initialization_pending(status, entry):
+            return INITIALIZATION_PENDING
         return Assignment(
             target_index=index,
             total_hosts=int(entry["totalHosts"]),
@@ -113,6 +116,22 @@ def backup_assignment(session: JSON, target: TargetKey, hostname: str) -> Assign
             post_actions=tuple(entry.get("postBackupActions") or ()),
         )
     return "the session has no entry for this target yet"
+
+
+INITIALIZATION_PENDING = "another target of the session initializes the repository first"
+
+
+def _initialization_pending(status: BackupSessionStatus, entry: JSON) -> bool:
+    """A target without InitializeBackendRepository waits while the target that has it
+    (a batch's first member) has neither initialized the repository nor finished (§4.5)."""
+    if INITIALIZE_REPOSITORY in (entry.get("preBackupActions") or ()):
+        return False
+    if get_condition(status.conditions, P.BACKEND_REPOSITORY_INITIALIZED) is not None:
+        return False
+    for t in status.targets or []:
+        if INITIALIZE_REPOSITORY in (t.pre_backup_actions or ()):
+            return P.target_phase(t) not in ("Succeeded", "Failed")
+    return False
 
 
 def is_last_host(session: JSON, index: int, hostname: str) -> bool:

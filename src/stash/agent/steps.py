@@ -59,7 +59,7 @@ from stash.agent.hostbackup import failed_host
 from stash.agent.leases import Heartbeat
 from stash.agent.repository import AgentError, describe, open_repository
 from stash.agent.restore import RestoreRequest, run_restore
-from stash.agent.stats import Assignment, backup_assignment
+from stash.agent.stats import INITIALIZATION_PENDING, Assignment, backup_assignment
 from stash.api.backupsession import HostBackupStats
 from stash.api.base import StashModel
 from stash.api.common import TargetRef
@@ -121,7 +121,9 @@ async def _assignment(
     while True:
         live = await ctx.kube.get(BACKUPSESSIONS, session, ctx.namespace)
         found = backup_assignment(live, ctx.target, hostname)
-        waiting = isinstance(found, str) and ("not initiated" in found or "no entry" in found)
+        waiting = isinstance(found, str) and (
+            "not initiated" in found or "no entry" in found or found == INITIALIZATION_PENDING
+        )
         if not waiting or time.monotonic() > deadline:
             return live, found
         await asyncio.sleep(2.0)

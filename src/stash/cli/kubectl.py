@@ -67,7 +67,7 @@ _KINDS = {
 }
 
 
-async def _backup_invoker(kube: Kube, text: str, ns: str) -> dict[str, Any]:
+async def backup_invoker_named(kube: Kube, text: str, ns: str) -> dict[str, Any]:
     """`<name>` (a BackupConfiguration, else a BackupBatch) or `<kind>/<name>`."""
     kind, _, name = text.rpartition("/")
     if kind and kind.lower() not in _KINDS:
@@ -91,9 +91,9 @@ async def _run(args: argparse.Namespace) -> int:
     kube = Kube(ApiClient(configuration=resolved.configuration))
     try:
         if args.command == "trigger":
-            invoker = await _backup_invoker(kube, args.name, ns)
+            invoker = await backup_invoker_named(kube, args.name, ns)
             name = await create_backup_session(kube, invoker, dt.datetime.now(dt.UTC))
-            print(f"BackupSession {ns}/{name} created for {invoker['kind']} {args.name}")
+            print(f"BackupSession {ns}/{name} created")
             return 0
         paused = args.command == "pause"
         res = BACKUPBATCHES if args.backupbatch else BACKUPCONFIGURATIONS

@@ -147,7 +147,7 @@ def _decide(batch: BackupBatch, facts: _Facts, default_tz: str) -> _Decision:
         )
         ref = member.spec.target.ref if member.spec and member.spec.target else None
         members.append(MemberConditions(target=ref or TargetRef(), conditions=mine or None))
-        blocked = blocked or any(c.status == "False" for c in mine)
+        blocked = blocked or any(c.status != "True" for c in mine)
         recheck = recheck or (target is not None and target.found is not True)
     phase = P.backup_invoker_phase(conditions, batch.spec.driver if batch.spec else None)
     if phase == "Ready" and blocked:
