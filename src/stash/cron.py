@@ -2,7 +2,7 @@
 
 What it is for: turning a `spec.schedule` string into a `CronSchedule` and asking it when it
 fires (`next_after`, `previous_before`, `fire_times`), so that validation, `kubectl stash`
-output, missed-run checks and an in-process scheduler (`to_apscheduler_trigger`) all agree
+output, missed-run checks and the in-process scheduler (`stash.scheduler`) all agree
 with the CronJob that Stash hands the schedule to (stash-api.md §5.2.1).
 
 Not for: running anything. It has no clock, no I/O and no event loop; callers pass `now`.
@@ -63,12 +63,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from fractions import Fraction
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.base import BaseTrigger
-
-__all__ = ["CronError", "CronSchedule", "parse_schedule", "to_apscheduler_trigger"]
+__all__ = ["CronError", "CronSchedule", "parse_schedule"]
 
 
 class CronError(ValueError):
@@ -532,46 +530,3 @@ def _wall(day: date, hour: int, minute: int) -> int:
 def _require_aware(dt: datetime) -> None:
     if dt.tzinfo is None or dt.utcoffset() is None:
         raise ValueError(f"a schedule needs an aware datetime, got naive {dt.isoformat()}")
-
-
-class _ScheduleTrigger(BaseTrigger):  # type: ignore[misc]
-    """An APScheduler 3.x trigger that fires when a `CronSchedule` does."""
-
-    __slots__ = ("schedule",)
-
-    def __init__(self, schedule: CronSchedule) -> None:
-        self.schedule = schedule
-
-    def get_next_fire_time(
-        self, previous_fire_time: datetime | None, now: datetime
-    ) -> datetime | None:
-        # Like the CronJob controller: chain from the last fire time, or start from now.
-        try:
-            return self.schedule.next_after(previous_fire_time or now)
-        except CronError:
-            return None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"version": 1, "schedule": str(self.schedule)}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        if state.get("version") != 1:
-            raise ValueError(f"cannot restore a cron trigger saved as {state!r}")
-        self.schedule = parse_schedule(state["schedule"])
-
-    def __str__(self) -> str:
-        return f"cron[{self.schedule}]"
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} ({self.schedule})>"
-
-
-def to_apscheduler_trigger(schedule: CronSchedule) -> BaseTrigger:
-    """An APScheduler 3.x trigger for `schedule`.
-
-    APScheduler's own `CronTrigger` numbers weekdays from Monday and needs both day fields
-    to match, so it cannot read these schedules. This trigger asks `schedule.next_after`:
-    from the previous fire time when there is one (missed runs are then found one by one,
-    as the CronJob controller does), otherwise from `now`. It pickles as its schedule text.
-    """
-    return _ScheduleTrigger(schedule)

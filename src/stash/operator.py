@@ -9,7 +9,6 @@ in `stash.controllers`) or Kubernetes plumbing (`stash.kube`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -34,12 +33,13 @@ from stash.controllers.backupconfiguration import (
     BackupConfigurationReconciler,
     repository_key,
 )
-from stash.controllers.backupsession import BackupSessionReconciler, invoker_key
+from stash.controllers.backupsession import BackupSessionReconciler
 from stash.controllers.catalog import builtin_functions, builtin_tasks
 from stash.controllers.context import Caches, ControllerContext, metadata_only
-from stash.controllers.executor import install_cluster_roles
+from stash.controllers.provisioning import FIELD_MANAGER, install_cluster_roles
 from stash.controllers.repository import RepositoryReconciler
 from stash.controllers.restoresession import RestoreSessionReconciler
+from stash.controllers.sessionend import invoker_key
 from stash.controllers.trigger import create_backup_session
 from stash.controllers.workload import (
     WATCHED_WORKLOADS,
@@ -47,14 +47,15 @@ from stash.controllers.workload import (
     target_workload_keys,
     workload_key,
 )
-from stash.kube.client import JSON, Conflict, Kube, KubeError, key_of
-from stash.kube.controller import Controller, spec_changed
+from stash.kube.client import JSON, Conflict, Kube, KubeError, Resource, key_of
+from stash.kube.controller import Controller, ObjectReconciler, as_reconciler, spec_changed
 from stash.kube.events import EventRecorder
 from stash.kube.informer import Informer
 from stash.kube.leader import LeaderElector
 from stash.kube.resources import NAMESPACES, SECRETS
 from stash.scheduler import CronEngine
 from stash.settings import OperatorSettings
+from stash.webhook.server import WebhookServer
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,15 @@ class Operator:
         ns = settings.watch_namespace
 
         def informer(res: Any, **kw: Any) -> Informer:
-            return Informer(kube, res, namespace=ns, resync_period=settings.resync_period, **kw)
+            metrics.WATCH_FAILURES.labels(res.plural)  # the series exists from the start
+            return Informer(
+                kube,
+                res,
+                namespace=ns,
+                resync_period=settings.resync_period,
+                on_failure=metrics.watch_failed,
+                **kw,
+            )
 
         self.caches = Caches(
             repositories=informer(REPOSITORIES),
@@ -94,7 +103,7 @@ class Operator:
             backupsessions=informer(BACKUPSESSIONS),
             restoresessions=informer(RESTORESESSIONS),
             secrets=informer(SECRETS, transform=metadata_only),
-            namespaces=Informer(kube, NAMESPACES, resync_period=0),
+            namespaces=Informer(kube, NAMESPACES, resync_period=0, on_failure=metrics.watch_failed),
         )
         c = self.caches
         c.backupconfigurations.add_index("repository", repository_key)
@@ -109,21 +118,29 @@ class Operator:
             caches=c,
             recorder=EventRecorder(kube, "stash-operator", self.identity),
             engine=self.engine,
-            default_tz=settings.default_timezone,
-            pushgateway_url=settings.pushgateway_url,
-            heartbeat_timeout=settings.executor_heartbeat_timeout,
+            settings=settings,
+            workloads=self.workloads,
         )
-        self.ctx.hooks["workloads"] = self.workloads
-        self.ctx.hooks["settings"] = settings
         self.controllers = self._wire()
+        observer = metrics.ControllerObserver()
+        for ctrl in self.controllers:
+            ctrl.metrics = observer
         self.ready = asyncio.Event()
+        self.webhook: WebhookServer | None = None
         self.metrics_port: int | None = None
         self._phase_of: dict[str, str] = {}
         c.backupsessions.add_handler(self._count_phases)
 
+    def _for_objects(
+        self, reconciler: ObjectReconciler[Any], cache: Informer, res: Resource
+    ) -> Controller:
+        """A controller running an object reconciler on the objects `cache` holds."""
+        adapter = as_reconciler(reconciler, cache, self.kube, res, parse=self.ctx.parse)
+        return Controller(adapter, workers=self.settings.workers)
+
     def _wire(self) -> list[Controller]:
         c, w = self.caches, self.settings.workers
-        repo = Controller(RepositoryReconciler(self.ctx), workers=w)
+        repo = self._for_objects(RepositoryReconciler(self.ctx), c.repositories, REPOSITORIES)
         repo.watch(c.repositories)
         repo.watch(c.backupconfigurations, repository_key, when=spec_changed)
         repo.watch(c.restoresessions, _restore_repository_key, when=spec_changed)
@@ -131,7 +148,9 @@ class Operator:
             c.secrets, lambda s: [key_of(r) for r in c.repositories.by_index("secret", key_of(s))]
         )
 
-        bc = Controller(BackupConfigurationReconciler(self.ctx), workers=w)
+        bc = self._for_objects(
+            BackupConfigurationReconciler(self.ctx), c.backupconfigurations, BACKUPCONFIGURATIONS
+        )
         # Its own status writes need no second look (resync covers drift).
         bc.watch(c.backupconfigurations, when=spec_changed)
         for kind, inf in self.workloads.items():
@@ -139,17 +158,19 @@ class Operator:
         bc.watch(c.repositories, self._bcs_of_repository)
         bc.watch(c.secrets, self._bcs_of_secret)
 
-        bs = Controller(BackupSessionReconciler(self.ctx), workers=w)
+        bs = self._for_objects(BackupSessionReconciler(self.ctx), c.backupsessions, BACKUPSESSIONS)
         bs.watch(c.backupsessions)
         bs.watch(c.backupconfigurations, self._sessions_of_invoker)
 
-        rs = Controller(RestoreSessionReconciler(self.ctx), workers=w)
+        rs = self._for_objects(
+            RestoreSessionReconciler(self.ctx), c.restoresessions, RESTORESESSIONS
+        )
         rs.watch(c.restoresessions)
         rs.watch(
             c.repositories,
             lambda r: [key_of(o) for o in c.restoresessions.by_index("repository", key_of(r))],
         )
-        wl = Controller(WorkloadReconciler(self.ctx, self.workloads, self.settings), workers=w)
+        wl = Controller(WorkloadReconciler(self.ctx), workers=w)
         for kind, inf in self.workloads.items():
             wl.watch(inf, _workload_mapper(kind))
         wl.watch(c.backupconfigurations, target_workload_keys, when=spec_changed)
@@ -214,6 +235,11 @@ class Operator:
             for inf in informers
         ]
         server = await self._serve_metrics()
+        webhook_task = (
+            asyncio.create_task(self._serve_webhook(), name="admission webhook")
+            if self.settings.serve_webhook
+            else None
+        )
         try:
             await asyncio.gather(*(inf.synced.wait() for inf in informers))
             self.ready.set()
@@ -231,16 +257,39 @@ class Operator:
                     lease_duration=self.settings.lease_duration,
                     renew_deadline=self.settings.renew_deadline,
                     retry_period=self.settings.retry_period,
+                    on_change=metrics.leader_changed,
                 )
                 await elector.run(self._lead)
             else:
                 await self._lead()
         finally:
             self.engine.stop()
-            for t in informer_tasks:
+            tasks = [*informer_tasks, *([webhook_task] if webhook_task else [])]
+            for t in tasks:
                 t.cancel()
-            await asyncio.gather(*informer_tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             await server.cleanup()
+
+    async def _serve_webhook(self) -> None:
+        """The admission webhook, on every replica; retried until it starts (a replica
+        whose webhook is not serving is not ready, so the Service skips it)."""
+        delay = 2.0
+        while True:
+            webhook = WebhookServer(self.settings, self.kube)
+            try:
+                await webhook.start()
+                break
+            except (KubeError, OSError, RuntimeError) as exc:
+                await webhook.stop(unregister_webhooks=False)
+                log.error("the admission webhook did not start: %s; retrying in %.0fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+        self.webhook = webhook
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.webhook = None
+            await asyncio.shield(webhook.stop())
 
     async def _lead(self) -> None:
         """Leader work: the cron engine and every controller (re-synced from the caches)."""
@@ -265,7 +314,7 @@ class Operator:
                 ctrl.reset()
 
     async def _install_builtins(self) -> None:
-        """Agent ClusterRoles, and the built-in Functions/Tasks when missing (§5.5)."""
+        """Agent ClusterRoles, and the built-in Functions/Tasks unless customised (§5.5)."""
         try:
             await install_cluster_roles(self.ctx)
         except KubeError as exc:
@@ -275,9 +324,11 @@ class Operator:
             *((t, TASKS) for t in builtin_tasks()),
         ]:
             try:
-                await self.kube.create(res, obj)
+                # Not forced: a field someone else changed (a customised built-in) makes
+                # this a Conflict and the object is left as it is.
+                await self.kube.apply(res, obj, field_manager=FIELD_MANAGER)
             except Conflict:
-                pass  # present already (perhaps customised): leave it
+                log.info("%s %s is customised; left as it is", res.kind, obj["metadata"]["name"])
             except KubeError as exc:
                 log.error("creating %s %s failed: %s", res.kind, obj["metadata"]["name"], exc)
 
@@ -300,8 +351,6 @@ class Operator:
 
     async def _serve_metrics(self) -> web.AppRunner:
         async def metrics_handler(_: web.Request) -> web.Response:
-            for inf in self.caches.all():
-                metrics.WATCH_RESTARTS.labels(inf.resource.plural).set(inf.restarts)
             for ctrl in self.controllers:
                 metrics.QUEUE_DEPTH.labels(ctrl.name).set(ctrl.queue.depth)
             return web.Response(
@@ -312,9 +361,11 @@ class Operator:
             return web.Response(text="ok")
 
         async def readyz(_: web.Request) -> web.Response:
-            if self.ready.is_set():
-                return web.Response(text="ok")
-            return web.Response(status=503, text="caches not synced")
+            if not self.ready.is_set():
+                return web.Response(status=503, text="caches not synced")
+            if self.settings.serve_webhook and self.webhook is None:
+                return web.Response(status=503, text="admission webhook not serving")
+            return web.Response(text="ok")
 
         app = web.Application()
         app.router.add_get("/metrics", metrics_handler)
@@ -327,18 +378,3 @@ class Operator:
         addrs = runner.addresses
         self.metrics_port = int(addrs[0][1]) if addrs else None
         return runner
-
-
-def run_until_signalled(make: Callable[[], Any]) -> None:
-    """Run a coroutine factory; SIGINT/SIGTERM cancel it for a clean shutdown."""
-    import signal
-
-    async def main() -> None:
-        task = asyncio.create_task(make())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    asyncio.run(main())

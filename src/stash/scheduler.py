@@ -1,7 +1,7 @@
 """The cron engine: one APScheduler job per backup invoker, creating BackupSessions.
 
 Runs only in the leader (the operator starts and stops it with the lease). A job's
-trigger is `stash.cron.to_apscheduler_trigger`, so fire times are exactly a Kubernetes
+trigger is `to_apscheduler_trigger` (below), so fire times are exactly a Kubernetes
 CronJob's (robfig semantics, per-schedule time zone, DST as upstream). Rules:
 
 * re-registering with the same schedule and pause state is a no-op; a changed schedule
@@ -21,10 +21,12 @@ import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
 
-from stash.cron import CronSchedule, to_apscheduler_trigger
+from stash.cron import CronError, CronSchedule, parse_schedule
 
 log = logging.getLogger(__name__)
 
@@ -156,3 +158,46 @@ class CronEngine:
             await self._fire(key, fire_time)
         except Exception:
             log.exception("%s: creating the scheduled BackupSession failed", key)
+
+
+class _ScheduleTrigger(BaseTrigger):  # type: ignore[misc]
+    """An APScheduler 3.x trigger that fires when a `CronSchedule` does."""
+
+    __slots__ = ("schedule",)
+
+    def __init__(self, schedule: CronSchedule) -> None:
+        self.schedule = schedule
+
+    def get_next_fire_time(
+        self, previous_fire_time: dt.datetime | None, now: dt.datetime
+    ) -> dt.datetime | None:
+        # Like the CronJob controller: chain from the last fire time, or start from now.
+        try:
+            return self.schedule.next_after(previous_fire_time or now)
+        except CronError:
+            return None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"version": 1, "schedule": str(self.schedule)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if state.get("version") != 1:
+            raise ValueError(f"cannot restore a cron trigger saved as {state!r}")
+        self.schedule = parse_schedule(state["schedule"])
+
+    def __str__(self) -> str:
+        return f"cron[{self.schedule}]"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} ({self.schedule})>"
+
+
+def to_apscheduler_trigger(schedule: CronSchedule) -> BaseTrigger:
+    """An APScheduler 3.x trigger for `schedule`.
+
+    APScheduler's own `CronTrigger` numbers weekdays from Monday and needs both day fields
+    to match, so it cannot read these schedules. This trigger asks `schedule.next_after`:
+    from the previous fire time when there is one (missed runs are then found one by one,
+    as the CronJob controller does), otherwise from `now`. It pickles as its schedule text.
+    """
+    return _ScheduleTrigger(schedule)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import json
 import os
 import signal
 import sys
@@ -158,6 +159,9 @@ async def test_stash_webhook_command_registers_serves_and_cleans_up(
         proc.send_signal(signal.SIGTERM)
         output, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
         assert proc.returncode == 0, output.decode()
+        # Not a terminal: one JSON object per line (stash.logs).
+        records = [json.loads(line) for line in output.decode().splitlines()]
+        assert any(r["message"].startswith("admission webhook serving") for r in records)
         remaining = [res.kind for res in (MUTATING, VALIDATING) if await _exists(raw, res, name)]
         assert remaining == [], "the command left its registrations behind"
     finally:

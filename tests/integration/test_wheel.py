@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,22 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "-c", ROOT / "constraints.txt", wheels[0],
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+    (tmp / "wheel-files.txt").write_text("\n".join(zipfile.ZipFile(wheels[0]).namelist()))
     return venv / "bin"
+
+
+def test_the_wheel_holds_no_dev_tooling(installed: Path) -> None:
+    names = (installed.parent.parent / "wheel-files.txt").read_text().splitlines()
+    assert any(n.startswith("stash/operator.py") for n in names)
+    dev = [n for n in names if n.startswith("stash_dev/") or "devcluster" in n]
+    dev += [n for n in names if any(w in n for w in ("kubelet", "podrunner", "controlplane"))]
+    assert dev == [], "the dev control plane, kubelet stand-in or pod runner is in the wheel"
+
+
+def test_stash_dev_is_not_offered_without_the_dev_tools(installed: Path) -> None:
+    done = _run(installed / "stash", "dev", "demo", timeout=60)
+    assert done.returncode == 2
+    assert "dev tools (stash_dev) are not installed" in done.stderr
 
 
 def test_stash_reports_its_version(installed: Path) -> None:

@@ -89,4 +89,4 @@ def test_without_the_dev_tooling_stash_dev_says_it_is_not_installed(
     assert main.main(["dev", "up"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "dev tools" in err[0] and "not installed" in err[0]
-    assert "dev" not in main.build_parser().commands
+    assert "dev" not in main._commands(main.build_parser())

@@ -7,16 +7,14 @@ minute-by-minute reference search that shares no code with the module.
 
 from __future__ import annotations
 
-import pickle
 from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from apscheduler.triggers.cron import CronTrigger
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stash.cron import CronError, parse_schedule, to_apscheduler_trigger
+from stash.cron import CronError, parse_schedule
 
 UTC_ZONE = ZoneInfo("UTC")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -473,30 +471,6 @@ def test_every_counts_from_the_time_asked_about() -> None:
 )
 def test_every_reads_go_durations_like_robfig(text: str, seconds: int) -> None:
     assert parse_schedule(f"@every {text}").every == timedelta(seconds=seconds)
-
-
-# --- APScheduler ------------------------------------------------------------------------
-
-
-def test_apscheduler_trigger_delegates_to_the_schedule() -> None:
-    schedule = parse_schedule("CRON_TZ=America/New_York 0 1 * * 0")
-    trigger = to_apscheduler_trigger(schedule)
-    now = at("2024-10-30 12:00", NEW_YORK)  # a Wednesday
-    first = trigger.get_next_fire_time(None, now)
-    assert first.isoformat() == "2024-11-03T01:00:00-04:00"  # Sunday, 0 = Sunday
-    assert trigger.get_next_fire_time(first, now).isoformat() == "2024-11-03T01:00:00-05:00"
-    assert str(trigger) == "cron[CRON_TZ=America/New_York 0 1 * * 0]"
-    # APScheduler's own crontab reading would have picked Monday.
-    theirs = CronTrigger.from_crontab("0 1 * * 0", timezone=NEW_YORK).get_next_fire_time(None, now)
-    assert theirs.strftime("%A") == "Monday"
-
-
-def test_apscheduler_trigger_pickles_as_its_schedule() -> None:
-    trigger = to_apscheduler_trigger(parse_schedule("TZ=Europe/Berlin 0 0 1 * MON"))
-    restored = pickle.loads(pickle.dumps(trigger))
-    assert restored.schedule == trigger.schedule
-    now = at("2024-01-02 00:00")
-    assert restored.get_next_fire_time(None, now) == trigger.get_next_fire_time(None, now)
 
 
 # --- property: the same answers as looking at every minute ------------------------------

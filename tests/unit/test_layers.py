@@ -20,14 +20,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("stash.scheduler", "stash.inject", "stash.validation"),
     ("stash.contract", "stash.restic"),
     ("stash.kube",),
-    ("stash.api", "stash.cron", "stash.settings", "stash.metrics", "stash.pki"),
+    ("stash.api", "stash.cron", "stash.settings", "stash.metrics", "stash.pki", "stash.logs"),
 )
 #: `stash/__init__.py` (the version) may be imported from anywhere.
 ROOT = "stash"
 #: Plumbing names no application: these pairs are refused even though they go down.
 FORBIDDEN = {("stash.kube", "stash.metrics")}
-#: TRANSITIONAL, emptied by issue #10's remaining items; each entry is a known violation.
-KNOWN = {("stash.kube", "stash.metrics")}
 
 
 def _unit(module: str) -> str:
@@ -102,7 +100,7 @@ def test_imports_only_go_down_a_layer() -> None:
     for a, targets in import_graph("stash").items():
         la = _layer_of(a)
         for b, where in targets.items():
-            if b == ROOT or (a, b) in KNOWN:
+            if b == ROOT:
                 continue
             lb = _layer_of(b)
             if b.startswith("stash_dev"):
@@ -133,3 +131,26 @@ def test_no_package_cycles() -> None:
     for unit in sorted(graph):
         cycle = visit(unit)
         assert cycle is None, "package cycle: " + " -> ".join(cycle)
+
+
+def _modules_after_import(module: str, prefixes: tuple[str, ...]) -> list[str]:
+    import subprocess
+    import sys
+
+    probe = (
+        f"import {module}, sys; print(sorted(m for m in sys.modules if m.startswith({prefixes!r})))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return list(ast.literal_eval(done.stdout))
+
+
+def test_the_operator_process_loads_no_agent_dev_tooling_or_boto3() -> None:
+    loaded = _modules_after_import(
+        "stash.operator", ("stash.agent", "stash_dev", "stash.devcluster", "boto3")
+    )
+    assert loaded == []
+
+
+def test_the_webhook_process_loads_no_apscheduler() -> None:
+    assert _modules_after_import("stash.webhook.server", ("apscheduler",)) == []

@@ -1,16 +1,22 @@
 """The cron engine keeps one job per invoker, stays silent while paused, never bursts on
 resume, names sessions after the scheduled tick, and replays a missed tick only within
-its grace period (and never one from before the invoker existed)."""
+its grace period (and never one from before the invoker existed); its trigger fires when
+the schedule does."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import pickle
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.cron import CronTrigger
 
 from stash.cron import parse_schedule
-from stash.scheduler import CronEngine
+from stash.scheduler import CronEngine, to_apscheduler_trigger
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, 30, tzinfo=dt.UTC)
+NEW_YORK = ZoneInfo("America/New_York")
 
 
 def _engine(fired: list[tuple[str, dt.datetime]], grace: float = 0.0) -> CronEngine:
@@ -72,3 +78,27 @@ async def test_missed_tick_runs_once_within_grace_only() -> None:
     await asyncio.sleep(0.05)
     engine.stop()
     assert fired == []
+
+
+# --- APScheduler ------------------------------------------------------------------------
+
+
+def test_apscheduler_trigger_delegates_to_the_schedule() -> None:
+    schedule = parse_schedule("CRON_TZ=America/New_York 0 1 * * 0")
+    trigger = to_apscheduler_trigger(schedule)
+    now = dt.datetime(2024, 10, 30, 12, 0, tzinfo=NEW_YORK)  # a Wednesday
+    first = trigger.get_next_fire_time(None, now)
+    assert first.isoformat() == "2024-11-03T01:00:00-04:00"  # Sunday, 0 = Sunday
+    assert trigger.get_next_fire_time(first, now).isoformat() == "2024-11-03T01:00:00-05:00"
+    assert str(trigger) == "cron[CRON_TZ=America/New_York 0 1 * * 0]"
+    # APScheduler's own crontab reading would have picked Monday.
+    theirs = CronTrigger.from_crontab("0 1 * * 0", timezone=NEW_YORK).get_next_fire_time(None, now)
+    assert theirs.strftime("%A") == "Monday"
+
+
+def test_apscheduler_trigger_pickles_as_its_schedule() -> None:
+    trigger = to_apscheduler_trigger(parse_schedule("TZ=Europe/Berlin 0 0 1 * MON"))
+    restored = pickle.loads(pickle.dumps(trigger))
+    assert restored.schedule == trigger.schedule
+    now = dt.datetime(2024, 1, 2, tzinfo=dt.UTC)
+    assert restored.get_next_fire_time(None, now) == trigger.get_next_fire_time(None, now)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from stash.api import Repository
-from stash.validation import Context, Verdict, parse_duration, schedule_problem, validate
+from stash.validation import ValidationFacts, Verdict, parse_duration, schedule_problem, validate
 from tests.unit.api_fixtures import fixture_docs
 
 
@@ -187,7 +187,7 @@ def test_repository_usage_policy_is_checked_when_the_repository_is_known() -> No
         | {"metadata": {"name": "repo", "namespace": "backups"}}
     )
     obj = bc(repository={"name": "repo", "namespace": "backups"})
-    verdict = validate(obj, context=Context(repository=shared))
+    verdict = validate(obj, facts=ValidationFacts(repository=shared))
     assert fields(verdict) == ["spec.repository"]
     assert "usagePolicy.allowedNamespaces.from: Same" in verdict.message
 
@@ -204,8 +204,8 @@ def test_repository_usage_policy_is_checked_when_the_repository_is_known() -> No
             },
         )
     ).spec
-    assert validate(obj, context=Context(selector_repo, {"team": "a"})).ok
-    assert not validate(obj, context=Context(selector_repo, {"team": "b"})).ok
+    assert validate(obj, facts=ValidationFacts(selector_repo, {"team": "a"})).ok
+    assert not validate(obj, facts=ValidationFacts(selector_repo, {"team": "b"})).ok
 
 
 def test_durations_and_counters() -> None:

@@ -49,7 +49,7 @@ from stash.contract import phases as P
 from stash.contract.resources import BACKUPSESSIONS
 from stash.kube.client import JSON
 from stash.kube.conditions import is_true
-from stash.kube.events import NORMAL, WARNING
+from stash.kube.events import NORMAL
 from stash.kube.status import update_status
 from stash.restic import ResticError
 
@@ -177,8 +177,8 @@ async def report_host(
             f"backup of host {hostname} succeeded: {count} snapshot(s) in {host.duration}",
         )
     else:
-        await ctx.recorder.emit(
-            obj, WARNING, "HostBackupFailed", f"backup of host {hostname} failed: {host.error}"
+        await ctx.recorder.warn(
+            obj, "HostBackupFailed", f"backup of host {hostname} failed: {host.error}"
         )
     if ctx.push_url:
         repo_name = outcome.repo.name if outcome.repo else invoker.repository_name

@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import aiohttp
 from prometheus_client import CollectorRegistry, Gauge
-from prometheus_client.exposition import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 from stash.api.backupsession import HostBackupStats
 from stash.restic import parse_bytes
@@ -220,8 +220,9 @@ async def push(url: str | None, job: str, registry: CollectorRegistry) -> PushRe
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
+            # The format `generate_latest` writes, as prometheus_client's own push sends it.
             session.post(
-                target, data=body, headers={"Content-Type": "text/plain; version=0.0.4"}
+                target, data=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4}
             ) as resp,
         ):
             text = (await resp.text())[:300]

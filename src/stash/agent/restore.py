@@ -44,9 +44,10 @@ from stash.contract import phases as P
 from stash.contract.resources import RESTORESESSIONS
 from stash.contract.sessions import format_duration
 from stash.kube.client import JSON, NotFound
-from stash.kube.events import NORMAL, WARNING
+from stash.kube.events import NORMAL
 from stash.kube.leader import LeaderElector
 from stash.kube.status import update_status
+from stash.logs import log_key, object_key
 from stash.restic import ResticError, SnapshotNotFound
 
 __all__ = ["RestoreRequest", "request_from_rule", "run_restore", "select_rule"]
@@ -222,12 +223,10 @@ async def _restore_turn(
     )
     obj = written or live
     if error:
-        log.error("restore of host %s failed: %s", hostname, error)
-        await ctx.recorder.emit(
-            obj, WARNING, "HostRestoreFailed", f"restore of host {hostname} failed: {error}"
+        await ctx.recorder.warn(
+            obj, "HostRestoreFailed", f"restore of host {hostname} failed: {error}"
         )
     else:
-        log.info("restore of host %s succeeded in %s", hostname, entry.duration)
         await ctx.recorder.emit(
             obj,
             NORMAL,
@@ -273,8 +272,16 @@ async def run_restore(
             log.error("%s", exc)
             return 1
     host = hostname
-    if not exclusive:
-        return await _restore_turn(ctx, name, host, request)
+    with log_key(object_key("RestoreSession", ctx.namespace, name, host)):
+        if not exclusive:
+            return await _restore_turn(ctx, name, host, request)
+        return await _restore_in_turn(ctx, name, host, request)
+
+
+async def _restore_in_turn(
+    ctx: AgentContext, name: str, host: str, request: RestoreRequest | None
+) -> int:
+    """Restore `host` once it is this pod's turn on the workload's restore Lease."""
     elector = LeaderElector(
         ctx.kube,
         ctx.namespace,

@@ -36,6 +36,7 @@ from stash.contract.sessions import LABEL_INVOKER_NAME, LABEL_INVOKER_TYPE
 from stash.kube.client import JSON, KubeError, NotFound
 from stash.kube.informer import Informer
 from stash.kube.leader import LeaderElector
+from stash.logs import log_key, object_key
 
 __all__ = ["run_sidecar"]
 
@@ -113,8 +114,10 @@ class _SessionWatcher:
             while True:
                 name = await self.queue.get()
                 self.pending.discard(name)
+                key = object_key("BackupSession", ctx.namespace, name, self.hostname)
                 try:
-                    await self._handle(name)
+                    with log_key(key):
+                        await self._handle(name)
                 except (KubeError, OSError) as exc:
                     log.warning("%s: %s; trying again shortly", name, exc)
                     self._later(name)

@@ -16,15 +16,13 @@ Not for: behaviour (`stash.agent`).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import logging
-import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from stash.cli.main import UsageError
+from stash.cli.process import add_log_flags, run_until_signalled, setup_logging
+from stash.cli.usage import UsageError
+from stash.logs import log_key, object_key
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
@@ -41,7 +39,7 @@ def _bool(text: str) -> bool:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", type=Path, help="kubeconfig (default: in-cluster config)")
-    p.add_argument("--log-level", default="INFO")
+    add_log_flags(p)
 
 
 def _workload_flags(p: argparse.ArgumentParser, default_kind: str) -> None:
@@ -96,18 +94,23 @@ def register(sub: Any) -> None:
 # ------------------------------------------------------------------ running
 
 
-def _run(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]) -> int:
-    """Connect, build the AgentContext, run `body(ctx)`; SIGTERM/SIGINT cancel it."""
+def _run(
+    args: argparse.Namespace,
+    body: Callable[[Any], Awaitable[int]],
+    session: tuple[str, str] | None = None,
+) -> int:
+    """Connect, build the AgentContext, run `body(ctx)`; SIGTERM/SIGINT cancel it.
+
+    Log lines carry the key of `session` ((kind, name), a job step's) with its host,
+    else of the invoker.
+    """
     from stash.agent.context import AgentContext
     from stash.agent.identity import PodIdentity
     from stash.agent.repository import ResticSettings
     from stash.agent.stats import TargetKey
     from stash.kube.client import Kube
 
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args)
     pod = PodIdentity.from_env()
     namespace = getattr(args, "namespace", "") or pod.namespace
     if not namespace:
@@ -122,7 +125,17 @@ def _run(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]) -> int
     if isinstance(metrics, str):
         metrics = _bool(metrics)
 
+    if session is not None:
+        kind, name = session
+        key = object_key(kind, namespace, name, args.hostname or "host-0")
+    else:
+        key = object_key(args.invoker_kind, namespace, args.invoker_name)
+
     async def main() -> int:
+        with log_key(key):
+            return await connected()
+
+    async def connected() -> int:
         kube = await Kube.connect(args.kubeconfig)
         try:
             ctx = AgentContext(
@@ -143,16 +156,7 @@ def _run(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]) -> int
         finally:
             await kube.close()
 
-    async def supervised() -> int:
-        task = asyncio.create_task(main())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            return await task
-        return 143
-
-    return asyncio.run(supervised())
+    return run_until_signalled(main, signalled_exit=143)
 
 
 def run_backup(args: argparse.Namespace) -> int:
@@ -192,6 +196,7 @@ def backup_pvc(args: argparse.Namespace) -> int:
             split_list(args.exclude),
             Path(args.output_dir),
         ),
+        ("BackupSession", args.backupsession),
     )
 
 
@@ -206,6 +211,7 @@ def update_status(args: argparse.Namespace) -> int:
         lambda ctx: run_update_status(
             ctx, args.backupsession, args.hostname or "host-0", Path(args.output_dir)
         ),
+        ("BackupSession", args.backupsession),
     )
 
 
@@ -233,4 +239,8 @@ def restore_pvc(args: argparse.Namespace) -> int:
     )
     if not request.snapshots and not request.paths:
         raise UsageError("give --restore-paths or --snapshots: nothing selects data to restore")
-    return _run(args, lambda ctx: run_restore_pvc(ctx, args.restoresession, request))
+    return _run(
+        args,
+        lambda ctx: run_restore_pvc(ctx, args.restoresession, request),
+        ("RestoreSession", args.restoresession),
+    )

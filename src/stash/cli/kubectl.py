@@ -2,9 +2,11 @@
 
 `trigger <backupconfiguration>` creates a BackupSession exactly as a schedule tick does;
 `pause backup --backupconfig=<name>` / `resume backup --backupconfig=<name>` set
-`spec.paused` (stash-api.md §8). The client uses `--kubeconfig`, else `$KUBECONFIG`,
-else `~/.kube/config`, else in-cluster settings. The other sub-commands of §8 come with
-the kubectl plugin issue; asking for one says so.
+`spec.paused` (stash-api.md §8). Cluster, context and namespace are found as kubectl
+finds them (`stash.cli.kubeconfig`): `--kubeconfig`, else the merged `$KUBECONFIG`
+list, else `~/.kube/config`, else in-cluster settings; `--context`; `-n`, else the
+context's namespace. The other sub-commands of §8 come with the kubectl plugin issue;
+asking for one says so.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stash.cli.main import _Parser
+from kubernetes_asyncio.client import ApiClient
+
+from stash.cli.kubeconfig import KubeconfigError, load_client_config
+from stash.cli.usage import Parser
 from stash.contract.resources import BACKUPCONFIGURATIONS
 from stash.controllers.trigger import create_backup_session
 from stash.kube.client import Kube, KubeError, NotFound
@@ -29,10 +33,11 @@ PLANNED = (
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="kubectl-stash", description="kubectl plugin for the stash operator")
-    p.add_argument("--kubeconfig", type=Path)
+    p = Parser(prog="kubectl-stash", description="kubectl plugin for the stash operator")
+    p.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: as kubectl)")
+    p.add_argument("--context", help="kubeconfig context (default: the current one)")
     p.add_argument("-n", "--namespace", default=None, help="namespace (default: the context's)")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     t = sub.add_parser("trigger", help="create a BackupSession for a BackupConfiguration now")
     t.add_argument("name")
@@ -47,34 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _kubeconfig(flag: Path | None) -> Path | None:
-    if flag is not None:
-        return flag
-    env = os.environ.get("KUBECONFIG")
-    if env:
-        return Path(env.split(os.pathsep)[0])
-    home = Path.home() / ".kube" / "config"
-    return home if home.exists() else None
-
-
-def _namespace(flag: str | None, kubeconfig: Path | None) -> str:
-    if flag:
-        return flag
-    if kubeconfig is not None:
-        import yaml
-
-        cfg = yaml.safe_load(kubeconfig.read_text()) or {}
-        current = cfg.get("current-context")
-        for ctx in cfg.get("contexts") or []:
-            if ctx.get("name") == current:
-                return str((ctx.get("context") or {}).get("namespace") or "default")
-    return "default"
-
-
 async def _run(args: argparse.Namespace) -> int:
-    config = _kubeconfig(args.kubeconfig)
-    ns = _namespace(args.namespace, config)
-    kube = await Kube.connect(config)
+    resolved = await load_client_config(
+        kubeconfig=args.kubeconfig, context=args.context, namespace=args.namespace
+    )
+    ns = resolved.namespace
+    kube = Kube(ApiClient(configuration=resolved.configuration))
     try:
         if args.command == "trigger":
             bc = await kube.get(BACKUPCONFIGURATIONS, args.name, ns)
@@ -101,6 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return asyncio.run(_run(args))
+    except KubeconfigError as exc:
+        print(f"kubectl-stash: {exc}", file=sys.stderr)
+        return 1
     except NotFound as exc:
         print(f"kubectl-stash: not found: {exc.message}", file=sys.stderr)
         return 1

@@ -11,20 +11,10 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
-from typing import Any, NoReturn
+from typing import Any
 
 from stash import __version__
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that prints a one-line error (no usage dump, no traceback) and exits 2."""
-
-    commands: frozenset[str] = frozenset()
-    """The sub-commands registered (set by `build_parser`)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-
+from stash.cli.usage import Parser, UsageError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -37,18 +27,17 @@ _NOT_INSTALLED = {
 }
 
 
-def build_parser() -> _Parser:
+def build_parser() -> Parser:
     """Build the `stash` argument parser with every sub-command registered."""
     from stash.cli import agent, crds, operator, webhook
 
-    parser = _Parser(prog="stash", description="Stash backup operator for Kubernetes")
+    parser = Parser(prog="stash", description="Stash backup operator for Kubernetes")
     parser.add_argument("--version", action="version", version=f"stash {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for module in (agent, crds, operator, webhook):
         module.register(sub)
     _register_plugins(sub)
-    parser.commands = frozenset(sub.choices)
     return parser
 
 
@@ -65,11 +54,18 @@ def _register_plugins(sub: Any) -> None:
         register(sub)
 
 
+def _commands(parser: argparse.ArgumentParser) -> frozenset[str]:
+    for action in parser._actions:  # argparse keeps sub-parsers only here
+        if isinstance(action, argparse._SubParsersAction):
+            return frozenset(action.choices)
+    return frozenset()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `stash`; return the process exit code."""
     parser = build_parser()
     args_list = sys.argv[1:] if argv is None else list(argv)
-    if args_list and args_list[0] in _NOT_INSTALLED and args_list[0] not in parser.commands:
+    if args_list and args_list[0] in _NOT_INSTALLED and args_list[0] not in _commands(parser):
         print(f"stash: error: {_NOT_INSTALLED[args_list[0]]}", file=sys.stderr)
         return 2
     args = parser.parse_args(args_list)
@@ -78,16 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except KeyboardInterrupt:
         return 130
-    except _UsageError as exc:
+    except UsageError as exc:
         print(f"stash: error: {exc}", file=sys.stderr)
         return 2
-
-
-class _UsageError(Exception):
-    """Raised by a sub-command for input the user must fix; printed as one line."""
-
-
-UsageError = _UsageError
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Any
 
+from stash.cli.process import add_log_flags, run_until_signalled, setup_logging
 from stash.settings import OperatorSettings
 
 
@@ -18,12 +18,32 @@ def register(sub: Any) -> None:
     p.add_argument("--operator-namespace", dest="namespace", help="namespace of the Lease")
     p.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--metrics-port", type=int)
-    p.add_argument("--webhook-host")
+    p.add_argument(
+        "--webhook",
+        dest="serve_webhook",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve the admission webhook in this process (default: yes)",
+    )
+    p.add_argument(
+        "--webhook-host", help="bind address; a specific one registers url clientConfigs"
+    )
     p.add_argument("--webhook-port", type=int)
+    p.add_argument(
+        "--webhook-cert-dir",
+        help="serve tls.crt/tls.key from this directory (cert-manager) instead of our own CA",
+    )
+    p.add_argument(
+        "--webhook-manage-configurations",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="create/update the webhook configurations (no: the chart owns them; only their "
+        "caBundle is written)",
+    )
     p.add_argument("--image", help="agent image name")
     p.add_argument("--default-timezone", help="zone of schedules without CRON_TZ=")
     p.add_argument("--missed-schedule-grace", type=float, help="seconds; 0 skips missed ticks")
-    p.add_argument("--log-level", default="INFO")
+    add_log_flags(p)
     p.set_defaults(handler=run)
 
 
@@ -34,8 +54,11 @@ def settings_from(args: argparse.Namespace) -> OperatorSettings:
         "namespace",
         "leader_elect",
         "metrics_port",
+        "serve_webhook",
         "webhook_host",
         "webhook_port",
+        "webhook_cert_dir",
+        "webhook_manage_configurations",
         "image",
         "default_timezone",
         "missed_schedule_grace",
@@ -47,12 +70,9 @@ def settings_from(args: argparse.Namespace) -> OperatorSettings:
 def run(args: argparse.Namespace) -> int:
     """Run the operator until SIGINT/SIGTERM."""
     from stash.kube.client import Kube
-    from stash.operator import Operator, run_until_signalled
+    from stash.operator import Operator
 
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args)
     settings = settings_from(args)
 
     async def main() -> None:
@@ -62,5 +82,4 @@ def run(args: argparse.Namespace) -> int:
         finally:
             await kube.close()
 
-    run_until_signalled(main)
-    return 0
+    return run_until_signalled(main)

@@ -13,13 +13,11 @@ Not for: the webhook itself (`stash.webhook`).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+from stash.cli.process import add_log_flags, run_until_signalled, setup_logging
 from stash.settings import OperatorSettings
 
 _FLAGS = {
@@ -65,6 +63,7 @@ def register(sub: Any) -> None:
     p.add_argument("--pushgateway-url")
     p.add_argument("--disable-mutating-webhook", action="store_true")
     p.add_argument("--disable-validating-webhook", action="store_true")
+    add_log_flags(p)
     out = p.add_mutually_exclusive_group()
     out.add_argument("--render", action="store_true", help="print the registrations and exit")
     out.add_argument("--render-to", type=Path, metavar="DIR", help="write them into DIR")
@@ -99,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.render or args.render_to:
         return _render(settings, args.render_to)
-    return asyncio.run(_serve(settings, args.kubeconfig))
+    setup_logging(args)
+    return run_until_signalled(lambda: _serve(settings, args.kubeconfig))
 
 
 def _render(settings: OperatorSettings, out_dir: Path | None) -> int:
@@ -122,20 +122,12 @@ def _render(settings: OperatorSettings, out_dir: Path | None) -> int:
     return 0
 
 
-async def _serve(settings: OperatorSettings, kubeconfig: Path | None) -> int:
+async def _serve(settings: OperatorSettings, kubeconfig: Path | None) -> None:
     from stash.kube.client import Kube
     from stash.webhook.server import serve_webhook
 
     kube = await Kube.connect(kubeconfig)
-    task = asyncio.current_task()
-    loop = asyncio.get_running_loop()
-    if task is not None:
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
     try:
         await serve_webhook(settings, kube)
-    except asyncio.CancelledError:
-        return 0
     finally:
         await kube.close()
-    return 0

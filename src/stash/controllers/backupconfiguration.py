@@ -2,33 +2,44 @@
 
 Each pass: finalizer; conditions RepositoryFound, BackendSecretFound, ValidationPassed,
 BackupTargetFound and ScheduleRegistered (our cron engine replaces upstream's CronJob);
-phase from `phases.backup_invoker_phase`; Events on every phase change. A schedule is
-registered while the object is valid (paused keeps it registered but silent), so
-sessions of a NotReady invoker are still created and then Skipped with the reason, as
-upstream does. Not for: creating sessions (the cron engine) or running backups.
+phase from `phases.backup_invoker_phase`; Events on every phase change. Facts first
+(`ControllerContext.invoker_facts`), then a pure decision (`_decide`), then the side
+effects (the cron engine, the status write). A schedule is registered while the object
+is valid (paused keeps it registered but silent), so sessions of a NotReady invoker are
+still created and then Skipped with the reason, as upstream does. Not for: creating
+sessions (the cron engine) or running backups.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from stash.api import BackupConfiguration, Repository
+from stash.api import BackupConfiguration
 from stash.api.common import Condition
 from stash.contract import phases as P
 from stash.contract.resources import BACKUPCONFIGURATIONS, TARGET_KINDS
 from stash.contract.sessions import INVOKER_FINALIZER
+from stash.contract.workloads import runs_in_workload
+from stash.controllers.conditions import (
+    Check,
+    InvokerFacts,
+    TargetFacts,
+    apply_checks,
+    repository_checks,
+    target_check,
+)
 from stash.controllers.context import ControllerContext
-from stash.controllers.finalizers import ensure_finalizer, remove_finalizer
 from stash.cron import CronError, CronSchedule, parse_schedule
-from stash.kube.client import JSON, KubeError, NotFound
+from stash.inject import backup_injection_problem, injected_backup_invoker
+from stash.kube.client import JSON, key_of
 from stash.kube.conditions import same, set_condition
-from stash.kube.controller import DONE, Result
+from stash.kube.controller import DONE, ObjectHooks, Result
 from stash.kube.events import NORMAL, WARNING
 from stash.kube.status import update_status
-from stash.validation import Context, validate_backup_configuration
+from stash.validation import validate_backup_configuration
 
 log = logging.getLogger(__name__)
 
@@ -51,244 +62,156 @@ def repository_key(obj: JSON) -> list[str]:
     return [f"{ns}/{repo['name']}"]
 
 
+@dataclass(frozen=True)
+class _Decision:
+    conditions: list[Condition]
+    schedule: CronSchedule | None
+    """The schedule to register (None: unregister; the object is invalid)."""
+    recheck_target: bool
+
+
+def _validation(
+    bc: BackupConfiguration, facts: InvokerFacts, default_tz: str
+) -> tuple[Check, CronSchedule | None]:
+    """ValidationPassed (the rules, and a schedule the cron engine can run) and the schedule."""
+    verdict = validate_backup_configuration(bc, None, facts.validation())
+    problems = [str(v) for v in verdict.violations]
+    schedule: CronSchedule | None = None
+    text = bc.spec.schedule if bc.spec else None
+    if text:
+        try:
+            tz = (bc.metadata.annotations or {}).get(TIMEZONE_ANNOTATION)
+            schedule = parse_schedule(text, default_tz, tz)
+        except CronError as exc:
+            if not any("schedule" in p for p in problems):
+                problems.append(f"spec.schedule: {exc}")
+    else:
+        problems.append("spec.schedule: required (a cron expression such as */5 * * * *)")
+    if problems:
+        return Check(
+            P.VALIDATION_PASSED, False, "ResourceValidationFailed", "; ".join(problems)
+        ), None
+    return Check(
+        P.VALIDATION_PASSED, True, "ResourceValidationPassed", "all validation rules passed"
+    ), schedule
+
+
+def sidecar_check(bc: BackupConfiguration, target: TargetFacts) -> Check | None:
+    """StashSidecarInjected for a sidecar-model invoker whose workload was found (pure):
+    False when the sidecar cannot be injected (the reason from the injector) or the
+    workload runs another invoker's sidecar; Unknown while the injection is pending."""
+    spec = bc.spec
+    if spec is None or spec.target is None or target.found is not True or target.workload is None:
+        return None
+    if not runs_in_workload(spec.driver, spec.task.name if spec.task else None, target.kind):
+        return None
+    what = f"{target.kind} {target.namespace}/{target.name}"
+    problem = backup_injection_problem({**target.workload, "kind": target.kind}, bc)
+    if problem:
+        return Check(P.STASH_SIDECAR_INJECTED, False, "SidecarInjectionFailed", problem)
+    running = injected_backup_invoker(target.workload)
+    if running == bc.metadata.name:
+        return Check(
+            P.STASH_SIDECAR_INJECTED, True, "SidecarInjectionSucceeded", f"{what} runs the sidecar"
+        )
+    if running:
+        message = (
+            f"{what} runs the backup sidecar of BackupConfiguration {running} (the newest "
+            "BackupConfiguration that targets a workload is the one injected)"
+        )
+        return Check(P.STASH_SIDECAR_INJECTED, False, "SidecarInjectionFailed", message)
+    message = f"waiting for the backup sidecar to be injected into {what}"
+    return Check(P.STASH_SIDECAR_INJECTED, "Unknown", "SidecarInjectionPending", message)
+
+
+def _decide(bc: BackupConfiguration, facts: InvokerFacts, default_tz: str) -> _Decision:
+    """The conditions of one pass, and whether the schedule is registered (pure)."""
+    checks: list[Check] = []
+    if facts.repository is not None:
+        checks.extend(repository_checks(facts.repository))
+    valid, schedule = _validation(bc, facts, default_tz)
+    checks.append(valid)
+    recheck = False
+    if facts.target is not None:
+        checks.append(target_check(P.BACKUP_TARGET_FOUND, facts.target))
+        recheck = facts.target.found is not True and facts.target.kind in TARGET_KINDS
+        injected = sidecar_check(bc, facts.target)
+        if injected is not None:
+            checks.append(injected)
+    if schedule is not None:
+        paused = " (paused: no sessions are created)" if bc.spec and bc.spec.paused else ""
+        message = f'schedule "{schedule}" registered{paused}'
+        checks.append(Check(P.SCHEDULE_REGISTERED, True, "ScheduleRegistrationSucceeded", message))
+    else:
+        message = "no schedule is registered while the BackupConfiguration is invalid"
+        checks.append(Check(P.SCHEDULE_REGISTERED, False, "ScheduleRegistrationFailed", message))
+    conditions = apply_checks(
+        bc.status.conditions if bc.status else None,
+        checks,
+        observed_generation=bc.metadata.generation,
+    )
+    return _Decision(conditions, schedule, recheck)
+
+
 class BackupConfigurationReconciler:
     """Keeps a BackupConfiguration's conditions, phase and schedule in step."""
 
     name = "backupconfiguration"
+    model = BackupConfiguration
 
     def __init__(self, ctx: ControllerContext) -> None:
         self.ctx = ctx
+        self.hooks = ObjectHooks[BackupConfiguration](
+            finalizer=INVOKER_FINALIZER,
+            gone=self._unregister,
+            finalize=self._finalize,
+            invalid=self._invalid,
+        )
 
-    async def reconcile(self, key: str) -> Result:
+    async def reconcile(self, bc: BackupConfiguration, obj: JSON) -> Result:
         ctx = self.ctx
-        ekey = engine_key("BackupConfiguration", key)
-        obj = ctx.caches.backupconfigurations.get(key)
-        if obj is None:
-            ctx.engine.unregister(ekey)
-            return DONE
-        meta = obj["metadata"]
-        if meta.get("deletionTimestamp"):
-            ctx.engine.unregister(ekey)
-            await remove_finalizer(ctx.kube, BACKUPCONFIGURATIONS, obj, INVOKER_FINALIZER)
-            return DONE
-        obj = await ensure_finalizer(ctx.kube, BACKUPCONFIGURATIONS, obj, INVOKER_FINALIZER)
-        try:
-            bc = BackupConfiguration.model_validate(obj)
-        except ValidationError as exc:
-            await self._write(obj, self._invalid(obj, f"the object does not parse: {exc}"), None)
-            ctx.engine.unregister(ekey)
-            return DONE
-
-        conds, requeue, schedule = await self._conditions(bc, obj)
-        if schedule is not None and P.is_valid(conds):
-            ctx.engine.register(
-                ekey, schedule, bool(bc.spec and bc.spec.paused), bc.metadata.creation_timestamp
-            )
-            conds = set_condition(
-                conds,
-                P.SCHEDULE_REGISTERED,
-                True,
-                "ScheduleRegistrationSucceeded",
-                f'schedule "{schedule}" registered'
-                + (" (paused: no sessions are created)" if bc.spec and bc.spec.paused else ""),
-                observed_generation=meta.get("generation"),
-            )
+        facts = await ctx.invoker_facts(bc)
+        decision = _decide(bc, facts, ctx.settings.default_timezone)
+        ekey = engine_key("BackupConfiguration", key_of(obj))
+        if decision.schedule is not None:
+            paused = bool(bc.spec and bc.spec.paused)
+            ctx.engine.register(ekey, decision.schedule, paused, bc.metadata.creation_timestamp)
         else:
             ctx.engine.unregister(ekey)
-            conds = set_condition(
-                conds,
-                P.SCHEDULE_REGISTERED,
-                False,
-                "ScheduleRegistrationFailed",
-                "no schedule is registered while the BackupConfiguration is invalid",
-                observed_generation=meta.get("generation"),
-            )
         driver = bc.spec.driver if bc.spec else None
         status = {
-            "observedGeneration": meta.get("generation"),
-            "phase": P.backup_invoker_phase(conds, driver),
-            "conditions": [c.to_wire() for c in conds],
+            "observedGeneration": bc.metadata.generation,
+            "phase": P.backup_invoker_phase(decision.conditions, driver),
+            "conditions": [c.to_wire() for c in decision.conditions],
         }
         await self._write(obj, status, bc)
-        return Result(requeue)
+        return Result(TARGET_RECHECK if decision.recheck_target else None)
 
-    async def _conditions(
-        self, bc: BackupConfiguration, obj: JSON
-    ) -> tuple[list[Condition], float | None, CronSchedule | None]:
-        ctx = self.ctx
-        meta = obj["metadata"]
-        gen = meta.get("generation")
-        ns = str(meta.get("namespace"))
-        spec = bc.spec
-        conds = list(bc.status.conditions or []) if bc.status else []
-        requeue: float | None = None
-        repo: Repository | None = None
-        assert spec is not None
-        if (spec.driver or "Restic") == "Restic":
-            rkey = (repository_key(obj) or [""])[0]
-            robj = ctx.caches.repositories.get(rkey) if rkey else None
-            if robj is None or robj["metadata"].get("deletionTimestamp"):
-                what = f"Repository {rkey}" if rkey else "spec.repository.name"
-                msg = f"{what} does not exist" if rkey else f"{what} is not set"
-                if robj is not None:
-                    msg = f"Repository {rkey} is being deleted"
-                conds = set_condition(
-                    conds,
-                    P.REPOSITORY_FOUND,
-                    False,
-                    "RepositoryNotAvailable",
-                    msg,
-                    observed_generation=gen,
-                )
-                conds = set_condition(
-                    conds,
-                    P.BACKEND_SECRET_FOUND,
-                    "Unknown",
-                    "UnableToCheckBackendSecret",
-                    "the Repository is not available",
-                    observed_generation=gen,
-                )
-            else:
-                conds = set_condition(
-                    conds,
-                    P.REPOSITORY_FOUND,
-                    True,
-                    "RepositoryAvailable",
-                    f"Repository {rkey} found",
-                    observed_generation=gen,
-                )
-                try:
-                    repo = ctx.parse(Repository, robj)
-                except ValidationError:
-                    repo = None
-                conds = self._secret_condition(conds, robj, repo, gen)
-        verdict_ctx = Context(repository=repo, namespace_labels=ctx.namespace_labels(ns))
-        verdict = validate_backup_configuration(bc, None, verdict_ctx)
-        schedule: CronSchedule | None = None
-        problems = [str(v) for v in verdict.violations]
-        if spec.schedule:
-            try:
-                tz = (meta.get("annotations") or {}).get(TIMEZONE_ANNOTATION)
-                schedule = parse_schedule(spec.schedule, ctx.default_tz, tz)
-            except CronError as exc:
-                if not any("schedule" in p for p in problems):
-                    problems.append(f"spec.schedule: {exc}")
-        else:
-            problems.append("spec.schedule: required (a cron expression such as */5 * * * *)")
-        if problems:
-            conds = set_condition(
-                conds,
-                P.VALIDATION_PASSED,
-                False,
-                "ResourceValidationFailed",
-                "; ".join(problems),
-                observed_generation=gen,
-            )
-        else:
-            conds = set_condition(
-                conds,
-                P.VALIDATION_PASSED,
-                True,
-                "ResourceValidationPassed",
-                "all validation rules passed",
-                observed_generation=gen,
-            )
-        conds, missing = await self._target_condition(conds, obj, gen)
-        if missing:
-            requeue = TARGET_RECHECK
-        return conds, requeue, schedule
+    async def _unregister(self, key: str) -> None:
+        self.ctx.engine.unregister(engine_key("BackupConfiguration", key))
 
-    def _secret_condition(
-        self, conds: list[Condition], robj: JSON, repo: Repository | None, gen: Any
-    ) -> list[Condition]:
-        rns = robj["metadata"]["namespace"]
-        secret = (
-            repo.spec.backend.storage_secret_name
-            if repo and repo.spec and repo.spec.backend
-            else None
-        )
-        if not secret:
-            return set_condition(
-                conds,
-                P.BACKEND_SECRET_FOUND,
-                False,
-                "BackendSecretNotAvailable",
-                f"Repository {rns}/{robj['metadata']['name']} has no "
-                "spec.backend.storageSecretName",
-                observed_generation=gen,
-            )
-        if not self.ctx.secret_exists(rns, secret):
-            return set_condition(
-                conds,
-                P.BACKEND_SECRET_FOUND,
-                False,
-                "BackendSecretNotAvailable",
-                f"Secret {rns}/{secret} (storage secret of Repository "
-                f"{rns}/{robj['metadata']['name']}) not found",
-                observed_generation=gen,
-            )
-        return set_condition(
-            conds,
-            P.BACKEND_SECRET_FOUND,
-            True,
-            "BackendSecretAvailable",
-            f"Secret {rns}/{secret} found",
-            observed_generation=gen,
-        )
+    async def _finalize(self, obj: JSON, bc: BackupConfiguration | None) -> None:
+        await self._unregister(key_of(obj))
 
-    async def _target_condition(
-        self, conds: list[Condition], obj: JSON, gen: Any
-    ) -> tuple[list[Condition], bool]:
-        """BackupTargetFound, and whether to look again soon (target missing/unknown)."""
-        ref = ((obj.get("spec") or {}).get("target") or {}).get("ref") or {}
-        kind, name = ref.get("kind"), ref.get("name")
-        if not kind or not name:
-            return conds, False
-        ns = ref.get("namespace") or obj["metadata"]["namespace"]
-        found, detail = await self._target_exists(kind, ns, name)
-        status: bool | str
-        if found is True:
-            status, reason, message = True, "TargetAvailable", f"{kind} {ns}/{name} found"
-        elif found is False:
-            status, reason = False, "TargetNotAvailable"
-            message = f"{kind} {ns}/{name} does not exist"
-        else:
-            status, reason, message = "Unknown", "UnableToCheckTargetAvailability", detail
-        conds = set_condition(
-            conds, P.BACKUP_TARGET_FOUND, status, reason, message, observed_generation=gen
-        )
-        return conds, found is not True and TARGET_KINDS.get(kind) is not None
-
-    async def _target_exists(self, kind: str, ns: str, name: str) -> tuple[bool | None, str]:
-        """(True/False, "") when known; (None, why) when it cannot be checked."""
-        res = TARGET_KINDS.get(kind)
-        if res is None:
-            return None, f"target kind {kind} is not one the operator can look up"
-        cached = (self.ctx.hooks.get("workloads") or {}).get(kind)
-        if cached is not None:
-            return cached.get(f"{ns}/{name}") is not None, ""
-        try:
-            await self.ctx.kube.get(res, name, ns)
-        except NotFound:
-            return False, ""
-        except KubeError as exc:
-            return None, f"looking up {kind} {ns}/{name}: {exc.message or exc}"
-        return True, ""
-
-    def _invalid(self, obj: JSON, message: str) -> JSON:
+    async def _invalid(self, obj: JSON, error: ValidationError) -> Result:
+        """Phase Invalid with the parse error (as ValidationPassed); no schedule."""
+        generation = obj["metadata"].get("generation")
         conds = set_condition(
             None,
             P.VALIDATION_PASSED,
             False,
             "ResourceValidationFailed",
-            message[:1000],
-            observed_generation=obj["metadata"].get("generation"),
+            f"the object does not parse: {error}"[:1000],
+            observed_generation=generation,
         )
-        return {
-            "observedGeneration": obj["metadata"].get("generation"),
+        status = {
+            "observedGeneration": generation,
             "phase": "Invalid",
             "conditions": [c.to_wire() for c in conds],
         }
+        await self._write(obj, status, None)
+        await self._unregister(key_of(obj))
+        return DONE
 
     async def _write(self, obj: JSON, status: JSON, bc: BackupConfiguration | None) -> None:
         old = obj.get("status") or {}

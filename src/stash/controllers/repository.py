@@ -20,9 +20,8 @@ from stash.api import Repository
 from stash.contract.resources import REPOSITORIES
 from stash.contract.sessions import REPOSITORY_FINALIZER
 from stash.controllers.context import ControllerContext
-from stash.controllers.finalizers import ensure_finalizer, remove_finalizer
 from stash.kube.client import JSON, KubeError
-from stash.kube.controller import DONE, Result
+from stash.kube.controller import DONE, ObjectHooks, Result
 from stash.kube.events import NORMAL, WARNING
 from stash.kube.resources import SECRETS
 from stash.kube.status import update_status
@@ -54,6 +53,7 @@ class RepositoryReconciler:
     """Finalizer, checks, references and wipe-out of Repositories."""
 
     name = "repository"
+    model = Repository
 
     #: References are rewritten at most this often per Repository (a burst of new
     #: invokers would otherwise rewrite an ever-longer list once per invoker).
@@ -62,56 +62,57 @@ class RepositoryReconciler:
     def __init__(self, ctx: ControllerContext) -> None:
         self.ctx = ctx
         self._written: dict[str, float] = {}
+        self.hooks = ObjectHooks[Repository](
+            finalizer=REPOSITORY_FINALIZER, finalize=self._finalize, invalid=self._invalid
+        )
 
-    async def reconcile(self, key: str) -> Result:
+    async def reconcile(self, repo: Repository, obj: JSON) -> Result:
         ctx = self.ctx
-        obj = ctx.caches.repositories.get(key)
-        if obj is None:
-            return DONE
-        meta = obj["metadata"]
-        try:
-            repo = Repository.model_validate(obj)
-        except ValidationError as exc:
-            repo = None
-            await ctx.recorder.emit(obj, WARNING, "RepositoryInvalid", f"does not parse: {exc}")
-        if meta.get("deletionTimestamp"):
-            if repo is not None and repo.spec and repo.spec.wipe_out:
-                await self._wipe_out(obj, repo)
-            await remove_finalizer(ctx.kube, REPOSITORIES, obj, REPOSITORY_FINALIZER)
-            return DONE
-        obj = await ensure_finalizer(ctx.kube, REPOSITORIES, obj, REPOSITORY_FINALIZER)
-        if repo is not None:
-            verdict = validate_repository(repo)
-            if not verdict.ok:
-                await ctx.recorder.emit(obj, WARNING, "RepositoryInvalid", verdict.message)
-            secret = (
-                repo.spec.backend.storage_secret_name if repo.spec and repo.spec.backend else None
+        verdict = validate_repository(repo)
+        if not verdict.ok:
+            await ctx.recorder.emit(obj, WARNING, "RepositoryInvalid", verdict.message)
+        ns = str(repo.metadata.namespace)
+        secret = repo.spec.backend.storage_secret_name if repo.spec and repo.spec.backend else None
+        if secret and not ctx.secret_exists(ns, secret):
+            await ctx.recorder.emit(
+                obj,
+                WARNING,
+                "BackendSecretNotAvailable",
+                f"storage Secret {ns}/{secret} not found: backups and "
+                "restores using this Repository cannot run until it exists",
             )
-            if secret and not ctx.secret_exists(meta["namespace"], secret):
-                await ctx.recorder.emit(
-                    obj,
-                    WARNING,
-                    "BackendSecretNotAvailable",
-                    f"storage Secret {meta['namespace']}/{secret} not found: backups and "
-                    "restores using this Repository cannot run until it exists",
-                )
-        refs = references_of(ctx, key)
+        return await self._write_references(obj)
+
+    async def _invalid(self, obj: JSON, error: ValidationError) -> Result:
+        await self.ctx.recorder.emit(obj, WARNING, "RepositoryInvalid", f"does not parse: {error}")
+        return await self._write_references(obj)
+
+    async def _finalize(self, obj: JSON, repo: Repository | None) -> None:
+        if repo is not None and repo.spec and repo.spec.wipe_out:
+            await self._wipe_out(obj, repo)
+
+    async def _write_references(self, obj: JSON) -> Result:
+        """status.references (and observedGeneration), at most every REFERENCES_EVERY s."""
+        meta = obj["metadata"]
+        key = f"{meta['namespace']}/{meta['name']}"
+        refs = references_of(self.ctx, key)
         status = obj.get("status") or {}
-        if status.get("references", []) != refs or status.get("observedGeneration") != meta.get(
+        if status.get("references", []) == refs and status.get("observedGeneration") == meta.get(
             "generation"
         ):
-            wait = self._written.get(key, 0.0) + self.REFERENCES_EVERY - time.monotonic()
-            if wait > 0:
-                return Result(requeue_after=wait)
-            self._written[key] = time.monotonic()
+            return DONE
+        wait = self._written.get(key, 0.0) + self.REFERENCES_EVERY - time.monotonic()
+        if wait > 0:
+            return Result(requeue_after=wait)
+        self._written[key] = time.monotonic()
 
-            def compute(live: JSON) -> JSON:
-                st = dict(live.get("status") or {})
-                st["references"] = refs
-                st["observedGeneration"] = live["metadata"].get("generation")
-                return st
+        def compute(live: JSON) -> JSON:
+            st = dict(live.get("status") or {})
+            st["references"] = refs
+            st["observedGeneration"] = live["metadata"].get("generation")
+            return st
 
-            await update_status(ctx.kube, REPOSITORIES, meta["name"], meta["namespace"], compute)
+        await update_status(self.ctx.kube, REPOSITORIES, meta["name"], meta["namespace"], compute)
         return DONE
 
     async def _wipe_out(self, obj: JSON, repo: Repository) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 import jsonpatch
@@ -23,14 +22,12 @@ from pydantic import ValidationError
 from stash.api import BackupConfiguration, Repository, RestoreSession
 from stash.contract.workloads import WORKLOADS
 from stash.controllers.context import ControllerContext
-from stash.controllers.executor import ensure_binding
+from stash.controllers.provisioning import ensure_binding
 from stash.inject import desired_workload, select_backup_invoker, select_restore_invoker
 from stash.inject.pod import pod_spec_of
 from stash.kube.client import JSON, JSON_PATCH, Conflict, Invalid, NotFound, Resource
 from stash.kube.controller import DONE, Result
 from stash.kube.events import WARNING
-from stash.kube.informer import Informer
-from stash.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +68,10 @@ class WorkloadReconciler:
 
     name = "workload"
 
-    def __init__(
-        self,
-        ctx: ControllerContext,
-        workloads: Mapping[str, Informer],
-        settings: OperatorSettings,
-    ) -> None:
+    def __init__(self, ctx: ControllerContext) -> None:
         self.ctx = ctx
-        self.workloads = workloads
-        self.settings = settings
+        self.workloads = ctx.workloads
+        self.settings = ctx.settings
 
     async def reconcile(self, key: str) -> Result:
         kind, ns, name = key.split("/", 2)

@@ -19,11 +19,15 @@ from urllib.parse import quote
 import aiohttp
 from kubernetes_asyncio import client, config
 
+from stash.kube.lines import read_lines
+
 JSON = dict[str, Any]
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+#: Server-side apply. JSON is valid YAML, so the body is sent as JSON.
+APPLY_PATCH = "application/apply-patch+yaml"
 
 
 class KubeError(Exception):
@@ -254,6 +258,35 @@ class Kube:
         out: JSON = await self.request("PATCH", path, body=patch, content_type=content_type)
         return out
 
+    async def apply(
+        self,
+        res: Resource,
+        obj: JSON,
+        *,
+        field_manager: str,
+        force: bool = False,
+        subresource: str | None = None,
+    ) -> JSON:
+        """Server-side apply `obj` (created when missing) as `field_manager`.
+
+        `obj` holds apiVersion, kind, metadata.name (and metadata.namespace for a
+        namespaced kind) and only the fields this manager owns: a field it applied
+        before and leaves out now is removed (unless another manager set it too).
+        Without `force`, a field another manager
+        set to a different value raises `Conflict` and nothing is written; with it, this
+        manager takes those fields over.
+        """
+        meta = obj.get("metadata") or {}
+        namespace = meta.get("namespace")
+        if res.namespaced and not namespace:
+            raise ValueError(f"applying a {res.kind} needs metadata.namespace")
+        query = {"fieldManager": field_manager, "force": True if force else None}
+        path = res.path(namespace, meta["name"], subresource)
+        out: JSON = await self.request(
+            "PATCH", path, query=query, body=obj, content_type=APPLY_PATCH
+        )
+        return out
+
     async def delete(
         self,
         res: Resource,
@@ -286,9 +319,9 @@ class Kube:
     ) -> AsyncIterator[JSON]:
         """Stream watch events ({type, object}) from `resource_version`.
 
-        Lines are split here rather than by aiohttp's line reader, whose buffer limit
-        fails on large objects. An ERROR event ends the stream with the typed error
-        (`Gone` for an expired resourceVersion).
+        Lines are split by `stash.kube.lines` (aiohttp's line reader is too small for
+        large objects). An ERROR event ends the stream with the typed error (`Gone` for
+        an expired resourceVersion).
         """
         query = {
             "watch": "true",
@@ -309,21 +342,14 @@ class Kube:
                 except ValueError:
                     body = raw.decode(errors="replace")
                 raise error_from(resp.status, body)
-            buf = b""
-            async for chunk in resp.content.iter_any():
-                buf += chunk
-                while True:
-                    nl = buf.find(b"\n")
-                    if nl < 0:
-                        break
-                    line, buf = buf[:nl], buf[nl + 1 :]
-                    if not line.strip():
-                        continue
-                    event = json.loads(line)
-                    if event.get("type") == "ERROR":
-                        status = event.get("object") or {}
-                        raise error_from(int(status.get("code") or 500), status)
-                    yield event
+            async for line in read_lines(resp.content):
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    raise error_from(int(status.get("code") or 500), status)
+                yield event
         finally:
             resp.release()
 

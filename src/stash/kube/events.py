@@ -3,6 +3,11 @@
 Repeats of the same (object, type, reason, message) within ten minutes bump the count
 of the existing Event instead of creating another one, as client-go's recorder does.
 An Event that cannot be written is logged, never raised: events are best-effort.
+
+Every Event is also a log line (Warning at WARNING, Normal at INFO, with the object in
+the message and the task's key, `stash.logs`), written by the same call, so what a user
+sees in `kubectl describe` and in the logs cannot drift apart. `warn()` is the call
+for a warning a user must see.
 """
 
 from __future__ import annotations
@@ -30,9 +35,21 @@ class EventRecorder:
         self.host = host
         self._recent: dict[tuple[str, str, str, str], tuple[str, int, float]] = {}
 
+    async def warn(self, obj: JSON, reason: str, message: str) -> None:
+        """Log a WARNING about `obj` and record it as a Warning Event."""
+        await self.emit(obj, WARNING, reason, message)
+
     async def emit(self, obj: JSON, type_: str, reason: str, message: str) -> None:
-        """Record an Event about `obj` (any object with apiVersion/kind/metadata)."""
+        """Log, and record an Event about `obj` (any object with apiVersion/kind/metadata)."""
         meta = obj.get("metadata", {})
+        log.log(
+            logging.WARNING if type_ == WARNING else logging.INFO,
+            "%s %s: %s: %s",
+            obj.get("kind", "object"),
+            "/".join(p for p in (meta.get("namespace"), meta.get("name")) if p),
+            reason,
+            message,
+        )
         ns = meta.get("namespace") or "default"
         uid = str(meta.get("uid", ""))
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

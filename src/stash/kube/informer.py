@@ -58,6 +58,7 @@ class Informer:
         watch_timeout: int = 300,
         max_backoff: float = 30.0,
         transform: Callable[[JSON], JSON] = slim,
+        on_failure: Callable[[Resource], None] | None = None,
     ) -> None:
         self.kube = kube
         self.resource = resource
@@ -67,6 +68,8 @@ class Informer:
         self.watch_timeout = watch_timeout
         self.max_backoff = max_backoff
         self.transform = transform
+        #: Called on each failed list or watch (not on a watch that simply ends, nor 410).
+        self.on_failure = on_failure
         self._cache: dict[str, JSON] = {}
         self._handlers: list[Handler] = []
         self._indexers: dict[str, Indexer] = {}
@@ -131,6 +134,8 @@ class Informer:
                     self.restarts += 1
                 except (KubeError, aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
                     failures += 1
+                    if self.on_failure is not None:
+                        self.on_failure(self.resource)
                     delay = min(self.max_backoff, 0.5 * 2 ** min(failures, 8))
                     delay *= 0.8 + 0.4 * random.random()
                     log.warning(

@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
-from stash import metrics
 from stash.kube.client import JSON, Conflict, Kube, KubeError, NotFound, Resource
 
 log = logging.getLogger(__name__)
@@ -45,6 +44,7 @@ class LeaderElector:
         renew_deadline: float = 10.0,
         retry_period: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[bool], None] | None = None,
     ) -> None:
         if not retry_period < renew_deadline < lease_duration:
             raise ValueError("need retry_period < renew_deadline < lease_duration")
@@ -56,6 +56,8 @@ class LeaderElector:
         self.renew_deadline = renew_deadline
         self.retry_period = retry_period
         self.clock = clock
+        #: Called with True when this replica starts leading, False when it stops.
+        self.on_change = on_change
         self.is_leader = False
         self._observed: tuple[str, str] | None = None
         self._observed_at = 0.0
@@ -167,7 +169,8 @@ class LeaderElector:
 
     def _set_leader(self, value: bool) -> None:
         self.is_leader = value
-        metrics.IS_LEADER.set(1 if value else 0)
+        if self.on_change is not None:
+            self.on_change(value)
 
 
 async def _as_coro(fn: Callable[[], Awaitable[None]]) -> None:

@@ -25,7 +25,7 @@ Decisions:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
@@ -187,6 +187,120 @@ def _display(repository: str) -> str:
     return "rest:" + urlunsplit(parts._replace(netloc=f"{shown}@{host}"))
 
 
+@dataclass
+class _Parts:
+    """What a provider adds to a target while it is being built."""
+
+    secret: _Secret
+    scratch: PurePath
+    env: dict[str, str] = field(default_factory=dict)
+    options: list[str] = field(default_factory=list)
+    files: list[TargetFile] = field(default_factory=list)
+
+    def copy(self, *keys: str) -> None:
+        """Pass each of `keys` that the secret has on to restic's environment."""
+        for key in keys:
+            value = self.secret.get(key)
+            if value:
+                self.env[key] = value
+
+
+def _local(backend: Backend, p: _Parts) -> str:
+    assert backend.local is not None
+    if not backend.local.mount_path:
+        raise InvalidBackend("spec.backend.local.mountPath is required")
+    return backend.local.mount_path
+
+
+def _s3(backend: Backend, p: _Parts) -> str:
+    spec, s = backend.s3, p.secret
+    assert spec is not None
+    if not spec.endpoint or not spec.bucket:
+        raise InvalidBackend("spec.backend.s3 needs both endpoint and bucket")
+    # Both keys or neither: neither lets restic use IRSA / instance credentials.
+    key_id, key = s.get("AWS_ACCESS_KEY_ID"), s.get("AWS_SECRET_ACCESS_KEY")
+    if key_id and not key:
+        raise MissingSecretKey("AWS_SECRET_ACCESS_KEY", s.name, s.provider)
+    if key and not key_id:
+        raise MissingSecretKey("AWS_ACCESS_KEY_ID", s.name, s.provider)
+    p.copy("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+    if spec.region:
+        p.env["AWS_DEFAULT_REGION"] = spec.region
+    if spec.insecure_tls:
+        p.options.append("--insecure-tls")
+    return _with_prefix(f"s3:{spec.endpoint.rstrip('/')}/{spec.bucket}", spec.prefix)
+
+
+def _gcs(backend: Backend, p: _Parts) -> str:
+    gcs, s = backend.gcs, p.secret
+    assert gcs is not None
+    if not gcs.bucket:
+        raise InvalidBackend("spec.backend.gcs.bucket is required")
+    p.env["GOOGLE_PROJECT_ID"] = s.require("GOOGLE_PROJECT_ID")
+    s.require("GOOGLE_SERVICE_ACCOUNT_JSON_KEY")
+    p.files.append(TargetFile(GCS_KEY_FILE, s.raw("GOOGLE_SERVICE_ACCOUNT_JSON_KEY") or b""))
+    p.env["GOOGLE_APPLICATION_CREDENTIALS"] = str(p.scratch / GCS_KEY_FILE)
+    p.options.extend(_connections("gs.connections", gcs.max_connections))
+    return f"gs:{gcs.bucket}:/{_prefix(gcs.prefix)}"
+
+
+def _azure(backend: Backend, p: _Parts) -> str:
+    az, s = backend.azure, p.secret
+    assert az is not None
+    if not az.container:
+        raise InvalidBackend("spec.backend.azure.container is required")
+    p.env["AZURE_ACCOUNT_NAME"] = s.require("AZURE_ACCOUNT_NAME")
+    if not s.get("AZURE_ACCOUNT_SAS"):
+        s.require("AZURE_ACCOUNT_KEY")
+    p.copy("AZURE_ACCOUNT_KEY", "AZURE_ACCOUNT_SAS", "AZURE_ENDPOINT_SUFFIX")
+    p.options.extend(_connections("azure.connections", az.max_connections))
+    return f"azure:{az.container}:/{_prefix(az.prefix)}"
+
+
+def _swift(backend: Backend, p: _Parts) -> str:
+    sw = backend.swift
+    assert sw is not None
+    if not sw.container:
+        raise InvalidBackend("spec.backend.swift.container is required")
+    p.copy(*_SWIFT_KEYS)
+    if not any(k in p.env for k in _SWIFT_ANCHORS):
+        raise MissingSecretKey(" or ".join(_SWIFT_ANCHORS), p.secret.name, p.secret.provider)
+    return f"swift:{sw.container}:/{_prefix(sw.prefix)}"
+
+
+def _b2(backend: Backend, p: _Parts) -> str:
+    b2, s = backend.b2, p.secret
+    assert b2 is not None
+    if not b2.bucket:
+        raise InvalidBackend("spec.backend.b2.bucket is required")
+    p.env["B2_ACCOUNT_ID"] = s.require("B2_ACCOUNT_ID")
+    p.env["B2_ACCOUNT_KEY"] = s.require("B2_ACCOUNT_KEY")
+    p.options.extend(_connections("b2.connections", b2.max_connections))
+    return f"b2:{b2.bucket}:/{_prefix(b2.prefix)}"
+
+
+def _rest(backend: Backend, p: _Parts) -> str:
+    rest, s = backend.rest, p.secret
+    assert rest is not None
+    if not rest.url:
+        raise InvalidBackend("spec.backend.rest.url is required")
+    user, password = s.get("REST_SERVER_USERNAME"), s.get("REST_SERVER_PASSWORD")
+    if password and not user:
+        raise MissingSecretKey("REST_SERVER_USERNAME", s.name, s.provider)
+    return "rest:" + _rest_url(rest.url, user, password)
+
+
+_PROVIDERS: dict[str, Callable[[Backend, _Parts], str]] = {
+    "local": _local,
+    "s3": _s3,
+    "gcs": _gcs,
+    "azure": _azure,
+    "swift": _swift,
+    "b2": _b2,
+    "rest": _rest,
+}
+
+
 def restic_target(
     backend: Backend,
     secret: SecretData,
@@ -204,102 +318,28 @@ def restic_target(
     provider = backend.provider()
     if not provider:
         raise InvalidBackend("spec.backend sets no provider (local, s3, gcs, ...)")
-    name = secret_name if secret_name is not None else (backend.storage_secret_name or "")
-    s = _Secret(secret, name, provider)
-    scratch = PurePath(scratch_dir)
-    env: dict[str, str] = {"RESTIC_PASSWORD": s.require("RESTIC_PASSWORD")}
-    options: list[str] = []
-    files: list[TargetFile] = []
-
-    def copy(*keys: str) -> None:
-        for key in keys:
-            value = s.get(key)
-            if value:
-                env[key] = value
-
-    if backend.local is not None:
-        if not backend.local.mount_path:
-            raise InvalidBackend("spec.backend.local.mountPath is required")
-        repository = backend.local.mount_path
-    elif backend.s3 is not None:
-        spec = backend.s3
-        if not spec.endpoint or not spec.bucket:
-            raise InvalidBackend("spec.backend.s3 needs both endpoint and bucket")
-        repository = _with_prefix(f"s3:{spec.endpoint.rstrip('/')}/{spec.bucket}", spec.prefix)
-        # Both keys or neither: neither lets restic use IRSA / instance credentials.
-        key_id, key = s.get("AWS_ACCESS_KEY_ID"), s.get("AWS_SECRET_ACCESS_KEY")
-        if key_id and not key:
-            raise MissingSecretKey("AWS_SECRET_ACCESS_KEY", s.name, provider)
-        if key and not key_id:
-            raise MissingSecretKey("AWS_ACCESS_KEY_ID", s.name, provider)
-        copy("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
-        if spec.region:
-            env["AWS_DEFAULT_REGION"] = spec.region
-        if spec.insecure_tls:
-            options.append("--insecure-tls")
-    elif backend.gcs is not None:
-        gcs = backend.gcs
-        if not gcs.bucket:
-            raise InvalidBackend("spec.backend.gcs.bucket is required")
-        repository = f"gs:{gcs.bucket}:/{_prefix(gcs.prefix)}"
-        env["GOOGLE_PROJECT_ID"] = s.require("GOOGLE_PROJECT_ID")
-        s.require("GOOGLE_SERVICE_ACCOUNT_JSON_KEY")
-        key_json = s.raw("GOOGLE_SERVICE_ACCOUNT_JSON_KEY") or b""
-        files.append(TargetFile(GCS_KEY_FILE, key_json))
-        env["GOOGLE_APPLICATION_CREDENTIALS"] = str(scratch / GCS_KEY_FILE)
-        options.extend(_connections("gs.connections", gcs.max_connections))
-    elif backend.azure is not None:
-        az = backend.azure
-        if not az.container:
-            raise InvalidBackend("spec.backend.azure.container is required")
-        repository = f"azure:{az.container}:/{_prefix(az.prefix)}"
-        env["AZURE_ACCOUNT_NAME"] = s.require("AZURE_ACCOUNT_NAME")
-        if not s.get("AZURE_ACCOUNT_SAS"):
-            s.require("AZURE_ACCOUNT_KEY")
-        copy("AZURE_ACCOUNT_KEY", "AZURE_ACCOUNT_SAS", "AZURE_ENDPOINT_SUFFIX")
-        options.extend(_connections("azure.connections", az.max_connections))
-    elif backend.swift is not None:
-        sw = backend.swift
-        if not sw.container:
-            raise InvalidBackend("spec.backend.swift.container is required")
-        repository = f"swift:{sw.container}:/{_prefix(sw.prefix)}"
-        copy(*_SWIFT_KEYS)
-        if not any(k in env for k in _SWIFT_ANCHORS):
-            raise MissingSecretKey(" or ".join(_SWIFT_ANCHORS), s.name, provider)
-    elif backend.b2 is not None:
-        b2 = backend.b2
-        if not b2.bucket:
-            raise InvalidBackend("spec.backend.b2.bucket is required")
-        repository = f"b2:{b2.bucket}:/{_prefix(b2.prefix)}"
-        env["B2_ACCOUNT_ID"] = s.require("B2_ACCOUNT_ID")
-        env["B2_ACCOUNT_KEY"] = s.require("B2_ACCOUNT_KEY")
-        options.extend(_connections("b2.connections", b2.max_connections))
-    elif backend.rest is not None:
-        if not backend.rest.url:
-            raise InvalidBackend("spec.backend.rest.url is required")
-        user, password = s.get("REST_SERVER_USERNAME"), s.get("REST_SERVER_PASSWORD")
-        if password and not user:
-            raise MissingSecretKey("REST_SERVER_USERNAME", s.name, provider)
-        repository = "rest:" + _rest_url(backend.rest.url, user, password)
-    else:  # pragma: no cover - provider() returned a name we do not know
+    build = _PROVIDERS.get(provider)
+    if build is None:  # pragma: no cover - provider() returned a name we do not know
         raise InvalidBackend(f"unsupported backend provider {provider!r}")
-
+    name = secret_name if secret_name is not None else (backend.storage_secret_name or "")
+    parts = _Parts(_Secret(secret, name, provider), PurePath(scratch_dir))
+    parts.env["RESTIC_PASSWORD"] = parts.secret.require("RESTIC_PASSWORD")
+    repository = build(backend, parts)
     if provider != "local":
-        ca = s.raw("CA_CERT_DATA")
+        ca = parts.secret.raw("CA_CERT_DATA")
         if ca:
-            files.append(TargetFile(CA_FILE, ca))
-            options.extend(("--cacert", str(scratch / CA_FILE)))
-    env["RESTIC_REPOSITORY"] = repository
-    secrets = tuple(dict.fromkeys(s.used))
+            parts.files.append(TargetFile(CA_FILE, ca))
+            parts.options.extend(("--cacert", str(parts.scratch / CA_FILE)))
+    parts.env["RESTIC_REPOSITORY"] = repository
     return ResticTarget(
         provider=provider,
         repository=repository,
         display=_display(repository),
-        env=env,
-        options=tuple(options),
-        files=tuple(files),
+        env=parts.env,
+        options=tuple(parts.options),
+        files=tuple(parts.files),
         secret_name=name,
-        secrets=secrets,
+        secrets=tuple(dict.fromkeys(parts.secret.used)),
     )
 
 

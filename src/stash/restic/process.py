@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from stash.kube.lines import read_lines
 from stash.restic.errors import (
     BackendAuthFailed,
     BackendUnreachable,
@@ -111,18 +112,6 @@ class RetryWatch:
         return None
 
 
-def split_lines(data: bytes) -> list[bytes]:
-    """`data` split at newlines; the last item is the unfinished rest. A rest longer than
-    `MAX_LINE` is cut into whole lines of that size, so no line grows without bound."""
-    parts = data.split(b"\n")
-    rest = parts.pop()
-    while len(rest) > MAX_LINE:
-        parts.append(rest[:MAX_LINE])
-        rest = rest[MAX_LINE:]
-    parts.append(rest)
-    return parts
-
-
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
@@ -138,6 +127,67 @@ async def _stop(proc: asyncio.subprocess.Process, grace: float) -> None:
             log.warning("restic pid %d ignored SIGTERM for %.0fs; killing it", proc.pid, grace)
             _signal_group(proc.pid, signal.SIGKILL)
             await proc.wait()
+
+
+class _Run:
+    """One started process: its output pumps, its stderr tail and why it was stopped."""
+
+    def __init__(
+        self, proc: asyncio.subprocess.Process, watch: RetryWatch | None, grace: float
+    ) -> None:
+        self.proc = proc
+        self.watch = watch
+        self.grace = grace
+        self.stdout = bytearray()
+        self.tail: deque[str] = deque()
+        self.tail_size = 0
+        self.aborted: list[ResticError] = []
+
+    def abort(self, error: ResticError) -> None:
+        """Stop the process group for `error`: SIGTERM, SIGKILL after the grace period."""
+        self.aborted.append(error)
+        _signal_group(self.proc.pid, signal.SIGTERM)
+
+        def kill_if_alive() -> None:
+            if self.proc.returncode is None:
+                _signal_group(self.proc.pid, signal.SIGKILL)
+
+        asyncio.get_running_loop().call_later(self.grace, kill_if_alive)
+
+    async def pump_stdout(self, on_line: LineHandler | None) -> None:
+        """Hand stdout over line by line, or keep it (bounded by `MAX_STDOUT`)."""
+        assert self.proc.stdout is not None
+        if on_line is not None:
+            async for line in read_lines(self.proc.stdout, limit=MAX_LINE, cut=True):
+                on_line(line)
+            return
+        while chunk := await self.proc.stdout.read(_CHUNK):
+            if len(self.stdout) + len(chunk) > MAX_STDOUT:
+                self.abort(ResticError(f"restic wrote more than {MAX_STDOUT >> 20} MiB to stdout"))
+                return
+            self.stdout.extend(chunk)
+
+    async def pump_stderr(self) -> None:
+        """Keep a bounded tail of stderr and let the retry watch judge each line."""
+        assert self.proc.stderr is not None
+        async for raw in read_lines(self.proc.stderr, limit=MAX_LINE, cut=True):
+            text = raw.decode(errors="replace")
+            self.tail.append(text)
+            self.tail_size += len(text) + 1
+            while self.tail_size > _STDERR_TAIL and len(self.tail) > 1:
+                self.tail_size -= len(self.tail.popleft()) + 1
+            if self.watch is not None and not self.aborted:
+                error = self.watch.feed(text)
+                if error is not None:
+                    self.abort(error)
+
+    async def feed_stdin(self, data: bytes) -> None:
+        """Write `data` to stdin and close it (a process that stops reading is fine)."""
+        assert self.proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.proc.stdin.write(data)
+            await self.proc.stdin.drain()
+        self.proc.stdin.close()
 
 
 async def run(
@@ -156,6 +206,8 @@ async def run(
     With `on_line`, stdout is handed over line by line and not kept. Cancelling the
     calling task stops the process group (see module docstring) before the
     cancellation propagates. If `watch` decides to stop restic, its error is raised.
+    With a `ledger`, the run is recorded while it lasts and kept when restic was
+    killed (its lock may remain).
     """
     proc = await asyncio.create_subprocess_exec(
         *argv,
@@ -168,68 +220,11 @@ async def run(
     )
     if ledger is not None:
         ledger.started(proc.pid)
-    stdout = bytearray()
-    tail: deque[str] = deque()
-    tail_size = 0
-    aborted: list[ResticError] = []
-    loop = asyncio.get_running_loop()
-
-    def abort(error: ResticError) -> None:
-        aborted.append(error)
-        _signal_group(proc.pid, signal.SIGTERM)
-
-        def kill_if_alive() -> None:
-            if proc.returncode is None:
-                _signal_group(proc.pid, signal.SIGKILL)
-
-        loop.call_later(grace, kill_if_alive)
-
-    async def pump_stdout() -> None:
-        assert proc.stdout is not None
-        pending = b""
-        while chunk := await proc.stdout.read(_CHUNK):
-            if on_line is None:
-                if len(stdout) + len(chunk) > MAX_STDOUT:
-                    abort(ResticError(f"restic wrote more than {MAX_STDOUT >> 20} MiB to stdout"))
-                    return
-                stdout.extend(chunk)
-                continue
-            *lines, pending = split_lines(pending + chunk)
-            for line in lines:
-                on_line(line)
-        if pending and on_line is not None:
-            on_line(pending)
-
-    async def pump_stderr() -> None:
-        nonlocal tail_size
-        assert proc.stderr is not None
-        pending = b""
-        while chunk := await proc.stderr.read(_CHUNK):
-            *lines, pending = split_lines(pending + chunk)
-            for raw in lines:
-                text = raw.decode(errors="replace")
-                tail.append(text)
-                tail_size += len(text) + 1
-                while tail_size > _STDERR_TAIL and len(tail) > 1:
-                    tail_size -= len(tail.popleft()) + 1
-                if watch is not None and not aborted:
-                    error = watch.feed(text)
-                    if error is not None:
-                        abort(error)
-        if pending:
-            tail.append(pending.decode(errors="replace"))
-
-    async def feed_stdin() -> None:
-        assert proc.stdin is not None and stdin is not None
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            proc.stdin.write(stdin)
-            await proc.stdin.drain()
-        proc.stdin.close()
-
+    running = _Run(proc, watch, grace)
     try:
-        jobs = [pump_stdout(), pump_stderr()]
+        jobs = [running.pump_stdout(on_line), running.pump_stderr()]
         if stdin is not None:
-            jobs.append(feed_stdin())
+            jobs.append(running.feed_stdin(stdin))
         await asyncio.gather(*jobs)
         exit_code = await proc.wait()
     except BaseException:
@@ -245,6 +240,6 @@ async def run(
         _signal_group(proc.pid, signal.SIGKILL)
         if ledger is not None and proc.returncode is not None and proc.returncode >= 0:
             ledger.ended(proc.pid)  # exited by itself (or on SIGTERM): lock released
-    if aborted:
-        raise aborted[0]
-    return Completed(exit_code, bytes(stdout), "\n".join(tail))
+    if running.aborted:
+        raise running.aborted[0]
+    return Completed(exit_code, bytes(running.stdout), "\n".join(running.tail))

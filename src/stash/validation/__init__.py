@@ -4,11 +4,11 @@ What it is for: pure functions that say what is wrong with an object — a field
 a message a person can act on — plus warnings for things that are allowed but probably
 not meant. The validating webhook answers with them; the reconcilers use the same
 functions to mark an object `Invalid` when it got past the webhook (webhook down, or
-created before it was installed). `validate(obj, old, context)` takes raw JSON and picks
+created before it was installed). `validate(obj, old, facts)` takes raw JSON and picks
 the rules by kind; the `validate_<kind>` functions take parsed models.
 
 Not for: I/O. Facts that live outside the object (the Repository an invoker uses, the
-labels of its namespace) come in through `Context`; when absent, those checks are skipped.
+labels of its namespace) come in through `ValidationFacts`; when absent, those checks are skipped.
 Schema-level checks (types, required fields) are the CRD's job and are repeated here only
 as far as parsing into the models needs.
 """
@@ -42,11 +42,11 @@ from stash.validation.kinds import (
     validate_restore_session,
     validate_task,
 )
-from stash.validation.report import Context, Verdict, Violation
+from stash.validation.report import ValidationFacts, Verdict, Violation
 from stash.validation.scalars import parse_duration, schedule_problem
 
 __all__ = [
-    "Context",
+    "ValidationFacts",
     "Verdict",
     "Violation",
     "parse_duration",
@@ -97,7 +97,7 @@ _RULES: dict[str, tuple[type[BaseModel], Callable[..., Verdict], bool]] = {
 def validate(
     obj: Mapping[str, Any],
     old: Mapping[str, Any] | None = None,
-    context: Context | None = None,
+    facts: ValidationFacts | None = None,
 ) -> Verdict:
     """Validate a raw Stash object (by its `kind`); `old` is the stored one on UPDATE.
 
@@ -108,13 +108,13 @@ def validate(
     rule = _RULES.get(kind)
     if rule is None:
         return Verdict()
-    model, check, takes_context = rule
+    model, check, takes_facts = rule
     parsed = _parse(model, obj)
     if isinstance(parsed, list):
         return Verdict(tuple(parsed))
     previous = _parse(model, old) if old is not None else None
     if isinstance(previous, list):
         previous = None  # a stored object we cannot parse cannot constrain the update
-    if takes_context:
-        return check(parsed, previous, context)
+    if takes_facts:
+        return check(parsed, previous, facts)
     return check(parsed, previous)

@@ -17,7 +17,7 @@ from stash.api.restoresession import RestoreTargetSpec
 from stash.contract.names import TMP_MOUNT
 from stash.contract.workloads import runs_in_workload
 from stash.restic.flags import extra_args_problem
-from stash.validation.report import Context, Report
+from stash.validation.report import Report, ValidationFacts
 from stash.validation.scalars import parse_duration, schedule_problem
 
 
@@ -95,10 +95,10 @@ def _under(path: str, root: str) -> bool:
 
 
 def check_volume_mounts(
-    r: Report, path: str, mounts: Sequence[Any] | None, context: Context
+    r: Report, path: str, mounts: Sequence[Any] | None, facts: ValidationFacts
 ) -> None:
     seen: dict[str, int] = {}
-    local_path = _local_mount_path(context.repository)
+    local_path = _local_mount_path(facts.repository)
     for i, mount in enumerate(mounts or []):
         mp = mount.mount_path.rstrip("/") or "/"
         at = f"{path}[{i}].mountPath"
@@ -139,8 +139,8 @@ def check_cross_namespace(
         )
 
 
-def check_usage_policy(r: Report, path: str, namespace: str | None, context: Context) -> None:
-    repo = context.repository
+def check_usage_policy(r: Report, path: str, namespace: str | None, facts: ValidationFacts) -> None:
+    repo = facts.repository
     if repo is None or not namespace:
         return
     repo_ns = repo.metadata.namespace
@@ -151,10 +151,10 @@ def check_usage_policy(r: Report, path: str, namespace: str | None, context: Con
     if mode == "All" or (mode == "Same" and repo_ns == namespace):
         return
     if mode == "Selector":
-        if context.namespace_labels is None:
+        if facts.namespace_labels is None:
             return
         selector = allowed.selector if allowed else None
-        if selector is not None and _selector_matches(selector.to_wire(), context.namespace_labels):
+        if selector is not None and _selector_matches(selector.to_wire(), facts.namespace_labels):
             return
     r.error(
         path,
@@ -211,7 +211,7 @@ def check_backup_template(
     spec: BackupConfigurationTemplateSpec,
     namespace: str | None,
     driver: str | None,
-    context: Context,
+    facts: ValidationFacts,
 ) -> None:
     task_name = spec.task.name if spec.task else None
     target = spec.target
@@ -239,7 +239,7 @@ def check_backup_template(
             _under(p, m.mount_path) for m in target.volume_mounts
         ):
             r.warn(f'{path}.target.paths[{i}] "{p}" is not under any of target.volumeMounts')
-    check_volume_mounts(r, f"{path}.target.volumeMounts", target.volume_mounts, context)
+    check_volume_mounts(r, f"{path}.target.volumeMounts", target.volume_mounts, facts)
     check_restic_args(r, f"{path}.target.args", "backup", target.args)
     ref_namespace = ref.namespace if ref else None
     check_cross_namespace(
@@ -254,7 +254,7 @@ def check_restore_template(
     spec: RestoreTargetSpec,
     namespace: str | None,
     driver: str | None,
-    context: Context,
+    facts: ValidationFacts,
 ) -> None:
     task_name = spec.task.name if spec.task else None
     target = spec.target
@@ -269,7 +269,7 @@ def check_restore_template(
     kind = ref.kind if ref else None
     if runs_in_workload(driver, task_name, kind) and not target.volume_mounts:
         r.error(f"{path}.target.volumeMounts", f"mount the volume(s) to restore into the {kind}")
-    check_volume_mounts(r, f"{path}.target.volumeMounts", target.volume_mounts, context)
+    check_volume_mounts(r, f"{path}.target.volumeMounts", target.volume_mounts, facts)
     check_rules(r, f"{path}.target.rules", target.rules)
     check_restic_args(r, f"{path}.target.args", "restore", target.args)
     ref_namespace = ref.namespace if ref else None

@@ -29,16 +29,16 @@ from stash.validation.checks import (
     check_schedule,
     check_usage_policy,
 )
-from stash.validation.report import Context, Report, Verdict
+from stash.validation.report import Report, ValidationFacts, Verdict
 
 
 def validate_backup_configuration(
     bc: BackupConfiguration,
     old: BackupConfiguration | None = None,
-    context: Context | None = None,
+    facts: ValidationFacts | None = None,
 ) -> Verdict:
     """Rules for a BackupConfiguration (§1.3); `old` is the stored object on UPDATE."""
-    ctx = context or Context()
+    known = facts or ValidationFacts()
     r = Report()
     spec = bc.spec
     if spec is None:
@@ -49,14 +49,14 @@ def validate_backup_configuration(
     check_repository_ref(
         r, "spec.repository.name", spec.repository.name if spec.repository else None, spec.driver
     )
-    check_backup_template(r, "spec", spec, ns, spec.driver, ctx)
+    check_backup_template(r, "spec", spec, ns, spec.driver, known)
     check_retention(r, "spec.retentionPolicy", spec.retention_policy)
     check_non_negative(r, "spec.backupHistoryLimit", spec.backup_history_limit)
     check_duration(r, "spec.timeOut", spec.time_out)
     if spec.retry_config:
         check_non_negative(r, "spec.retryConfig.maxRetry", spec.retry_config.max_retry)
         check_duration(r, "spec.retryConfig.delay", spec.retry_config.delay, positive=False)
-    check_usage_policy(r, "spec.repository", ns, ctx)
+    check_usage_policy(r, "spec.repository", ns, known)
     was_ready = old is not None and old.status is not None and old.status.phase == "Ready"
     if was_ready and old is not None and old.spec is not None and old.spec.target != spec.target:
         r.error(
@@ -68,10 +68,10 @@ def validate_backup_configuration(
 
 
 def validate_restore_session(
-    rs: RestoreSession, old: RestoreSession | None = None, context: Context | None = None
+    rs: RestoreSession, old: RestoreSession | None = None, facts: ValidationFacts | None = None
 ) -> Verdict:
     """Rules for a RestoreSession (§1.5, rules §1.1)."""
-    ctx = context or Context()
+    known = facts or ValidationFacts()
     r = Report()
     spec = rs.spec
     if spec is None:
@@ -81,7 +81,7 @@ def validate_restore_session(
     check_repository_ref(
         r, "spec.repository.name", spec.repository.name if spec.repository else None, spec.driver
     )
-    check_restore_template(r, "spec", spec, ns, spec.driver, ctx)
+    check_restore_template(r, "spec", spec, ns, spec.driver, known)
     if spec.rules:
         if spec.target is not None and spec.target.rules:
             r.error(
@@ -90,7 +90,7 @@ def validate_restore_session(
             )
         check_rules(r, "spec.rules", spec.rules)
     check_duration(r, "spec.timeOut", spec.time_out)
-    check_usage_policy(r, "spec.repository", ns, ctx)
+    check_usage_policy(r, "spec.repository", ns, known)
     return r.verdict()
 
 
@@ -136,10 +136,10 @@ def validate_backup_session(bs: BackupSession, old: BackupSession | None = None)
 
 
 def validate_backup_batch(
-    batch: BackupBatch, old: BackupBatch | None = None, context: Context | None = None
+    batch: BackupBatch, old: BackupBatch | None = None, facts: ValidationFacts | None = None
 ) -> Verdict:
     """Rules for a BackupBatch (§1.6): each member as a BackupConfiguration target."""
-    ctx = context or Context()
+    known = facts or ValidationFacts()
     r = Report()
     spec = batch.spec
     if spec is None:
@@ -150,7 +150,7 @@ def validate_backup_batch(
         r.error("spec.members", "at least one member is required")
     aliases: dict[str, int] = {}
     for i, member in enumerate(spec.members or []):
-        check_backup_template(r, f"spec.members[{i}]", member, ns, spec.driver, ctx)
+        check_backup_template(r, f"spec.members[{i}]", member, ns, spec.driver, known)
         alias = (member.target.alias if member.target else None) or ""
         if alias in aliases:
             r.warn(
@@ -166,15 +166,15 @@ def validate_backup_batch(
     check_non_negative(r, "spec.backupHistoryLimit", spec.backup_history_limit)
     check_duration(r, "spec.timeOut", spec.time_out)
     check_hooks(r, "spec.hooks", spec.hooks)
-    check_usage_policy(r, "spec.repository", ns, ctx)
+    check_usage_policy(r, "spec.repository", ns, known)
     return r.verdict()
 
 
 def validate_restore_batch(
-    batch: RestoreBatch, old: RestoreBatch | None = None, context: Context | None = None
+    batch: RestoreBatch, old: RestoreBatch | None = None, facts: ValidationFacts | None = None
 ) -> Verdict:
     """Rules for a RestoreBatch (§1.6): each member as a RestoreSession target."""
-    ctx = context or Context()
+    known = facts or ValidationFacts()
     r = Report()
     spec = batch.spec
     if spec is None:
@@ -184,13 +184,13 @@ def validate_restore_batch(
     if not spec.members:
         r.error("spec.members", "at least one member is required")
     for i, member in enumerate(spec.members or []):
-        check_restore_template(r, f"spec.members[{i}]", member, ns, spec.driver, ctx)
+        check_restore_template(r, f"spec.members[{i}]", member, ns, spec.driver, known)
     check_repository_ref(
         r, "spec.repository.name", spec.repository.name if spec.repository else None, spec.driver
     )
     check_duration(r, "spec.timeOut", spec.time_out)
     check_hooks(r, "spec.hooks", spec.hooks)
-    check_usage_policy(r, "spec.repository", ns, ctx)
+    check_usage_policy(r, "spec.repository", ns, known)
     return r.verdict()
 
 

@@ -1,4 +1,5 @@
-"""What validation produces: violations (refuse), warnings (allow, but say so), context.
+"""What validation produces, violations (refuse) and warnings (allow, but say so), and
+what it is given: `ValidationFacts`, the facts from outside the object some rules need.
 
 Not for: the rules themselves (`checks`, `kinds`).
 """
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 
 from stash.api import Repository
 
-__all__ = ["Context", "Report", "Verdict", "Violation"]
+__all__ = ["Report", "ValidationFacts", "Verdict", "Violation"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Verdict:
 
 
 @dataclass(frozen=True)
-class Context:
+class ValidationFacts:
     """Facts from outside the object that some rules need; unknown facts skip the rule."""
 
     repository: Repository | None = None

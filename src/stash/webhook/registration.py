@@ -47,6 +47,9 @@ __all__ = [
     "unregister",
 ]
 
+#: The server-side-apply field manager of the webhook configurations.
+FIELD_MANAGER = "stash-webhook"
+
 MUTATING = Resource(
     "admissionregistration.k8s.io",
     "v1",
@@ -109,16 +112,24 @@ _VALIDATED = tuple(
 
 
 def _namespace_selector(settings: OperatorSettings) -> JSON:
-    return {
-        "matchExpressions": [
+    expressions: list[JSON] = [
+        {
+            "key": "kubernetes.io/metadata.name",
+            "operator": "NotIn",
+            "values": sorted({"kube-system", settings.namespace}),
+        },
+        {"key": OPT_OUT_LABEL, "operator": "NotIn", "values": ["disabled"]},
+    ]
+    if settings.watch_namespace:
+        # An operator that watches one namespace answers for that namespace only.
+        expressions.append(
             {
                 "key": "kubernetes.io/metadata.name",
-                "operator": "NotIn",
-                "values": sorted({"kube-system", settings.namespace}),
-            },
-            {"key": OPT_OUT_LABEL, "operator": "NotIn", "values": ["disabled"]},
-        ]
-    }
+                "operator": "In",
+                "values": [settings.watch_namespace],
+            }
+        )
+    return {"matchExpressions": expressions}
 
 
 def _client_config(
@@ -263,28 +274,15 @@ def render_yaml(config: JSON) -> str:
     return _HEADER + yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
 
 
-async def _apply(kube: Kube, res: Resource, obj: JSON) -> None:
-    try:
-        current = await kube.get(res, obj["metadata"]["name"])
-    except NotFound:
-        await kube.create(res, obj)
-        return
-    obj = {
-        **obj,
-        "metadata": {**obj["metadata"], "resourceVersion": current["metadata"]["resourceVersion"]},
-    }
-    await kube.replace(res, obj)
-
-
 async def register(
     kube: Kube, mutating: JSON | None, validating: JSON | None, settings: OperatorSettings
 ) -> None:
-    """Create or replace both configurations; delete the ones that are disabled."""
+    """Apply both configurations (ours: forced); delete the ones that are disabled."""
     for res, obj in ((MUTATING, mutating), (VALIDATING, validating)):
         if obj is None:
             await kube.delete(res, settings.webhook_config_name)
         else:
-            await _apply(kube, res, obj)
+            await kube.apply(res, obj, field_manager=FIELD_MANAGER, force=True)
 
 
 async def publish_ca_bundle(kube: Kube, settings: OperatorSettings, ca_bundle: bytes) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from stash.api import Repository
-from stash.validation import Context, Verdict, validate
+from stash.validation import ValidationFacts, Verdict, validate
 from stash.webhook.lookup import Lookup
 from stash.webhook.review import AdmissionRequest
 
@@ -30,15 +30,15 @@ def _spec(obj: Mapping[str, Any] | None) -> Any:
 
 async def _context(
     obj: Mapping[str, Any], namespace: str, lookup: Lookup
-) -> tuple[Context, tuple[str, ...]]:
+) -> tuple[ValidationFacts, tuple[str, ...]]:
     """The Repository (when it is in another namespace) and the invoker namespace's labels."""
     spec = _spec(obj)
     ref = spec.get("repository") if isinstance(spec, dict) else None
     if not isinstance(ref, dict) or not isinstance(ref.get("name"), str):
-        return Context(), ()
+        return ValidationFacts(), ()
     repo_ns = ref.get("namespace") or namespace
     if not isinstance(repo_ns, str) or repo_ns == namespace:
-        return Context(), ()  # a Repository may always be used from its own namespace
+        return ValidationFacts(), ()  # a Repository may always be used from its own namespace
     try:
         repository: Repository | None = await lookup.repository(repo_ns, ref["name"])
         labels = None
@@ -47,8 +47,8 @@ async def _context(
         if allowed is not None and allowed.from_ == "Selector":
             labels = await lookup.namespace_labels(namespace)
     except Exception as exc:
-        return Context(), (f"stash: could not check the Repository's usage policy: {exc}",)
-    return Context(repository=repository, namespace_labels=labels), ()
+        return ValidationFacts(), (f"stash: could not check the Repository's usage policy: {exc}",)
+    return ValidationFacts(repository=repository, namespace_labels=labels), ()
 
 
 async def validate_request(req: AdmissionRequest, lookup: Lookup) -> Verdict:
@@ -68,7 +68,7 @@ async def validate_request(req: AdmissionRequest, lookup: Lookup) -> Verdict:
         # Metadata-only updates (labels, finalizers) are not judged again: rules may have
         # become stricter since the object was admitted, and it must stay manageable.
         return Verdict()
-    context: Context = Context()
+    context: ValidationFacts = ValidationFacts()
     warnings: tuple[str, ...] = ()
     if obj["kind"] in _USES_REPOSITORY:
         context, warnings = await _context(obj, req.namespace, lookup)

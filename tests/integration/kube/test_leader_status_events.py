@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import io
+import json
+import logging
 
 import pytest
 
@@ -13,6 +16,7 @@ from stash.kube.client import Kube, Resource
 from stash.kube.events import EVENTS, WARNING, EventRecorder
 from stash.kube.leader import LEASES, LeaderElector
 from stash.kube.status import update_status
+from stash.logs import JsonFormatter, KeyFilter, log_key
 from tests.support.cluster import eventually
 
 pytestmark = pytest.mark.cluster
@@ -138,3 +142,31 @@ async def test_repeated_event_is_counted(rawkube: Kube, namespace: str) -> None:
 
 async def _v(value: bool) -> bool:
     return value
+
+
+async def test_a_warning_is_one_call_for_the_event_and_the_log_line(
+    rawkube: Kube, namespace: str
+) -> None:
+    cm = await rawkube.create(CONFIGMAPS, {"metadata": {"name": "w"}}, namespace)
+    cm.update(apiVersion="v1", kind="ConfigMap")
+    rec = EventRecorder(rawkube, "stash-test")
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(KeyFilter())
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("stash.kube.events")
+    logger.addHandler(handler)
+    try:
+        with log_key("test/w"):
+            await rec.warn(cm, "RepositoryInvalid", "bucket missing")
+    finally:
+        logger.removeHandler(handler)
+    events = (await rawkube.list(EVENTS, namespace))["items"]
+    ours = [(e["type"], e["message"]) for e in events if e["reason"] == "RepositoryInvalid"]
+    assert ours == [("Warning", "bucket missing")]
+    line = json.loads(out.getvalue())
+    assert (line["level"], line["message"], line["key"]) == (
+        "WARNING",
+        f"ConfigMap {namespace}/w: RepositoryInvalid: bucket missing",
+        "test/w",
+    )

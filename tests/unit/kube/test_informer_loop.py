@@ -55,7 +55,8 @@ async def test_gone_relists_and_reports_what_changed_meanwhile() -> None:
     server.objects = {"a": _obj("a", "1"), "b": _obj("b", "2")}
     changed = asyncio.Event()
     server.watches = [(changed, Gone(410, "Expired", "too old"))]
-    inf = Informer(server, RES, resync_period=0)  # type: ignore[arg-type]
+    failed: list[Resource] = []
+    inf = Informer(server, RES, resync_period=0, on_failure=failed.append)  # type: ignore[arg-type]
     seen: list[tuple[str, str]] = []
     inf.add_handler(lambda k, o, old: seen.append((k, o["metadata"]["name"])))
     task = asyncio.create_task(inf.run())
@@ -74,6 +75,7 @@ async def test_gone_relists_and_reports_what_changed_meanwhile() -> None:
     assert ("DELETED", "b") in seen and ("ADDED", "c") in seen
     assert seen.count(("ADDED", "a")) == 1, "an unchanged object is not re-announced"
     assert "managedFields" not in inf.get("ns/a")["metadata"]  # type: ignore[index]
+    assert failed == [], "an expired resourceVersion is no failure"
 
 
 async def test_watch_events_update_cache_and_errors_back_off_then_relist() -> None:
@@ -86,7 +88,14 @@ async def test_watch_events_update_cache_and_errors_back_off_then_relist() -> No
         ],
         KubeError(500, "InternalError", "boom"),
     ]
-    inf = Informer(server, RES, resync_period=0, max_backoff=0.01)  # type: ignore[arg-type]
+    failed: list[str] = []
+    inf = Informer(
+        server,  # type: ignore[arg-type]
+        RES,
+        resync_period=0,
+        max_backoff=0.01,
+        on_failure=lambda res: failed.append(res.plural),
+    )
     task = asyncio.create_task(inf.run())
     for _ in range(200):
         if server.list_calls >= 2:
@@ -95,3 +104,4 @@ async def test_watch_events_update_cache_and_errors_back_off_then_relist() -> No
     task.cancel()
     assert server.list_calls == 2, "an error is followed by a fresh list"
     assert inf.restarts >= 2
+    assert failed == ["configmaps"], "the watch that simply ended is no failure"

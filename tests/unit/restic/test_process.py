@@ -9,13 +9,7 @@ import pytest
 
 from stash.restic import process
 from stash.restic.errors import ResticError
-from stash.restic.process import MAX_LINE, run, split_lines
-
-
-def test_split_lines_keeps_the_unfinished_rest_and_cuts_overlong_ones() -> None:
-    assert split_lines(b"a\nb\nrest") == [b"a", b"b", b"rest"]
-    parts = split_lines(b"x" * (2 * MAX_LINE + 5))
-    assert [len(p) for p in parts] == [MAX_LINE, MAX_LINE, 5]
+from stash.restic.process import MAX_LINE, run
 
 
 async def test_a_line_without_end_reaches_the_handler_in_bounded_pieces() -> None:

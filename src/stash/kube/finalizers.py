@@ -1,9 +1,13 @@
 """Add and remove finalizers with optimistic concurrency (a merge patch that carries the
-resourceVersion it read, so a concurrent change is retried, not overwritten)."""
+resourceVersion it read, so a concurrent change is retried, not overwritten).
+
+Used by the object-reconciler adapter (`stash.kube.controller.as_reconciler`). Not for:
+deciding what must happen before a finalizer goes (the reconciler's `finalize` hook).
+"""
 
 from __future__ import annotations
 
-from stash.kube.client import JSON, Conflict, Kube, NotFound, Resource
+from stash.kube.client import JSON, Kube, NotFound, Resource
 
 
 async def ensure_finalizer(kube: Kube, res: Resource, obj: JSON, finalizer: str) -> JSON:
@@ -37,5 +41,3 @@ async def remove_finalizer(kube: Kube, res: Resource, obj: JSON, finalizer: str)
         await kube.patch(res, meta["name"], patch, meta.get("namespace"))
     except NotFound:
         return
-    except Conflict:
-        raise

@@ -1,0 +1,384 @@
+"""What the operator provisions so that a backup or restore can run (§5.4 step 6, §5.5,
+§5.6): the agent's RBAC for workload targets (the sidecar / init-container runs the
+work), and Jobs (with their PVCs) for job-model targets.
+
+The thing that runs the work is the *executor* (upstream's word, as in the conditions
+`BackupExecutorEnsured` / `RestoreExecutorEnsured`); its code is `stash.agent`. Each
+`ensure_*` here is idempotent (an existing Job or binding is success) and answers
+(ok, message) for those conditions, so a missing Task or Function becomes a condition a
+person can act on, not a crash. Not for: building the Job (`jobs`, pure).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from stash.api import GROUP, BackupConfiguration, BackupSession, Repository, RestoreSession
+from stash.api.common import (
+    BackupTarget,
+    PodRuntimeSettings,
+    RestoreTarget,
+    Rule,
+    RuntimeSettings,
+    TargetRef,
+    TaskRef,
+)
+from stash.api.k8s import PersistentVolumeClaimTemplate
+from stash.api.restoresession import RestoreSessionSpec
+from stash.contract.rbac import agent_cluster_roles
+from stash.contract.resources import FUNCTIONS, TASKS
+from stash.contract.workloads import execution_model
+from stash.controllers.context import ControllerContext
+from stash.controllers.jobs import build_job, envsubst, job_name
+from stash.inject.pod import pod_spec_of
+from stash.kube.client import JSON, Conflict, KubeError, NotFound
+from stash.kube.resources import CLUSTERROLES, JOBS, PVCS, ROLEBINDINGS, SERVICEACCOUNTS
+from stash.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+AGENT_SERVICE_ACCOUNT = "stash-agent"
+#: The server-side-apply field manager of what the operator applies.
+FIELD_MANAGER = "stash-operator"
+
+
+def is_job_model(invoker: BackupConfiguration | RestoreSession) -> bool:
+    """Whether a Job runs the invoker's work (`execution_model` is `job`): a Task is
+    named, or the target is not a workload, and the driver is restic."""
+    spec = invoker.spec
+    if spec is None:
+        return execution_model(None, None, None) == "job"
+    ref = spec.target.ref if spec.target else None
+    task = spec.task.name if spec.task else None
+    return execution_model(spec.driver, task, ref.kind if ref else None) == "job"
+
+
+async def install_cluster_roles(ctx: ControllerContext) -> None:
+    """Apply the agent ClusterRoles (stash-sidecar, stash-backup-job, ...): ours, so forced."""
+    for role in agent_cluster_roles():
+        await ctx.kube.apply(CLUSTERROLES, role, field_manager=FIELD_MANAGER, force=True)
+
+
+async def ensure_binding(ctx: ControllerContext, ns: str, sa: str, cluster_role: str) -> None:
+    """RoleBinding `<cluster_role>-<sa>` in `ns` granting `cluster_role` to ServiceAccount `sa`."""
+    body = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {
+            "name": f"{cluster_role}-{sa}"[:253],
+            "labels": {"app.kubernetes.io/managed-by": GROUP},
+        },
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": cluster_role,
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}],
+    }
+    with contextlib.suppress(Conflict):
+        await ctx.kube.create(ROLEBINDINGS, body, ns)
+
+
+async def _ensure_service_account(ctx: ControllerContext, ns: str, name: str) -> None:
+    with contextlib.suppress(Conflict):
+        await ctx.kube.create(SERVICEACCOUNTS, {"metadata": {"name": name}}, ns)
+
+
+def _image_inputs(settings: OperatorSettings) -> dict[str, str]:
+    return {
+        "STASH_DOCKER_REGISTRY": settings.docker_registry,
+        "STASH_DOCKER_IMAGE": settings.image,
+        "STASH_IMAGE_TAG": settings.image_tag,
+        "PROMETHEUS_PUSHGATEWAY_URL": settings.pushgateway_url or "",
+    }
+
+
+def _first(spec: object, *fields: str) -> str:
+    """The first of `fields` that the provider's spec sets, as text ("" when none)."""
+    return next((str(v) for f in fields if (v := getattr(spec, f, None))), "")
+
+
+def repository_inputs(repo: Repository | None) -> dict[str, str]:
+    """§5.5 repository variables from a Repository."""
+    if repo is None:
+        return {}
+    backend = repo.spec.backend if repo.spec else None
+    provider = backend.provider() if backend else ""
+    where = getattr(backend, provider) if backend and provider else None
+    ns = str(repo.metadata.namespace)
+    return {
+        "REPOSITORY_NAME": str(repo.metadata.name),
+        "REPOSITORY_NAMESPACE": ns,
+        "REPOSITORY_PROVIDER": provider,
+        "REPOSITORY_BUCKET": _first(where, "bucket", "container"),
+        "REPOSITORY_PREFIX": _first(where, "prefix"),
+        "REPOSITORY_ENDPOINT": _first(where, "endpoint", "url"),
+        "REPOSITORY_REGION": _first(where, "region"),
+        "REPOSITORY_INSECURE_TLS": str(bool(getattr(where, "insecure_tls", None))).lower(),
+        "REPOSITORY_SECRET_NAME": (backend.storage_secret_name if backend else None) or "",
+        "REPOSITORY_SECRET_NAMESPACE": ns,
+        "MAX_CONNECTIONS": _first(where, "max_connections") or "0",
+    }
+
+
+def target_inputs(target: BackupTarget | RestoreTarget | None, ns: str) -> dict[str, str]:
+    """§5.5 target variables from a BackupTarget / RestoreTarget."""
+    ref = (target.ref if target else None) or TargetRef()
+    mounts = (target.volume_mounts if target else None) or []
+    backup = target if isinstance(target, BackupTarget) else None
+    paths = (backup.paths if backup else None) or []
+    return {
+        "TARGET_KIND": ref.kind or "",
+        "TARGET_NAME": ref.name or "",
+        "TARGET_NAMESPACE": ref.namespace or ns,
+        "TARGET_PATHS": ",".join(paths) or "/stash-data",
+        "TARGET_MOUNT_PATH": mounts[0].mount_path if mounts else "/stash-data",
+        "EXCLUDE_PATTERNS": ",".join((backup.exclude if backup else None) or []),
+        "DRIVER_ARGS": " ".join((target.args if target else None) or []),
+    }
+
+
+def _rule_inputs(rules: list[Rule]) -> dict[str, str]:
+    """§5.5 restore variables from the rule for hosts not named by any other rule."""
+    rule = next((r for r in rules if not r.target_hosts), rules[0] if rules else Rule())
+    return {
+        "SOURCE_HOSTNAME": rule.source_host or "",
+        "RESTORE_PATHS": ",".join(rule.paths or []),
+        "RESTORE_SNAPSHOTS": ",".join(rule.snapshots or []),
+        "INCLUDE_PATTERNS": ",".join(rule.include or []),
+        "EXCLUDE_PATTERNS": ",".join(rule.exclude or []),
+    }
+
+
+async def _task_and_functions(
+    ctx: ControllerContext, task_name: str
+) -> tuple[JSON, dict[str, JSON]]:
+    try:
+        task = await ctx.kube.get(TASKS, task_name)
+    except NotFound:
+        raise LookupError(f"Task {task_name} does not exist") from None
+    functions: dict[str, JSON] = {}
+    for step in (task.get("spec") or {}).get("steps") or []:
+        try:
+            functions[step["name"]] = await ctx.kube.get(FUNCTIONS, step["name"])
+        except NotFound:
+            raise LookupError(
+                f"Function {step['name']} (a step of Task {task_name}) does not exist"
+            ) from None
+    return task, functions
+
+
+async def ensure_backup_executor(
+    ctx: ControllerContext,
+    session: BackupSession,
+    invoker: BackupConfiguration,
+    ref: TargetRef,
+    index: int,
+) -> tuple[bool, str]:
+    """Make sure something will back up target `index` (`ref`) of `session`."""
+    ns, name = str(session.metadata.namespace), str(session.metadata.name)
+    spec = invoker.spec
+    if spec is None:
+        return False, f"BackupConfiguration {ns}/{invoker.metadata.name} has no spec"
+    if not is_job_model(invoker):
+        sa = await workload_service_account(ctx, ref, ns)
+        await ensure_binding(ctx, ns, sa, "stash-sidecar")
+        return True, f"the stash sidecar in {ref.kind} {ns}/{ref.name} runs this backup"
+    try:
+        task, functions = await _task_and_functions(ctx, _task_name(spec.task, "pvc-backup"))
+    except LookupError as exc:
+        return False, str(exc)
+    runtime = spec.runtime_settings or RuntimeSettings()
+    pod = runtime.pod or PodRuntimeSettings()
+    sa = await _agent_account(ctx, ns, pod, "stash-backup-job")
+    retention = spec.retention_policy
+    inputs = {
+        **repository_inputs(ctx.repository(spec.repository, ns)),
+        **target_inputs(spec.target, ns),
+        **_image_inputs(ctx.settings),
+        "NAMESPACE": ns,
+        "BACKUP_SESSION": name,
+        "INVOKER_KIND": invoker.kind,
+        "INVOKER_NAME": str(invoker.metadata.name),
+        "HOSTNAME": (spec.target.alias if spec.target else None) or "host-0",
+        "ENABLE_CACHE": str(not (spec.temp_dir and spec.temp_dir.disable_caching)).lower(),
+        "RETENTION_KEEP_LAST": str(retention.keep_last or 0),
+        "RETENTION_PRUNE": str(bool(retention.prune)).lower(),
+        "RETENTION_DRY_RUN": str(bool(retention.dry_run)).lower(),
+    }
+    job = job_name("stash-backup", name, index)
+    ok, message = await _submit_job(
+        ctx,
+        ns,
+        dict(
+            name=job,
+            namespace=ns,
+            task=task,
+            functions=functions,
+            inputs=inputs,
+            invoker_params=_task_params(spec.task),
+            labels=dict(session.metadata.labels or {}),
+            owner=_owner(session),
+            service_account=sa,
+            run_as_user=_run_as(pod, 65535),
+            pod_settings={
+                "nodeSelector": pod.node_selector,
+                "tolerations": pod.tolerations,
+                "affinity": pod.affinity,
+            },
+            container_settings=runtime.container.to_wire() if runtime.container else None,
+        ),
+    )
+    if not ok:
+        return False, message
+    return True, f"Job {ns}/{job} runs this backup"
+
+
+async def ensure_restore_executor(
+    ctx: ControllerContext, rs: RestoreSession
+) -> tuple[bool, str, int]:
+    """Jobs (and PVCs from volumeClaimTemplates) for a job-model RestoreSession; returns
+    (ok, message, hosts)."""
+    ns, name = str(rs.metadata.namespace), str(rs.metadata.name)
+    spec = rs.spec or RestoreSessionSpec()
+    target = spec.target or RestoreTarget()
+    templates = target.volume_claim_templates or []
+    replicas = int(target.replicas or 1) if templates else 1
+    try:
+        task, functions = await _task_and_functions(ctx, _task_name(spec.task, "pvc-restore"))
+    except LookupError as exc:
+        return False, str(exc), replicas
+    runtime = spec.runtime_settings or RuntimeSettings()
+    pod = runtime.pod or PodRuntimeSettings()
+    sa = await _agent_account(ctx, ns, pod, "stash-restore-job")
+    common = {
+        **repository_inputs(ctx.repository(spec.repository, ns)),
+        **target_inputs(target, ns),
+        **_image_inputs(ctx.settings),
+        "NAMESPACE": ns,
+        "RESTORE_SESSION": name,
+        "INVOKER_KIND": "RestoreSession",
+        "INVOKER_NAME": name,
+        **_rule_inputs(target.rules or spec.rules or []),
+        "TARGET_APP_REPLICAS": str(replicas),
+    }
+    for ordinal in range(replicas):
+        claim = await _create_claims(ctx, rs, templates, ordinal)
+        if templates:
+            host = f"{target.alias}-{ordinal}" if target.alias else f"host-{ordinal}"
+        else:
+            host = target.alias or "host-0"
+        inputs = {
+            **common,
+            "TARGET_NAME": claim or ((target.ref.name if target.ref else None) or ""),
+            "HOSTNAME": host,
+            "POD_ORDINAL": str(ordinal),
+        }
+        ok, message = await _submit_job(
+            ctx,
+            ns,
+            dict(
+                name=job_name("stash-restore", name, 0, ordinal if templates else None),
+                namespace=ns,
+                task=task,
+                functions=functions,
+                inputs=inputs,
+                invoker_params=_task_params(spec.task),
+                labels={
+                    "app.kubernetes.io/component": "stash-restore",
+                    "app.kubernetes.io/managed-by": GROUP,
+                },
+                owner=_owner(rs),
+                service_account=sa,
+                run_as_user=_run_as(pod, 0),
+                extra_env=[{"name": "POD_ORDINAL", "value": str(ordinal)}],
+                container_settings=runtime.container.to_wire() if runtime.container else None,
+            ),
+        )
+        if not ok:
+            return False, message, replicas
+    return True, f"{replicas} restore Job(s) created", replicas
+
+
+async def _create_claims(
+    ctx: ControllerContext,
+    rs: RestoreSession,
+    templates: list[PersistentVolumeClaimTemplate],
+    ordinal: int,
+) -> str:
+    """Create the PVCs of host `ordinal` from the templates; the first one's name."""
+    claim = ""
+    for tmpl in templates:
+        pvc = envsubst(
+            {
+                "metadata": tmpl.metadata.to_wire() if tmpl.metadata else {},
+                "spec": tmpl.spec or {},
+            },
+            {"POD_ORDINAL": str(ordinal)},
+        )
+        pvc["metadata"]["ownerReferences"] = [_owner(rs)]
+        claim = claim or pvc["metadata"]["name"]
+        with contextlib.suppress(Conflict):
+            await ctx.kube.create(PVCS, pvc, str(rs.metadata.namespace))
+    return claim
+
+
+async def workload_service_account(ctx: ControllerContext, ref: TargetRef, ns: str) -> str:
+    """The ServiceAccount of the workload `ref` names (`default` when unknown)."""
+    cache = ctx.workloads.get(str(ref.kind))
+    obj = cache.get(f"{ref.namespace or ns}/{ref.name}") if cache is not None else None
+    return str((pod_spec_of(obj) if obj else {}).get("serviceAccountName") or "default")
+
+
+def _task_name(task: TaskRef | None, default: str) -> str:
+    return (task.name if task else None) or default
+
+
+def _task_params(task: TaskRef | None) -> dict[str, str]:
+    """The invoker's `task.params` as variables (they win over operator inputs)."""
+    return {p.name: p.value for p in (task.params if task else None) or []}
+
+
+async def _agent_account(
+    ctx: ControllerContext, ns: str, pod: PodRuntimeSettings, role: str
+) -> str:
+    """The Job's ServiceAccount (the invoker's, or `stash-agent`, created) bound to `role`."""
+    sa = pod.service_account_name or AGENT_SERVICE_ACCOUNT
+    if sa == AGENT_SERVICE_ACCOUNT:
+        await _ensure_service_account(ctx, ns, sa)
+    await ensure_binding(ctx, ns, sa, role)
+    return sa
+
+
+async def _submit_job(ctx: ControllerContext, ns: str, spec: dict[str, Any]) -> tuple[bool, str]:
+    """Build the Job (`build_job(**spec)`) and create it; an existing one is success."""
+    try:
+        job = build_job(**spec)
+    except (KeyError, ValueError) as exc:
+        return False, str(exc)
+    try:
+        await ctx.kube.create(JOBS, job, ns)
+    except Conflict:
+        pass
+    except KubeError as exc:
+        return False, f"creating Job {ns}/{spec['name']}: {exc.message or exc}"
+    return True, ""
+
+
+def _run_as(pod: PodRuntimeSettings, default: int) -> int:
+    """runtimeSettings.pod.securityContext.runAsUser, else the model's default (0 counts)."""
+    value = (pod.security_context or {}).get("runAsUser")
+    return default if value is None else int(value)
+
+
+def _owner(obj: BackupSession | RestoreSession) -> JSON:
+    return {
+        "apiVersion": obj.api_version,
+        "kind": obj.kind,
+        "name": obj.metadata.name,
+        "uid": obj.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
