@@ -36,11 +36,11 @@ ENDPOINTSLICES = Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointS
 #: What the image's ENTRYPOINT would run: the `stash` command of this venv.
 STASH = str(Path(sys.executable).parent / "stash")
 
-#: Why the webhook checks fail until `stash operator` serves the webhook (issue 12, item 1).
+#: What a failed webhook check means (issue 12, item 1: the operator serves the webhook).
 WEBHOOK_NOT_SERVED = (
-    "`stash operator` does not serve its admission webhook yet (issue 12, item 1: "
-    "TLS on --webhook-port with a self-managed CA whose caBundle it writes into the "
-    "chart's webhook configurations)"
+    "the operator pod's admission webhook cannot be called as the apiserver calls it "
+    "(TLS on --webhook-port at the pod IP, with a certificate for the chart's Service "
+    "that the caBundle the operator wrote into the webhook configurations verifies)"
 )
 
 
