@@ -85,7 +85,7 @@ class HelmRelease:
 
     async def install(self, *values: str, values_file: Path | None = None) -> str:
         """`helm install` with `--set` values (and a values file); returns helm's output."""
-        await self._clear_unowned(await self.template(*values))
+        await self.clear_unowned(await self.template(*values))
         extra = ["--values", str(values_file)] if values_file else []
         done = await self.helm("install", self.name, str(CHART), *_set(values), *extra)
         self.installed = True
@@ -141,7 +141,9 @@ class HelmRelease:
             leftovers.append(f"{obj['kind']}/{obj['metadata']['name']}")
         return leftovers
 
-    async def _clear_unowned(self, docs: list[JSON]) -> None:
+    async def clear_unowned(self, docs: list[JSON]) -> None:
+        """Delete the chart's cluster-scoped objects in `docs` that no release owns
+        (made by an in-process operator earlier in the session)."""
         for doc in docs:
             res = CLUSTER_SCOPED.get(str(doc.get("kind")))
             if res is None:
