@@ -179,7 +179,7 @@ async def test_s1_annotated_deployment_backs_up_and_restores(
     assert list(host_stats(session)) == ["host-0"]
     restic = s3_restic(moto, s3, prefix, restic_bin, tmp_path / "scratch")
     (snapshot,) = await restic.snapshots()
-    assert snapshot.hostname == "host-0" and snapshot.paths == ["/data"]
+    assert snapshot.hostname == "host-0" and list(snapshot.paths) == ["/data"]
 
     # Restore into an empty volume of the same Deployment, byte for byte.
     await rawkube.create(
@@ -308,7 +308,7 @@ async def test_standalone_pvc_is_backed_up_by_a_job(
     prefix = f"stash/{namespace}/persistentvolumeclaim/data"
     restic = s3_restic(moto, s3, prefix, restic_bin, tmp_path / "s")
     (snapshot,) = await restic.snapshots()
-    assert snapshot.hostname == "host-0" and snapshot.paths == ["/source/data"]
+    assert snapshot.hostname == "host-0" and list(snapshot.paths) == ["/source/data"]
     restored = tmp_path / "restored"
     await restic.restore(str(restored), "latest", host="host-0", paths=["/source/data"])
     assert read_tree(restored / "source" / "data") == files
