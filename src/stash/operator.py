@@ -213,7 +213,8 @@ class Operator:
         wl.watch(c.backupblueprints, targets_of_blueprint(self.workloads))
 
         self.autobackup = AutoBackupReconciler(self.ctx, self.auto_targets)
-        ab = Controller(self.autobackup, workers=w)
+        # Each object costs two applies and an Event, all I/O: twice the workers.
+        ab = Controller(self.autobackup, workers=2 * w)
         for kind, inf in self.auto_targets.items():
             ab.watch(inf, own_kind_key(kind), when=spec_changed)
         ab.watch(c.backupblueprints, targets_of_blueprint(self.auto_targets))
