@@ -5,7 +5,9 @@ What it is for:
 * `Heartbeat` — while one host of a BackupSession is being backed up, the executor
   keeps a Lease `stash-hb-<session>-<hostname>` (see `identity.heartbeat_lease_name`)
   with labels `stash.appscode.com/backup-session=<session>` and
-  `stash.appscode.com/hostname=<hostname>`, `holderIdentity` = the pod name, and
+  `stash.appscode.com/hostname=<hostname>` (as `contract.sessions.label_value`s; the
+  annotation `stash.appscode.com/hostname` keeps the host name in full),
+  `holderIdentity` = the pod name, and
   `renewTime` rewritten every 5 s. It is deleted once the host's stats entry is in the
   session; an executor that dies leaves it behind un-renewed, and the operator fails
   that host once `renewTime` is older than its heartbeat timeout. The Lease is owned by
@@ -32,6 +34,12 @@ from typing import Any, TypeVar
 import aiohttp
 
 from stash.agent.identity import heartbeat_lease_name
+from stash.contract.sessions import (
+    HEARTBEAT_HOST_ANNOTATION,
+    HEARTBEAT_LABEL_HOST,
+    HEARTBEAT_LABEL_SESSION,
+    heartbeat_labels,
+)
 from stash.kube.client import JSON, Conflict, Kube, KubeError, NotFound
 from stash.kube.leader import LEASES, LeaderElector
 from stash.restic.ledger import RunLedger
@@ -46,8 +54,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_LABEL_SESSION = "stash.appscode.com/backup-session"
-HEARTBEAT_LABEL_HOST = "stash.appscode.com/hostname"
 #: Annotation: PIDs of the restic runs the executor started and that have not ended
 #: by themselves (`RunLedger`), so a lock can be matched to a dead executor by more
 #: than a host name that another namespace's pod may share.
@@ -146,11 +152,11 @@ class Heartbeat:
         meta: JSON = {
             "name": self.name,
             "namespace": self.namespace,
-            "labels": {
-                HEARTBEAT_LABEL_SESSION: self.session,
-                HEARTBEAT_LABEL_HOST: self.hostname,
+            "labels": heartbeat_labels(self.session, self.hostname),
+            "annotations": {
+                HEARTBEAT_RESTIC_PIDS: self._pids(),
+                HEARTBEAT_HOST_ANNOTATION: self.hostname,
             },
-            "annotations": {HEARTBEAT_RESTIC_PIDS: self._pids()},
         }
         if self.session_uid:
             meta["ownerReferences"] = [
