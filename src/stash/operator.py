@@ -35,7 +35,16 @@ from stash.controllers.backupconfiguration import (
 )
 from stash.controllers.backupsession import BackupSessionReconciler
 from stash.controllers.catalog import builtin_functions, builtin_tasks
-from stash.controllers.context import Caches, ControllerContext, metadata_only
+from stash.controllers.context import (
+    EXECUTOR_SELECTOR,
+    Caches,
+    ControllerContext,
+    job_owner_key,
+    metadata_only,
+    pod_job_key,
+    sessions_of_job,
+    sessions_of_pod,
+)
 from stash.controllers.provisioning import FIELD_MANAGER, install_cluster_roles
 from stash.controllers.repository import RepositoryReconciler
 from stash.controllers.restoresession import RestoreSessionReconciler
@@ -52,11 +61,15 @@ from stash.kube.controller import Controller, ObjectReconciler, as_reconciler, s
 from stash.kube.events import EventRecorder
 from stash.kube.informer import Informer
 from stash.kube.leader import LeaderElector
-from stash.kube.resources import NAMESPACES, SECRETS
+from stash.kube.resources import JOBS, NAMESPACES, PODS, SECRETS
+from stash.kube.supervisor import Supervisor
 from stash.scheduler import CronEngine
 from stash.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
+
+#: Seconds of waiting for the caches before saying what is being waited for.
+SYNC_PATIENCE = 5.0
 
 
 def _secret_key(obj: JSON) -> list[str]:
@@ -101,8 +114,10 @@ class Operator:
             backupconfigurations=informer(BACKUPCONFIGURATIONS),
             backupsessions=informer(BACKUPSESSIONS),
             restoresessions=informer(RESTORESESSIONS),
-            secrets=informer(SECRETS, transform=metadata_only),
+            secrets=informer(SECRETS, transform=metadata_only, metadata_only=True),
             namespaces=Informer(kube, NAMESPACES, resync_period=0, on_failure=metrics.watch_failed),
+            jobs=informer(JOBS, label_selector=EXECUTOR_SELECTOR),
+            pods=informer(PODS, label_selector=EXECUTOR_SELECTOR),
         )
         c = self.caches
         c.backupconfigurations.add_index("repository", repository_key)
@@ -110,6 +125,9 @@ class Operator:
         c.backupsessions.add_index("invoker", invoker_key)
         c.backupconfigurations.add_index("target", target_workload_keys)
         c.repositories.add_index("secret", _secret_key)
+        c.jobs.add_index("owner", job_owner_key)
+        c.pods.add_index("job", pod_job_key)
+        self.supervisor = Supervisor()
         self.workloads = {kind: informer(res) for kind, res in WATCHED_WORKLOADS.items()}
         self.engine = CronEngine(self._fire, missed_grace=settings.missed_schedule_grace)
         self.ctx = ControllerContext(
@@ -159,6 +177,8 @@ class Operator:
         bs = self._for_objects(BackupSessionReconciler(self.ctx), c.backupsessions, BACKUPSESSIONS)
         bs.watch(c.backupsessions)
         bs.watch(c.backupconfigurations, self._sessions_of_invoker)
+        bs.watch(c.jobs, sessions_of_job("BackupSession"))
+        bs.watch(c.pods, sessions_of_pod("BackupSession", c.jobs))
 
         rs = self._for_objects(
             RestoreSessionReconciler(self.ctx), c.restoresessions, RESTORESESSIONS
@@ -168,6 +188,8 @@ class Operator:
             c.repositories,
             lambda r: [key_of(o) for o in c.restoresessions.by_index("repository", key_of(r))],
         )
+        rs.watch(c.jobs, sessions_of_job("RestoreSession"))
+        rs.watch(c.pods, sessions_of_pod("RestoreSession", c.jobs))
         wl = Controller(WorkloadReconciler(self.ctx), workers=w)
         for kind, inf in self.workloads.items():
             wl.watch(inf, _workload_mapper(kind))
@@ -228,13 +250,11 @@ class Operator:
     async def run(self) -> None:
         """Run until cancelled; clean shutdown on cancellation."""
         informers = [*self.caches.all(), *self.workloads.values()]
-        informer_tasks = [
-            asyncio.create_task(inf.run(), name=f"informer {inf.resource.plural}")
-            for inf in informers
-        ]
+        for inf in informers:
+            self.supervisor.spawn(f"informer {inf.resource.plural}", inf.run, progress=inf.progress)
         server = await self._serve_metrics()
         try:
-            await asyncio.gather(*(inf.synced.wait() for inf in informers))
+            await self._synced(informers)
             self.ready.set()
             log.info(
                 "caches synced (%s); identity %s",
@@ -242,6 +262,7 @@ class Operator:
                 self.identity,
             )
             if self.settings.leader_elect:
+                await self._lease_namespace()
                 elector = LeaderElector(
                     self.kube,
                     self.settings.namespace,
@@ -257,10 +278,38 @@ class Operator:
                 await self._lead()
         finally:
             self.engine.stop()
-            for t in informer_tasks:
-                t.cancel()
-            await asyncio.gather(*informer_tasks, return_exceptions=True)
+            await self.supervisor.close()
             await server.cleanup()
+
+    async def _synced(self, informers: list[Informer]) -> None:
+        """Wait for every cache; past `SYNC_PATIENCE` s say (once) which are missing."""
+        synced = asyncio.gather(*(inf.synced.wait() for inf in informers))
+        try:
+            await asyncio.wait_for(asyncio.shield(synced), SYNC_PATIENCE)
+        except TimeoutError:
+            missing = [i.resource.plural for i in informers if not i.synced.is_set()]
+            log.info("waiting for the caches of %s to sync", ", ".join(missing))
+            await synced
+        finally:
+            synced.cancel()
+
+    async def _lease_namespace(self) -> None:
+        """Wait (saying why, once, as an ERROR) while the Lease's namespace is missing."""
+        ns, appeared = self.settings.namespace, asyncio.Event()
+        self.caches.namespaces.add_handler(
+            lambda kind, obj, _: appeared.set() if obj["metadata"]["name"] == ns else None
+        )
+        if self.caches.namespaces.get(ns) is not None:
+            return
+        log.error(
+            f"namespace {ns}, where the leader-election Lease {self.settings.lease_name} "
+            "lives, does not exist: this replica waits for it and does no work meanwhile. "
+            f"Create it (kubectl create namespace {ns}), or set --operator-namespace "
+            "(STASH_NAMESPACE) to the operator's namespace, or run one replica with "
+            "--no-leader-elect"
+        )
+        await appeared.wait()
+        log.info("namespace %s exists now; competing for the lease", ns)
 
     async def _lead(self) -> None:
         """Leader work: the cron engine and every controller (re-synced from the caches)."""
@@ -329,6 +378,10 @@ class Operator:
             )
 
         async def healthz(_: web.Request) -> web.Response:
+            down = self.supervisor.problems()
+            if down:
+                text = "\n".join(f"{name}: {why}" for name, why in sorted(down.items()))
+                return web.Response(status=503, text=text)
             return web.Response(text="ok")
 
         async def readyz(_: web.Request) -> web.Response:
