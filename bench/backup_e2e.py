@@ -208,7 +208,11 @@ async def main(mb: int, rounds: int) -> None:
             op = Operator(
                 op_kube,
                 OperatorSettings(
-                    watch_namespace=NS, namespace=NS, leader_elect=False, metrics_port=0
+                    watch_namespace=NS,
+                    namespace=NS,
+                    leader_elect=False,
+                    metrics_port=0,
+                    serve_webhook=False,
                 ),
             )
             op_task = asyncio.create_task(op.run())

@@ -171,7 +171,12 @@ async def main(n: int, ticking: int) -> None:
         kube = await Kube.connect(cp.kubeconfig)
         try:
             await _install(kube)
-            env = dict(os.environ, STASH_METRICS_PORT="0", STASH_LEADER_ELECT="false")
+            env = dict(
+                os.environ,
+                STASH_METRICS_PORT="0",
+                STASH_LEADER_ELECT="false",
+                STASH_SERVE_WEBHOOK="false",
+            )
             op = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
                 [
                     sys.executable,

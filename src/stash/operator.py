@@ -59,17 +59,15 @@ from stash.controllers.workload import (
 from stash.kube.client import JSON, Conflict, Kube, KubeError, Resource, key_of
 from stash.kube.controller import Controller, ObjectReconciler, as_reconciler, spec_changed
 from stash.kube.events import EventRecorder
-from stash.kube.informer import Informer
+from stash.kube.informer import Informer, wait_synced
 from stash.kube.leader import LeaderElector
 from stash.kube.resources import JOBS, NAMESPACES, PODS, SECRETS
 from stash.kube.supervisor import Supervisor
 from stash.scheduler import CronEngine
 from stash.settings import OperatorSettings
+from stash.webhook.server import WebhookServer
 
 log = logging.getLogger(__name__)
-
-#: Seconds of waiting for the caches before saying what is being waited for.
-SYNC_PATIENCE = 5.0
 
 
 def _secret_key(obj: JSON) -> list[str]:
@@ -143,6 +141,7 @@ class Operator:
         for ctrl in self.controllers:
             ctrl.metrics = observer
         self.ready = asyncio.Event()
+        self.webhook: WebhookServer | None = None
         self.metrics_port: int | None = None
         self._phase_of: dict[str, str] = {}
         c.backupsessions.add_handler(self._count_phases)
@@ -253,8 +252,13 @@ class Operator:
         for inf in informers:
             self.supervisor.spawn(f"informer {inf.resource.plural}", inf.run, progress=inf.progress)
         server = await self._serve_metrics()
+        webhook_task = (
+            asyncio.create_task(self._serve_webhook(), name="admission webhook")
+            if self.settings.serve_webhook
+            else None
+        )
         try:
-            await self._synced(informers)
+            await wait_synced(informers)
             self.ready.set()
             log.info(
                 "caches synced (%s); identity %s",
@@ -279,26 +283,14 @@ class Operator:
         finally:
             self.engine.stop()
             await self.supervisor.close()
+            if webhook_task is not None:
+                webhook_task.cancel()
+                await asyncio.gather(webhook_task, return_exceptions=True)
             await server.cleanup()
-
-    async def _synced(self, informers: list[Informer]) -> None:
-        """Wait for every cache; past `SYNC_PATIENCE` s say (once) which are missing."""
-        synced = asyncio.gather(*(inf.synced.wait() for inf in informers))
-        try:
-            await asyncio.wait_for(asyncio.shield(synced), SYNC_PATIENCE)
-        except TimeoutError:
-            missing = [i.resource.plural for i in informers if not i.synced.is_set()]
-            log.info("waiting for the caches of %s to sync", ", ".join(missing))
-            await synced
-        finally:
-            synced.cancel()
 
     async def _lease_namespace(self) -> None:
         """Wait (saying why, once, as an ERROR) while the Lease's namespace is missing."""
-        ns, appeared = self.settings.namespace, asyncio.Event()
-        self.caches.namespaces.add_handler(
-            lambda kind, obj, _: appeared.set() if obj["metadata"]["name"] == ns else None
-        )
+        ns = self.settings.namespace
         if self.caches.namespaces.get(ns) is not None:
             return
         log.error(
@@ -308,8 +300,29 @@ class Operator:
             "(STASH_NAMESPACE) to the operator's namespace, or run one replica with "
             "--no-leader-elect"
         )
-        await appeared.wait()
+        await self.caches.namespaces.holds(ns)
         log.info("namespace %s exists now; competing for the lease", ns)
+
+    async def _serve_webhook(self) -> None:
+        """The admission webhook, on every replica; retried until it starts (a replica
+        whose webhook is not serving is not ready, so the Service skips it)."""
+        delay = 2.0
+        while True:
+            webhook = WebhookServer(self.settings, self.kube)
+            try:
+                await webhook.start()
+                break
+            except (KubeError, OSError, RuntimeError) as exc:
+                await webhook.stop(unregister_webhooks=False)
+                log.error("the admission webhook did not start: %s; retrying in %.0fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+        self.webhook = webhook
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.webhook = None
+            await asyncio.shield(webhook.stop())
 
     async def _lead(self) -> None:
         """Leader work: the cron engine and every controller (re-synced from the caches)."""
@@ -378,16 +391,15 @@ class Operator:
             )
 
         async def healthz(_: web.Request) -> web.Response:
-            down = self.supervisor.problems()
-            if down:
-                text = "\n".join(f"{name}: {why}" for name, why in sorted(down.items()))
-                return web.Response(status=503, text=text)
-            return web.Response(text="ok")
+            down = "\n".join(f"{k}: {v}" for k, v in sorted(self.supervisor.problems().items()))
+            return web.Response(status=503, text=down) if down else web.Response(text="ok")
 
         async def readyz(_: web.Request) -> web.Response:
-            if self.ready.is_set():
-                return web.Response(text="ok")
-            return web.Response(status=503, text="caches not synced")
+            if not self.ready.is_set():
+                return web.Response(status=503, text="caches not synced")
+            if self.settings.serve_webhook and self.webhook is None:
+                return web.Response(status=503, text="admission webhook not serving")
+            return web.Response(text="ok")
 
         app = web.Application()
         app.router.add_get("/metrics", metrics_handler)

@@ -56,6 +56,16 @@ class OperatorSettings(BaseSettings):
     cluster_domain: str = "cluster.local"
 
     # --- the admission webhook
+    serve_webhook: bool = True
+    """Serve the admission webhook in the operator process (every replica serves it;
+    only the leader reconciles)."""
+    webhook_manage_configurations: bool = True
+    """Create and update the Mutating/ValidatingWebhookConfigurations. False when the Helm
+    chart owns them: the operator then only writes their caBundle."""
+    webhook_cert_dir: str | None = None
+    """A directory holding `tls.crt` and `tls.key` (e.g. a cert-manager Secret mounted
+    there): served as they are and re-read when they change; the operator issues no
+    certificate and writes no caBundle (cert-manager or the chart does)."""
     webhook_host: str = "0.0.0.0"
     """Bind address. A specific address (e.g. 127.0.0.1) also makes the registrations
     point at `https://<host>:<port>` instead of the Service: for running out of cluster."""

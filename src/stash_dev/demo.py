@@ -126,8 +126,9 @@ async def start_operator(demo: Demo) -> None:
     """Run the operator in this process, watching namespace `demo`; stop it at the end."""
     op_kube = await Kube.connect(demo.kubeconfig)
     demo.stack.push_async_callback(op_kube.close)
+    # The demo shows the operator's repair path (no webhook registered on the cluster).
     settings = OperatorSettings(
-        watch_namespace=NS, namespace=NS, leader_elect=False, metrics_port=0
+        watch_namespace=NS, namespace=NS, leader_elect=False, metrics_port=0, serve_webhook=False
     )
     operator = Operator(op_kube, settings)
     task = asyncio.create_task(operator.run())

@@ -132,3 +132,16 @@ def test_cli_renders_both_configurations(
     assert docs[0]["webhooks"][0]["clientConfig"]["service"]["namespace"] == "ops"
     assert main(["webhook", "--render-to", str(tmp_path), "--disable-mutating-webhook"]) == 0
     assert [p.name for p in tmp_path.iterdir()] == ["validating.yaml"]
+
+
+def test_an_operator_watching_one_namespace_is_called_for_that_namespace_only() -> None:
+    mutating, validating = configurations(OperatorSettings(watch_namespace="team-a"))
+    for config in (mutating, validating):
+        assert config is not None
+        for hook in config["webhooks"]:
+            expressions = hook["namespaceSelector"]["matchExpressions"]
+            assert {
+                "key": "kubernetes.io/metadata.name",
+                "operator": "In",
+                "values": ["team-a"],
+            } in expressions

@@ -18,8 +18,28 @@ def register(sub: Any) -> None:
     p.add_argument("--operator-namespace", dest="namespace", help="namespace of the Lease")
     p.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--metrics-port", type=int)
-    p.add_argument("--webhook-host")
+    p.add_argument(
+        "--webhook",
+        dest="serve_webhook",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve the admission webhook in this process (default: yes)",
+    )
+    p.add_argument(
+        "--webhook-host", help="bind address; a specific one registers url clientConfigs"
+    )
     p.add_argument("--webhook-port", type=int)
+    p.add_argument(
+        "--webhook-cert-dir",
+        help="serve tls.crt/tls.key from this directory (cert-manager) instead of our own CA",
+    )
+    p.add_argument(
+        "--webhook-manage-configurations",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="create/update the webhook configurations (no: the chart owns them; only their "
+        "caBundle is written)",
+    )
     p.add_argument("--image", help="agent image name")
     p.add_argument("--default-timezone", help="zone of schedules without CRON_TZ=")
     p.add_argument("--missed-schedule-grace", type=float, help="seconds; 0 skips missed ticks")
@@ -34,8 +54,11 @@ def settings_from(args: argparse.Namespace) -> OperatorSettings:
         "namespace",
         "leader_elect",
         "metrics_port",
+        "serve_webhook",
         "webhook_host",
         "webhook_port",
+        "webhook_cert_dir",
+        "webhook_manage_configurations",
         "image",
         "default_timezone",
         "missed_schedule_grace",

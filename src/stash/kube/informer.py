@@ -118,6 +118,21 @@ class Informer:
         """How many lists have succeeded (grows when a restarted informer is back)."""
         return self.relists
 
+    async def holds(self, key: str) -> None:
+        """Wait until the cache holds the object `key`."""
+        appeared = asyncio.Event()
+
+        def handler(_kind: str, obj: JSON, _old: JSON | None) -> None:
+            if key_of(obj) == key:
+                appeared.set()
+
+        self._handlers.append(handler)
+        try:
+            if key not in self._cache:
+                await appeared.wait()
+        finally:
+            self._handlers.remove(handler)
+
     # ----------------------------------------------------------------- running
     async def run(self) -> None:
         """List and watch until cancelled."""
@@ -252,3 +267,18 @@ class Informer:
                 handler(kind, obj, old)
             except Exception:  # a bad handler must not stop the informer
                 log.exception("%s: handler failed on %s", self.resource.plural, key_of(obj))
+
+
+async def wait_synced(informers: Iterable[Informer], patience: float = 5.0) -> None:
+    """Wait until every informer has listed once; past `patience` seconds, say (once, at
+    INFO) which have not, so a missing CRD or permission is not a silent wait."""
+    pending = list(informers)
+    synced = asyncio.gather(*(inf.synced.wait() for inf in pending))
+    try:
+        await asyncio.wait_for(asyncio.shield(synced), patience)
+    except TimeoutError:
+        missing = [i.resource.plural for i in pending if not i.synced.is_set()]
+        log.info("waiting for the caches of %s to sync", ", ".join(missing))
+        await synced
+    finally:
+        synced.cancel()

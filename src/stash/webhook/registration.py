@@ -112,16 +112,24 @@ _VALIDATED = tuple(
 
 
 def _namespace_selector(settings: OperatorSettings) -> JSON:
-    return {
-        "matchExpressions": [
+    expressions: list[JSON] = [
+        {
+            "key": "kubernetes.io/metadata.name",
+            "operator": "NotIn",
+            "values": sorted({"kube-system", settings.namespace}),
+        },
+        {"key": OPT_OUT_LABEL, "operator": "NotIn", "values": ["disabled"]},
+    ]
+    if settings.watch_namespace:
+        # An operator that watches one namespace answers for that namespace only.
+        expressions.append(
             {
                 "key": "kubernetes.io/metadata.name",
-                "operator": "NotIn",
-                "values": sorted({"kube-system", settings.namespace}),
-            },
-            {"key": OPT_OUT_LABEL, "operator": "NotIn", "values": ["disabled"]},
-        ]
-    }
+                "operator": "In",
+                "values": [settings.watch_namespace],
+            }
+        )
+    return {"matchExpressions": expressions}
 
 
 def _client_config(

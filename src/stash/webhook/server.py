@@ -6,6 +6,11 @@ Mutating/ValidatingWebhookConfigurations with our caBundle), keep the certificat
 served), stop — and `serve_webhook(settings, kube)`, the coroutine `stash operator` and
 `stash webhook` run in their event loop.
 
+With `webhook_cert_dir` the certificate comes from mounted files (cert-manager) and is
+re-read every minute; the configurations are then left to their owner (the chart, with
+cert-manager injecting the caBundle). With `webhook_manage_configurations` off (the
+chart owns the configurations) only their caBundle is written.
+
 In the cluster the registrations point at the operator Service and the bundle lives in a
 Secret shared by the replicas; with a specific `webhook_host` (e.g. 127.0.0.1, for a local
 run against a remote apiserver) they point at `https://<host>:<port>`, the certificate
@@ -54,6 +59,22 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _read_cert_dir(directory: Path) -> CertBundle:
+    """The serving certificate mounted at `directory` (`tls.crt`, `tls.key`, `ca.crt`)."""
+    try:
+        cert = (directory / "tls.crt").read_bytes()
+        key = (directory / "tls.key").read_bytes()
+    except OSError as exc:
+        raise RuntimeError(
+            f"webhook certificate directory {directory}: {exc.strerror or exc} "
+            "(mount a kubernetes.io/tls Secret there, or leave --webhook-cert-dir unset)"
+        ) from None
+    ca = directory / "ca.crt"
+    return CertBundle(
+        ca_cert=ca.read_bytes() if ca.exists() else b"", ca_key=b"", cert=cert, key=key
+    )
+
+
 def _names(settings: OperatorSettings) -> tuple[list[str], list[str]]:
     """(DNS names, IPs) the serving certificate must cover."""
     dns, ips = settings.service_dns_names(), []
@@ -93,7 +114,10 @@ class WebhookServer:
         )
         self.namespace_selector = namespace_selector
         self.clock = clock
-        self.check_interval = check_interval
+        # A mounted certificate is renewed by someone else (cert-manager): look often.
+        self.check_interval = (
+            min(check_interval, 60.0) if settings.webhook_cert_dir else check_interval
+        )
         self.propagation_delay = propagation_delay
         self.lifetimes = {"ca_lifetime": ca_lifetime, "cert_lifetime": cert_lifetime}
         self.bundle: CertBundle | None = None
@@ -124,6 +148,8 @@ class WebhookServer:
         self.bundle = bundle
 
     async def _current_bundle(self) -> CertBundle:
+        if self.settings.webhook_cert_dir:
+            return await asyncio.to_thread(_read_cert_dir, Path(self.settings.webhook_cert_dir))
         stored = await self.store.load()
         dns, ips = _names(self.settings)
         wanted = plan(stored, dns, ips, self.clock(), **self.lifetimes)
@@ -150,6 +176,11 @@ class WebhookServer:
 
     async def _register(self) -> None:
         assert self.bundle is not None
+        if self.settings.webhook_cert_dir:
+            return  # cert-manager (or the chart) writes the caBundle; the chart owns them
+        if not self.settings.webhook_manage_configurations:
+            await publish_ca_bundle(self.kube, self.settings, self.bundle.ca_bundle)
+            return
         mutating, validating = configurations(
             self.settings,
             self.bundle.ca_bundle,
@@ -164,7 +195,7 @@ class WebhookServer:
         current = await self._current_bundle()
         if current == self.bundle:
             return False
-        if current.ca_bundle != self.bundle.ca_bundle:
+        if current.ca_bundle != self.bundle.ca_bundle and not self.settings.webhook_cert_dir:
             await publish_ca_bundle(self.kube, self.settings, current.ca_bundle)
             if current.ca_cert != self.bundle.ca_cert:
                 # Let every apiserver see the new CA before a certificate it signed is served.

@@ -102,9 +102,10 @@ async def run_operator(
     async def start(**overrides: Any) -> Operator:
         kube = await Kube.connect(control_plane.kubeconfig)
         clients.append(kube)
+        overrides.setdefault("serve_webhook", False)  # tests that want it say so
+        overrides.setdefault("namespace", namespace)
         settings = OperatorSettings(
             watch_namespace=namespace,
-            namespace=namespace,
             metrics_port=0,
             metrics_host="127.0.0.1",
             lease_duration=4,

@@ -4,11 +4,11 @@ the built-in Functions and Tasks (a customised one is left as it is)."""
 from __future__ import annotations
 
 import pytest
-from stash.controllers.executor import FIELD_MANAGER
 
 from stash.contract.rbac import agent_cluster_roles
 from stash.contract.resources import FUNCTIONS
 from stash.controllers.catalog import builtin_functions
+from stash.controllers.provisioning import FIELD_MANAGER
 from stash.kube.client import JSON, Kube, NotFound, Resource
 from stash.kube.resources import CLUSTERROLES
 from tests.integration.operator.conftest import OperatorFactory

@@ -98,6 +98,7 @@ def _start_operator(cp: ControlPlane, ns: str, log: Path) -> subprocess.Popen[by
         STASH_RETRY_PERIOD="0.5",
         STASH_METRICS_PORT="0",
         STASH_METRICS_HOST="127.0.0.1",
+        STASH_SERVE_WEBHOOK="false",
     )
     return subprocess.Popen(
         [
