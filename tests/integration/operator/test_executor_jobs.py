@@ -11,7 +11,12 @@ from typing import Any
 
 import pytest
 
-from stash.contract.resources import BACKUPCONFIGURATIONS, BACKUPSESSIONS, REPOSITORIES
+from stash.contract.resources import (
+    BACKUPCONFIGURATIONS,
+    BACKUPSESSIONS,
+    REPOSITORIES,
+    RESTORESESSIONS,
+)
 from stash.contract.sessions import session_name
 from stash.controllers.jobs import job_name
 from stash.controllers.trigger import create_backup_session
@@ -193,3 +198,33 @@ async def test_a_session_without_timeout_ends_at_the_default_deadline(
     assert session["status"]["phase"] == "Failed"
     (deadline,) = [c for c in session["status"]["conditions"] if c["type"] == "DeadlineExceeded"]
     assert "default_session_timeout" in deadline["message"]
+
+
+async def test_a_restore_job_whose_pod_is_refused_fails_the_restore_with_the_reason(
+    rawkube: Kube, run_operator: OperatorFactory, namespace: str
+) -> None:
+    await run_operator(executor_start_timeout=2)
+    await forbid_pods(rawkube, namespace)
+    await job_world(rawkube, namespace)
+    restore = {
+        "apiVersion": "stash.appscode.com/v1beta1",
+        "kind": "RestoreSession",
+        "metadata": {"name": "restore"},
+        "spec": {
+            "repository": {"name": "repo"},
+            "target": {
+                "ref": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": "data"},
+                "rules": [{"paths": ["/stash-data"]}],
+            },
+        },
+    }
+    await rawkube.create(RESTORESESSIONS, restore, namespace)
+
+    async def final() -> JSON | None:
+        obj = await rawkube.get(RESTORESESSIONS, "restore", namespace)
+        return obj if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed") else None
+
+    done = await eventually(final, timeout=60, what="RestoreSession final")
+    assert done["status"]["phase"] == "Failed"
+    (host,) = done["status"]["stats"]
+    assert host["phase"] == "Failed" and "exceeded quota: no-pods" in host["error"], host
