@@ -68,12 +68,6 @@ def _micro(now: dt.datetime) -> str:
     return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _parse(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 class Heartbeat:
     """The heartbeat Lease of one host's backup in one session (module docstring)."""
 
@@ -100,20 +94,38 @@ class Heartbeat:
         self._task: asyncio.Task[None] | None = None
         self._poked = asyncio.Event()
 
-    async def holder_elsewhere(self) -> str | None:
-        """Another executor's identity if it renewed this heartbeat in the last lease
-        period (it is still backing up this host); None when we may take over."""
+    async def holder_elsewhere(self, poll: float = 1.0, watch: float = LEASE_SECONDS) -> str | None:
+        """Another executor's identity if it is still renewing this heartbeat (it is
+        backing up this host); None when we may take over.
+
+        Alive means we saw its `renewTime` change within one lease period, on our own
+        clock (as leader election judges a lease): its node's clock is never compared
+        with ours. Watching a Lease someone else holds takes up to `watch` seconds."""
+        first = await self._foreign_record()
+        if first is None:
+            return None
+        loop = asyncio.get_running_loop()
+        until = loop.time() + watch
+        while loop.time() < until:
+            await asyncio.sleep(poll)
+            now = await self._foreign_record()
+            if now is None:
+                return None
+            if now != first:
+                return now[0]
+        return None
+
+    async def _foreign_record(self) -> tuple[str, str] | None:
+        """(holder, renewTime) of the heartbeat when someone else holds it."""
         try:
             lease = await self.kube.get(LEASES, self.name, self.namespace)
         except NotFound:
             return None
         spec = lease.get("spec") or {}
-        holder = spec.get("holderIdentity") or ""
-        renewed = _parse(spec.get("renewTime"))
-        if not holder or holder == self.identity or renewed is None:
+        holder = str(spec.get("holderIdentity") or "")
+        if not holder or holder == self.identity:
             return None
-        age = (dt.datetime.now(dt.UTC) - renewed).total_seconds()
-        return str(holder) if age < LEASE_SECONDS else None
+        return holder, str(spec.get("renewTime") or "")
 
     async def start(self) -> None:
         """Create (or take over) the Lease and start renewing it."""
