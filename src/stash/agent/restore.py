@@ -158,6 +158,7 @@ def _invoker(ctx: AgentContext, name: str) -> RestoreInvoker:
 async def _wait_until_ready(ctx: AgentContext, name: str) -> JSON | str:
     """The invoker once the operator initiated this host's part (totalHosts), or why not."""
     inv = _invoker(ctx, name)
+    said = False
     while True:
         try:
             live = await ctx.kube.get(inv.resource, name, ctx.namespace)
@@ -168,6 +169,9 @@ async def _wait_until_ready(ctx: AgentContext, name: str) -> JSON | str:
             return ready
         if ready:
             return live
+        if not said:
+            log.info("waiting for the operator to accept %s %s (totalHosts)", inv.kind, name)
+            said = True
         await asyncio.sleep(WAIT_POLL)
 
 
