@@ -181,31 +181,14 @@ def test_target_cannot_change_while_ready() -> None:
     assert validate(new, old).ok
 
 
-def test_repository_usage_policy_is_checked_when_the_repository_is_known() -> None:
+def test_the_usage_policy_is_not_a_validation_rule() -> None:
+    # The webhook refuses with stash.contract.usage; reconcilers report NotReady.
     shared = Repository.model_validate(
         repo({"s3": {"endpoint": "s3.amazonaws.com", "bucket": "b"}})
         | {"metadata": {"name": "repo", "namespace": "backups"}}
     )
     obj = bc(repository={"name": "repo", "namespace": "backups"})
-    verdict = validate(obj, facts=ValidationFacts(repository=shared))
-    assert fields(verdict) == ["spec.repository"]
-    assert "usagePolicy.allowedNamespaces.from: Same" in verdict.message
-
-    assert shared.spec is not None
-    selector_repo = shared.model_copy(deep=True)
-    selector_repo.spec = Repository.model_validate(
-        repo(
-            {"s3": {"endpoint": "e", "bucket": "b"}},
-            usagePolicy={
-                "allowedNamespaces": {
-                    "from": "Selector",
-                    "selector": {"matchLabels": {"team": "a"}},
-                }
-            },
-        )
-    ).spec
-    assert validate(obj, facts=ValidationFacts(selector_repo, {"team": "a"})).ok
-    assert not validate(obj, facts=ValidationFacts(selector_repo, {"team": "b"})).ok
+    assert validate(obj, facts=ValidationFacts(repository=shared)).ok
 
 
 def test_durations_and_counters() -> None:
@@ -292,7 +275,27 @@ def test_wipe_out_is_refused_for_local_and_b2() -> None:
     assert fields(verdict) == ["spec.wipeOut"]
     assert "not supported for the local backend" in verdict.message
     assert fields(validate(repo({"b2": {"bucket": "b"}}, wipeOut=True))) == ["spec.wipeOut"]
-    assert validate(repo({"s3": {"endpoint": "e", "bucket": "b"}}, wipeOut=True)).ok
+    s3 = {"endpoint": "e", "bucket": "b", "prefix": "team/repo"}
+    assert validate(repo({"s3": s3}, wipeOut=True)).ok
+
+
+@pytest.mark.parametrize(
+    ("backend", "field"),
+    [
+        ({"s3": {"endpoint": "e", "bucket": "b"}}, "spec.backend.s3.prefix"),
+        ({"s3": {"endpoint": "e", "bucket": "b", "prefix": "/"}}, "spec.backend.s3.prefix"),
+        ({"gcs": {"bucket": "b", "prefix": "//"}}, "spec.backend.gcs.prefix"),
+        ({"azure": {"container": "c"}}, "spec.backend.azure.prefix"),
+        ({"swift": {"container": "c", "prefix": ""}}, "spec.backend.swift.prefix"),
+        ({"rest": {"url": "https://rest.example:8000/"}}, "spec.backend.rest.url"),
+    ],
+)
+def test_wipe_out_without_a_prefix_is_refused(backend: dict[str, Any], field: str) -> None:
+    # it deleted the whole bucket, other repositories included
+    verdict = validate(repo(backend, wipeOut=True))
+    assert fields(verdict) == [field]
+    assert "whole" in verdict.message
+    assert validate(repo(backend)).ok  # without wipeOut nothing is deleted
 
 
 @pytest.mark.parametrize(

@@ -337,7 +337,7 @@ def _task_name(task: TaskRef | None, default: str) -> str:
 
 
 def _task_params(task: TaskRef | None) -> dict[str, str]:
-    """The invoker's `task.params` as variables (they win over operator inputs)."""
+    """The invoker's `task.params` as variables (operator inputs win over them)."""
     return {p.name: p.value for p in (task.params if task else None) or []}
 
 

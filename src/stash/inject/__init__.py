@@ -37,6 +37,7 @@ from stash.contract.names import (
     TMP_MOUNT,
     TMP_VOLUME,
 )
+from stash.contract.usage import usage_refusal
 from stash.inject.container import (
     agent_args,
     agent_container,
@@ -291,18 +292,45 @@ def _problem(
     )
 
 
+def _refused(
+    invoker: BackupConfiguration | RestoreSession,
+    repositories: Mapping[str, Repository],
+    labels: Mapping[str, str] | None,
+    what: str,
+) -> str | None:
+    """Why `invoker` may not use its Repository from its namespace (a Repository in
+    another one that is unknown cannot be checked, so it refuses too)."""
+    key, ns = repository_key(invoker), str(invoker.metadata.namespace)
+    if not key or key.partition("/")[0] == ns:
+        return None
+    repo = repositories.get(key)
+    why = (
+        usage_refusal(repo, ns, labels)
+        if repo is not None
+        else f"Repository {key} (in another namespace) was not found, so its usage policy "
+        "cannot be checked"
+    )
+    if why is None:
+        return None
+    return f"not injecting the {what} for {invoker.kind} {ns}/{invoker.metadata.name}: {why}"
+
+
 def desired_workload(
     workload: Mapping[str, Any],
     backup: BackupConfiguration | None,
     restore: RestoreSession | None,
     settings: OperatorSettings,
     repositories: Mapping[str, Repository],
+    namespace_labels: Mapping[str, str] | None = None,
 ) -> DesiredWorkload:
     """The workload as it should be: the agent injected for the invokers given, removed
-    for those that are None (or not sidecar-model).
+    for those that are None (or not sidecar-model) and for those whose Repository's usage
+    policy refuses their namespace (`stash.contract.usage`; `namespace_labels` are the
+    workload's namespace's labels).
 
     `repositories` maps `namespace/name` (see `repository_key`) to Repository objects;
-    a missing entry only means no local-backend volume and default connections.
+    a missing entry in the invoker's own namespace only means no local-backend volume and
+    default connections; in another namespace it means no injection.
     A Pod (GitOps `pod` mode) is only ever injected into, never cleaned (pods are
     immutable); in `pod` mode workloads are cleaned of any template injection.
     """
@@ -313,14 +341,19 @@ def desired_workload(
         backup = restore = None
     problems: list[str] = []
     if backup is not None and uses_sidecar_model(backup):
-        problem = _problem(workload, backup, "backup sidecar")
+        problem = _refused(backup, repositories, namespace_labels, "backup sidecar") or _problem(
+            workload, backup, "backup sidecar"
+        )
         if problem:
             problems.append(problem)
             backup = None
     else:
         backup = None
     if restore is not None and uses_sidecar_model(restore):
-        problem = _problem(workload, restore, "restore init-container")
+        what = "restore init-container"
+        problem = _refused(restore, repositories, namespace_labels, what) or _problem(
+            workload, restore, what
+        )
         if problem:
             problems.append(problem)
             restore = None
