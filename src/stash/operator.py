@@ -175,6 +175,8 @@ class Operator:
             wl.watch(inf, _workload_mapper(kind))
         wl.watch(c.backupconfigurations, target_workload_keys, when=spec_changed)
         wl.watch(c.restoresessions, target_workload_keys, when=spec_changed)
+        # a usage policy that starts or stops allowing an invoker adds or removes its agent
+        wl.watch(c.repositories, self._workloads_of_repository, when=spec_changed)
         return [repo, bc, bs, rs, wl]
 
     # ------------------------------------------------------------------ mappers
@@ -182,6 +184,12 @@ class Operator:
         return [
             key_of(o) for o in self.caches.backupconfigurations.by_index("repository", key_of(repo))
         ]
+
+    def _workloads_of_repository(self, repo: JSON) -> list[str]:
+        c, key = self.caches, key_of(repo)
+        users = [*c.backupconfigurations.by_index("repository", key)]
+        users += c.restoresessions.by_index("repository", key)
+        return [k for u in users for k in target_workload_keys(u)]
 
     def _bcs_of_target(self, kind: str) -> Callable[[JSON], list[str]]:
         def keys(obj: JSON) -> list[str]:

@@ -24,6 +24,8 @@ BACKEND_SECRET_FOUND = "BackendSecretFound"
 VALIDATION_PASSED = "ValidationPassed"
 BACKUP_TARGET_FOUND = "BackupTargetFound"
 SCHEDULE_REGISTERED = "ScheduleRegistered"
+REPOSITORY_USAGE_ALLOWED = "RepositoryUsageAllowed"
+"""Ours: the Repository's usage policy allows the invoker's namespace (docs/compatibility.md)."""
 
 # BackupSession conditions (§1.4).
 BACKEND_REPOSITORY_INITIALIZED = "BackendRepositoryInitialized"
@@ -52,7 +54,9 @@ def backup_invoker_phase(conditions: list[Condition] | None, driver: str | None)
         return "Invalid"
     restic = (driver or "Restic") == "Restic"
     if restic and (
-        not is_true(conditions, REPOSITORY_FOUND) or not is_true(conditions, BACKEND_SECRET_FOUND)
+        not is_true(conditions, REPOSITORY_FOUND)
+        or not is_true(conditions, BACKEND_SECRET_FOUND)
+        or is_false(conditions, REPOSITORY_USAGE_ALLOWED)
     ):
         return "NotReady"
     if is_false(conditions, BACKUP_TARGET_FOUND):
@@ -146,6 +150,7 @@ def restore_session_phase(status: RestoreSessionStatus) -> str:
         or status.total_hosts is None
         or is_false(conds, REPOSITORY_FOUND)
         or is_false(conds, BACKEND_SECRET_FOUND)
+        or is_false(conds, REPOSITORY_USAGE_ALLOWED)
         or is_false(conds, RESTORE_TARGET_FOUND)
     ):
         return "Pending"

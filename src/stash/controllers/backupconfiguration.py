@@ -22,12 +22,14 @@ from stash.api.common import Condition
 from stash.contract import phases as P
 from stash.contract.resources import BACKUPCONFIGURATIONS, TARGET_KINDS
 from stash.contract.sessions import INVOKER_FINALIZER
+from stash.controllers.access import revoke_repository_access
 from stash.controllers.conditions import (
     Check,
     InvokerFacts,
     apply_checks,
     repository_checks,
     target_check,
+    usage_check,
 )
 from stash.controllers.context import ControllerContext
 from stash.cron import CronError, CronSchedule, parse_schedule
@@ -98,6 +100,9 @@ def _decide(bc: BackupConfiguration, facts: InvokerFacts, default_tz: str) -> _D
     checks: list[Check] = []
     if facts.repository is not None:
         checks.extend(repository_checks(facts.repository))
+    usage = usage_check(facts, str(bc.metadata.namespace))
+    if usage is not None:
+        checks.append(usage)
     valid, schedule = _validation(bc, facts, default_tz)
     checks.append(valid)
     recheck = False
@@ -158,6 +163,7 @@ class BackupConfigurationReconciler:
 
     async def _finalize(self, obj: JSON, bc: BackupConfiguration | None) -> None:
         await self._unregister(key_of(obj))
+        await revoke_repository_access(self.ctx, obj)
 
     async def _invalid(self, obj: JSON, error: ValidationError) -> Result:
         """Phase Invalid with the parse error (as ValidationPassed); no schedule."""

@@ -25,12 +25,14 @@ from stash.api.restoresession import RestoreSessionStatus
 from stash.contract import phases as P
 from stash.contract.resources import RESTORESESSIONS
 from stash.contract.sessions import INVOKER_FINALIZER, format_duration, total_hosts
+from stash.controllers.access import grant_repository_access, revoke_repository_access
 from stash.controllers.conditions import (
     Check,
     InvokerFacts,
     apply_checks,
     repository_checks,
     target_check,
+    usage_check,
 )
 from stash.controllers.context import ControllerContext
 from stash.controllers.provisioning import (
@@ -66,6 +68,9 @@ def _decide(rs: RestoreSession, facts: InvokerFacts) -> _Decision:
     checks: list[Check] = []
     if facts.repository is not None:
         checks.extend(repository_checks(facts.repository))
+    usage = usage_check(facts, str(rs.metadata.namespace))
+    if usage is not None:
+        checks.append(usage)
     recheck = any(c.status is not True for c in checks)
     verdict = validate_restore_session(rs, None, facts.validation())
     if verdict.ok:
@@ -115,7 +120,9 @@ class RestoreSessionReconciler:
 
     def __init__(self, ctx: ControllerContext) -> None:
         self.ctx = ctx
-        self.hooks = ObjectHooks[RestoreSession](finalizer=INVOKER_FINALIZER, invalid=self._invalid)
+        self.hooks = ObjectHooks[RestoreSession](
+            finalizer=INVOKER_FINALIZER, finalize=self._finalize, invalid=self._invalid
+        )
 
     async def reconcile(self, rs: RestoreSession, obj: JSON) -> Result:
         status = rs.status or RestoreSessionStatus()
@@ -172,8 +179,9 @@ class RestoreSessionReconciler:
             ref = (target.ref if target else None) or TargetRef()
             sa = await workload_service_account(self.ctx, ref, ns)
             await ensure_binding(self.ctx, ns, sa, "stash-restore-init-container")
-            ok = True
-            message = (
+            problem = await grant_repository_access(self.ctx, rs, sa)
+            ok = problem is None
+            message = problem or (
                 f"the stash-init init-container of {ref.kind} {ns}/{ref.name} runs this restore"
             )
         conds = set_condition(
@@ -184,6 +192,9 @@ class RestoreSessionReconciler:
             message,
         )
         return conds, hosts if ok else None
+
+    async def _finalize(self, obj: JSON, rs: RestoreSession | None) -> None:
+        await revoke_repository_access(self.ctx, obj)
 
     async def _invalid(self, obj: JSON, error: ValidationError) -> Result:
         status = RestoreSessionStatus.model_validate(obj.get("status") or {})

@@ -21,9 +21,14 @@ from pydantic import ValidationError
 
 from stash.api import BackupConfiguration, Repository, RestoreSession
 from stash.contract.workloads import WORKLOADS
+from stash.controllers.access import ensure_binding, grant_repository_access
 from stash.controllers.context import ControllerContext
-from stash.controllers.provisioning import ensure_binding
-from stash.inject import desired_workload, select_backup_invoker, select_restore_invoker
+from stash.inject import (
+    desired_workload,
+    repository_refusal,
+    select_backup_invoker,
+    select_restore_invoker,
+)
 from stash.inject.pod import pod_spec_of
 from stash.kube.client import JSON, JSON_PATCH, Conflict, Invalid, NotFound, Resource
 from stash.kube.controller import DONE, Result
@@ -108,15 +113,21 @@ class WorkloadReconciler:
                 with contextlib.suppress(ValidationError):
                     repos[rkey] = Repository.model_validate(robj)
         current = {**obj, "kind": kind, "apiVersion": WATCHED_WORKLOADS[kind].api_version}
-        desired = desired_workload(current, backup, restore, self.settings, repos)
+        labels = self.ctx.namespace_labels(ns)
+        desired = desired_workload(current, backup, restore, self.settings, repos, labels)
         # The agent's RBAC first, so the injected containers can work from their start
-        # (a binding made at the first session would leave them waiting for RBAC).
+        # (a binding made at the first session would leave them waiting for RBAC); none
+        # for an invoker the Repository's usage policy refuses (it is not injected).
         account = str(pod_spec_of(obj).get("serviceAccountName") or "default")
-        if backup is not None:
-            await ensure_binding(self.ctx, ns, account, "stash-sidecar")
-        if restore is not None:
-            await ensure_binding(self.ctx, ns, account, "stash-restore-init-container")
-        for problem in desired.problems:
+        problems = list(desired.problems)
+        for invoker, role in ((backup, "stash-sidecar"), (restore, "stash-restore-init-container")):
+            if invoker is None or repository_refusal(invoker, repos, labels):
+                continue
+            await ensure_binding(self.ctx, ns, account, role)
+            problem = await grant_repository_access(self.ctx, invoker, account)
+            if problem:
+                problems.append(problem)
+        for problem in problems:
             await self.ctx.recorder.emit(current, WARNING, "StashInjectionFailed", problem)
         patch = _patch(current, desired.workload)
         if not patch:

@@ -89,6 +89,7 @@ __all__ = [
     "remove_backup",
     "remove_restore",
     "repository_key",
+    "repository_refusal",
     "select_backup_invoker",
     "select_restore_invoker",
     "uses_sidecar_model",
@@ -292,27 +293,37 @@ def _problem(
     )
 
 
+def repository_refusal(
+    invoker: BackupConfiguration | RestoreSession,
+    repositories: Mapping[str, Repository],
+    labels: Mapping[str, str] | None,
+) -> str | None:
+    """Why `invoker` may not use its Repository from its namespace (`labels`: that
+    namespace's); a Repository in another namespace that is not in `repositories` cannot
+    be checked, so it refuses too."""
+    key, ns = repository_key(invoker), str(invoker.metadata.namespace)
+    if not key or key.partition("/")[0] == ns:
+        return None
+    repo = repositories.get(key)
+    if repo is None:
+        return (
+            f"Repository {key} (in another namespace) was not found, so its usage policy "
+            "cannot be checked"
+        )
+    return usage_refusal(repo, ns, labels)
+
+
 def _refused(
     invoker: BackupConfiguration | RestoreSession,
     repositories: Mapping[str, Repository],
     labels: Mapping[str, str] | None,
     what: str,
 ) -> str | None:
-    """Why `invoker` may not use its Repository from its namespace (a Repository in
-    another one that is unknown cannot be checked, so it refuses too)."""
-    key, ns = repository_key(invoker), str(invoker.metadata.namespace)
-    if not key or key.partition("/")[0] == ns:
-        return None
-    repo = repositories.get(key)
-    why = (
-        usage_refusal(repo, ns, labels)
-        if repo is not None
-        else f"Repository {key} (in another namespace) was not found, so its usage policy "
-        "cannot be checked"
-    )
+    why = repository_refusal(invoker, repositories, labels)
     if why is None:
         return None
-    return f"not injecting the {what} for {invoker.kind} {ns}/{invoker.metadata.name}: {why}"
+    meta = invoker.metadata
+    return f"not injecting the {what} for {invoker.kind} {meta.namespace}/{meta.name}: {why}"
 
 
 def desired_workload(
