@@ -323,10 +323,15 @@ class Operator:
 
     async def _install_builtins(self) -> None:
         """Agent ClusterRoles, and the built-in Functions/Tasks unless customised (§5.5)."""
-        try:
-            await install_cluster_roles(self.ctx)
-        except KubeError as exc:
-            log.error("installing the agent ClusterRoles failed: %s", exc)
+        if self.settings.manage_agent_roles:
+            try:
+                await install_cluster_roles(self.ctx)
+            except KubeError as exc:
+                log.error(
+                    "installing the agent ClusterRoles failed: %s (when a Helm chart owns "
+                    "them, run with STASH_MANAGE_AGENT_ROLES=false)",
+                    exc,
+                )
         for obj, res in [
             *((f, FUNCTIONS) for f in builtin_functions()),
             *((t, TASKS) for t in builtin_tasks()),

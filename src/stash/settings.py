@@ -80,6 +80,10 @@ class OperatorSettings(BaseSettings):
     """Secret (in `namespace`) that stores the webhook CA and serving certificate."""
     injection_mode: InjectionMode = "workload"
 
+    manage_agent_roles: bool = True
+    """Install the agent ClusterRoles at each leader start. False when the Helm chart
+    owns them (the operator then has no right to change them)."""
+
     # --- controllers, cron engine and leader election (stash.operator)
     watch_namespace: str | None = None
     """Watch one namespace only (None: the whole cluster)."""

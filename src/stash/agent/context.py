@@ -20,21 +20,14 @@ from stash.agent.repository import AgentError, ResticSettings
 from stash.agent.stats import TargetKey
 from stash.api import BackupConfiguration
 from stash.api.common import BackupTarget, RetentionPolicy
-from stash.contract.resources import BACKUPCONFIGURATIONS
+from stash.contract.resources import BACKUPCONFIGURATIONS, TARGET_KINDS
 from stash.kube.client import JSON, Forbidden, Kube, NotFound
 from stash.kube.events import EventRecorder
 
 __all__ = ["AgentContext", "BackupInvoker", "load_backup_invoker"]
 
-_API_GROUPS = {
-    "Deployment": "apps",
-    "StatefulSet": "apps",
-    "DaemonSet": "apps",
-    "ReplicaSet": "apps",
-    "ReplicationController": "",
-    "DeploymentConfig": "apps.openshift.io",
-    "PersistentVolumeClaim": "",
-}
+#: The API group of each target kind, for metric labels (from the one table of kinds).
+_API_GROUPS = {kind: res.group for kind, res in TARGET_KINDS.items()}
 
 
 @dataclass

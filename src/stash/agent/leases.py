@@ -133,9 +133,12 @@ class Heartbeat:
 
     async def _renew_loop(self) -> None:
         while True:
-            # renew on time, or at once when restic starts (its PID is published)
+            # renew on time, or at once when restic starts (its PID is published).
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
+            # cancellation of stop() when the event fires at the same moment.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poked.wait(), self.renew_every)
+                async with asyncio.timeout(self.renew_every):
+                    await self._poked.wait()
             self._poked.clear()
             try:
                 await self._beat(acquire=False)

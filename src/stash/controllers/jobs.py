@@ -58,6 +58,17 @@ def _params(items: list[JSON] | None) -> dict[str, str]:
     return {str(p["name"]): str(p.get("value", "")) for p in items or [] if p.get("name")}
 
 
+def pod_security_context(given: Mapping[str, Any]) -> JSON:
+    """A Job pod's securityContext: what was given (runtimeSettings win key by key) plus
+    the RuntimeDefault seccomp profile and, for a non-root user, `runAsNonRoot`, so the
+    pod passes Pod Security `restricted` unless it must run as root (a restore that
+    restores file ownership; that needs `baseline`, see docs/webhooks.md)."""
+    sc: JSON = {"seccompProfile": {"type": "RuntimeDefault"}, **given}
+    if sc.get("runAsUser") not in (0, None) and "runAsNonRoot" not in sc:
+        sc["runAsNonRoot"] = True
+    return sc
+
+
 def build_job(
     *,
     name: str,
@@ -101,6 +112,7 @@ def build_job(
             "securityContext": {
                 "allowPrivilegeEscalation": False,
                 "capabilities": {"drop": ["ALL"]},
+                "seccompProfile": {"type": "RuntimeDefault"},
             },
         }
         if spec.get("workingDir"):
@@ -122,6 +134,7 @@ def build_job(
     for key, value in (pod_settings or {}).items():
         if value is not None:
             pod[key] = value
+    pod["securityContext"] = pod_security_context(pod.get("securityContext") or {})
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

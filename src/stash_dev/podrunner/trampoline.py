@@ -11,7 +11,9 @@ mount point without touching the host: a missing mount point is made inside a vo
 it is under one, and otherwise the deepest existing directory is covered, in this
 namespace only, by a tmpfs that re-binds every entry it had (for `/` that tmpfs becomes
 a new root and the process is chrooted into it). Read-only mounts are remounted
-read-only last. Then it sets the hostname, working directory and user, and execs the
+read-only last. Directories the plan names `traversable` (root-only ones on the way to
+the executable, see image.py) are covered first the same way, with the search bit set
+for everyone. Then it sets the hostname, working directory and user, and execs the
 container's argv. It writes one NUL byte to the plan's `error_fd` when it starts and, on
 a failure before exec, the reason after it, then exits 128; a successful exec closes it.
 Not for: anything after exec.
@@ -129,8 +131,9 @@ class View:
                 self.private.add(cur)
         return cur
 
-    def shadow(self, directory: str) -> None:
-        """Cover `directory` with a tmpfs that shows the same entries, in this view only."""
+    def shadow(self, directory: str, search: bool = False) -> None:
+        """Cover `directory` with a tmpfs that shows the same entries, in this view only
+        (with `search`, anyone may pass through it, as through an image's directories)."""
         if directory == "/":
             self._new_root()
             return
@@ -138,7 +141,8 @@ class View:
         st = os.stat(target)
         fd = os.open(target, os.O_PATH | os.O_DIRECTORY)
         entries = os.listdir(f"/proc/self/fd/{fd}")
-        opts = f"mode={stat.S_IMODE(st.st_mode):o},uid={st.st_uid},gid={st.st_gid}"
+        mode = stat.S_IMODE(st.st_mode) | (0o111 if search else 0)
+        opts = f"mode={mode:o},uid={st.st_uid},gid={st.st_gid}"
         mount("tmpfs", target, "tmpfs", 0, opts)
         for entry in entries:
             with contextlib.suppress(FileNotFoundError):  # gone since listed
@@ -198,6 +202,9 @@ def run(plan: dict[str, Any]) -> None:
     view = View(plan["staging"])
     # Hold every source open first: covering a directory later must not hide one.
     sources = [os.open(m["source"], os.O_PATH) for m in plan["mounts"]]
+    # The user reaches the executable and its interpreter, as in an image (image.py).
+    for directory in plan.get("traversable") or []:
+        view.shadow(directory, search=True)
     done: list[tuple[str, bool]] = []
     for m, fd in zip(plan["mounts"], sources, strict=True):
         is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)

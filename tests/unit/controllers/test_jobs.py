@@ -14,7 +14,7 @@ from stash.contract.steps import BACKUP_PVC_FLAGS
 from stash.contract.taskparams import OPERATOR_PARAMS
 from stash.controllers import provisioning
 from stash.controllers.catalog import builtin_functions, builtin_tasks
-from stash.controllers.jobs import build_job, envsubst, job_name
+from stash.controllers.jobs import build_job, envsubst, job_name, pod_security_context
 from stash.controllers.provisioning import (
     _image_inputs,
     _rule_inputs,
@@ -22,6 +22,7 @@ from stash.controllers.provisioning import (
     target_inputs,
 )
 from stash.settings import OperatorSettings
+from tests.support.pod_security import restricted_violations
 
 
 def test_envsubst_defaults_and_unknowns() -> None:
@@ -153,3 +154,17 @@ def test_missing_function_is_a_clear_error() -> None:
             service_account="sa",
             run_as_user=0,
         )
+
+
+def test_backup_job_pods_pass_pod_security_restricted() -> None:
+    # Job pods set neither seccompProfile nor runAsNonRoot: a restricted namespace refused them
+    pod = _pvc_backup_job()["spec"]["template"]["spec"]
+    assert restricted_violations(pod) == []
+
+
+def test_a_root_job_pod_keeps_root_and_says_why_restricted_refuses_it() -> None:
+    sc = pod_security_context({"runAsUser": 0, "runAsGroup": 0})
+    assert sc["runAsUser"] == 0 and "runAsNonRoot" not in sc  # ownership restore: baseline
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    given = pod_security_context({"runAsUser": 1000, "runAsNonRoot": False})
+    assert given["runAsNonRoot"] is False  # runtimeSettings win key by key
