@@ -366,3 +366,68 @@ def test_restic_args_that_would_run_commands_or_read_agent_files_are_refused() -
     verdict = validate(bc(target=target))
     assert fields(verdict) == ["spec.target.args"]
     assert '"--password-command" is not allowed' in verdict.message
+
+
+# ------------------------------------------------------------------ Pod Security
+
+
+def _level(level: str) -> ValidationFacts:
+    return ValidationFacts(namespace_labels={"pod-security.kubernetes.io/enforce": level})
+
+
+def test_what_baseline_forbids_is_refused_with_the_field() -> None:
+    obj = bc(
+        runtimeSettings={
+            "container": {
+                "securityContext": {
+                    "capabilities": {"add": ["CHOWN", "CAP_SYS_ADMIN"]},
+                    "procMount": "Unmasked",
+                    "seccompProfile": {"type": "Unconfined"},
+                }
+            },
+            "pod": {"securityContext": {"sysctls": [{"name": "kernel.msgmax", "value": "1"}]}},
+        }
+    )
+    verdict = validate(obj, facts=_level("baseline"))
+    prefix = "spec.runtimeSettings."
+    assert set(fields(verdict)) == {
+        prefix + "container.securityContext.capabilities.add",
+        prefix + "container.securityContext.procMount",
+        prefix + "container.securityContext.seccompProfile.type",
+        prefix + "pod.securityContext.sysctls[0]",
+    }
+    assert "CAP_SYS_ADMIN may not be added" in verdict.message
+    assert "CHOWN" not in verdict.message.split("may not be added")[0].split(":")[-1]
+    assert validate(obj, facts=_level("privileged")).ok
+    assert validate(obj).ok  # no label: the cluster default is not known here
+
+
+def test_restricted_also_refuses_root_and_escalation() -> None:
+    obj = bc(
+        runtimeSettings={
+            "container": {
+                "securityContext": {
+                    "allowPrivilegeEscalation": True,
+                    "capabilities": {"add": ["NET_BIND_SERVICE", "CHOWN"]},
+                }
+            },
+            "pod": {"securityContext": {"runAsNonRoot": False}},
+        }
+    )
+    assert validate(obj, facts=_level("baseline")).ok
+    verdict = validate(obj, facts=_level("restricted"))
+    assert set(fields(verdict)) == {
+        "spec.runtimeSettings.container.securityContext.allowPrivilegeEscalation",
+        "spec.runtimeSettings.container.securityContext.capabilities.add",
+        "spec.runtimeSettings.pod.securityContext.runAsNonRoot",
+    }
+
+
+def test_a_host_path_repository_is_refused_where_pod_security_forbids_host_paths() -> None:
+    local = Repository.model_validate(
+        repo({"local": {"mountPath": "/safe", "hostPath": {"path": "/srv"}}})
+    )
+    facts = ValidationFacts(local, {"pod-security.kubernetes.io/enforce": "baseline"})
+    verdict = validate(bc(), facts=facts)
+    assert fields(verdict) == ["spec.repository"]
+    assert "hostPath" in verdict.message

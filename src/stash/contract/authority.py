@@ -133,11 +133,14 @@ def with_author(
     obj: Mapping[str, Any], old: Mapping[str, Any] | None, requester: Author | None
 ) -> dict[str, Any]:
     """`obj` with `ANN_AUTHOR` as the mutating webhook leaves it: the requester when the
-    authority view changed (CREATE included), else the stored record (or none)."""
-    if authority_changed(obj, old):
+    authority view changed (CREATE included) — or, for an object that has no record yet
+    (admitted before there was one), when its spec changed at all — else the stored
+    record (or none)."""
+    stored = (((old or {}).get("metadata") or {}).get("annotations") or {}).get(ANN_AUTHOR)
+    unrecorded_change = old is not None and stored is None and obj.get("spec") != old.get("spec")
+    value = stored
+    if authority_changed(obj, old) or unrecorded_change:
         value = requester.annotation() if requester else None
-    else:
-        value = (((old or {}).get("metadata") or {}).get("annotations") or {}).get(ANN_AUTHOR)
     meta = dict(obj.get("metadata") or {})
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != ANN_AUTHOR}
     if value is not None:

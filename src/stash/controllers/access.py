@@ -104,7 +104,7 @@ async def authorize_service_account(
         return (
             f'{where} names ServiceAccount "{sa}" but has no record of who did (annotation '
             f"{ANN_AUTHOR}, written by the admission webhook): no role is bound to it; "
-            "re-apply the object while the webhook runs"
+            "change its spec or re-create it while the webhook runs"
         )
     access = Access("create", "", "pods", ns)
     decision = await review_access(ctx.kube, author.subject(), access.attributes())
