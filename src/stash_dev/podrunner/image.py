@@ -61,3 +61,26 @@ def traversal_dirs(argv0: str, env: Mapping[str, str], uid: int | None) -> list[
         files += [interpreter, os.path.realpath(interpreter)]
     dirs = {d for f in files for d in _closed_parents(f)}
     return sorted(dirs, key=lambda d: (d.count("/"), d))
+
+
+def image_roots(argv0: str, env: Mapping[str, str]) -> list[str]:
+    """Host directories that make up the container's "image": the virtualenv of its
+    executable and the source trees its `.pth` files add (an editable install). A volume
+    mounted over one of them (the chart's emptyDir at /tmp, with a checkout under /tmp)
+    must not hide them, as a volume never hides an image's own files elsewhere."""
+    found = argv0 if "/" in argv0 else shutil.which(argv0, path=env.get("PATH", ""))
+    if not found:
+        return []
+    venv = Path(found).parent.parent
+    if not (venv / "pyvenv.cfg").is_file():
+        return []
+    roots = [str(venv)]
+    for pth in sorted(venv.glob("lib/python*/site-packages/*.pth")):
+        try:
+            lines = pth.read_text().splitlines()
+        except OSError:
+            continue
+        roots += [
+            line.strip() for line in lines if line.startswith("/") and Path(line.strip()).is_dir()
+        ]
+    return sorted(dict.fromkeys(roots))

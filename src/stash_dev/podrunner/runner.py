@@ -28,7 +28,7 @@ from stash.kube.client import Kube, NotFound
 from stash_dev.podrunner import status
 from stash_dev.podrunner.environment import container_env, runtime_env, service_env
 from stash_dev.podrunner.expansion import expand
-from stash_dev.podrunner.image import traversal_dirs
+from stash_dev.podrunner.image import image_roots, traversal_dirs
 from stash_dev.podrunner.objects import PODS, PodObjects, PodRunnerError
 from stash_dev.podrunner.process import (
     START_ERROR_EXIT,
@@ -131,6 +131,7 @@ class PodRunner:
             "hostname": runtime_env(box.pod)["HOSTNAME"],
             "user": user,
             "traversable": traversal_dirs(argv[0], env, user["uid"]),
+            "image": image_roots(argv[0], env),
             "staging": str(self._staging(box, container)),
         }
         log_path = box.directory / f"{container}.log"
