@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from stash.agent.identity import PodIdentity
-from stash.agent.metrics import MetricLabels
 from stash.agent.repository import AgentError, ResticSettings
 from stash.agent.stats import TargetKey
 from stash.api import BackupConfiguration
@@ -23,18 +22,9 @@ from stash.api.common import BackupTarget, RetentionPolicy
 from stash.contract.resources import BACKUPCONFIGURATIONS
 from stash.kube.client import JSON, Forbidden, Kube, NotFound
 from stash.kube.events import EventRecorder
+from stash.sessionmetrics import MetricLabels, target_group
 
 __all__ = ["AgentContext", "BackupInvoker", "load_backup_invoker"]
-
-_API_GROUPS = {
-    "Deployment": "apps",
-    "StatefulSet": "apps",
-    "DaemonSet": "apps",
-    "ReplicaSet": "apps",
-    "ReplicationController": "",
-    "DeploymentConfig": "apps.openshift.io",
-    "PersistentVolumeClaim": "",
-}
 
 
 @dataclass
@@ -67,7 +57,7 @@ class AgentContext:
             namespace=self.namespace,
             repository=repository,
             target_kind=self.target.kind,
-            target_group=_API_GROUPS.get(self.target.kind, ""),
+            target_group=target_group(self.target.kind),
             target_name=self.target.name,
         )
 
