@@ -35,7 +35,16 @@ from stash.controllers.backupconfiguration import (
 )
 from stash.controllers.backupsession import BackupSessionReconciler
 from stash.controllers.catalog import builtin_functions, builtin_tasks
-from stash.controllers.context import Caches, ControllerContext, metadata_only
+from stash.controllers.context import (
+    EXECUTOR_SELECTOR,
+    Caches,
+    ControllerContext,
+    job_owner_key,
+    metadata_only,
+    pod_job_key,
+    sessions_of_job,
+    sessions_of_pod,
+)
 from stash.controllers.provisioning import FIELD_MANAGER, install_cluster_roles
 from stash.controllers.repository import RepositoryReconciler
 from stash.controllers.restoresession import RestoreSessionReconciler
@@ -50,9 +59,10 @@ from stash.controllers.workload import (
 from stash.kube.client import JSON, Conflict, Kube, KubeError, Resource, key_of
 from stash.kube.controller import Controller, ObjectReconciler, as_reconciler, spec_changed
 from stash.kube.events import EventRecorder
-from stash.kube.informer import Informer
+from stash.kube.informer import Informer, wait_synced
 from stash.kube.leader import LeaderElector
-from stash.kube.resources import NAMESPACES, SECRETS
+from stash.kube.resources import JOBS, NAMESPACES, PODS, SECRETS
+from stash.kube.supervisor import Supervisor
 from stash.scheduler import CronEngine
 from stash.sessionmetrics import MetricLabels, SessionMetricsSink
 from stash.settings import OperatorSettings
@@ -103,8 +113,10 @@ class Operator:
             backupconfigurations=informer(BACKUPCONFIGURATIONS),
             backupsessions=informer(BACKUPSESSIONS),
             restoresessions=informer(RESTORESESSIONS),
-            secrets=informer(SECRETS, transform=metadata_only),
+            secrets=informer(SECRETS, transform=metadata_only, metadata_only=True),
             namespaces=Informer(kube, NAMESPACES, resync_period=0, on_failure=metrics.watch_failed),
+            jobs=informer(JOBS, label_selector=EXECUTOR_SELECTOR),
+            pods=informer(PODS, label_selector=EXECUTOR_SELECTOR),
         )
         c = self.caches
         c.backupconfigurations.add_index("repository", repository_key)
@@ -112,6 +124,9 @@ class Operator:
         c.backupsessions.add_index("invoker", invoker_key)
         c.backupconfigurations.add_index("target", target_workload_keys)
         c.repositories.add_index("secret", _secret_key)
+        c.jobs.add_index("owner", job_owner_key)
+        c.pods.add_index("job", pod_job_key)
+        self.supervisor = Supervisor()
         self.workloads = {kind: informer(res) for kind, res in WATCHED_WORKLOADS.items()}
         self.engine = CronEngine(self._fire, missed_grace=settings.missed_schedule_grace)
         self.ctx = ControllerContext(
@@ -167,6 +182,8 @@ class Operator:
         bs = self._for_objects(BackupSessionReconciler(self.ctx), c.backupsessions, BACKUPSESSIONS)
         bs.watch(c.backupsessions)
         bs.watch(c.backupconfigurations, self._sessions_of_invoker)
+        bs.watch(c.jobs, sessions_of_job("BackupSession"))
+        bs.watch(c.pods, sessions_of_pod("BackupSession", c.jobs))
 
         rs = self._for_objects(
             RestoreSessionReconciler(self.ctx), c.restoresessions, RESTORESESSIONS
@@ -176,6 +193,8 @@ class Operator:
             c.repositories,
             lambda r: [key_of(o) for o in c.restoresessions.by_index("repository", key_of(r))],
         )
+        rs.watch(c.jobs, sessions_of_job("RestoreSession"))
+        rs.watch(c.pods, sessions_of_pod("RestoreSession", c.jobs))
         wl = Controller(WorkloadReconciler(self.ctx), workers=w)
         for kind, inf in self.workloads.items():
             wl.watch(inf, _workload_mapper(kind))
@@ -247,10 +266,8 @@ class Operator:
     async def run(self) -> None:
         """Run until cancelled; clean shutdown on cancellation."""
         informers = [*self.caches.all(), *self.workloads.values()]
-        informer_tasks = [
-            asyncio.create_task(inf.run(), name=f"informer {inf.resource.plural}")
-            for inf in informers
-        ]
+        for inf in informers:
+            self.supervisor.spawn(f"informer {inf.resource.plural}", inf.run, progress=inf.progress)
         server = await self._serve_metrics()
         webhook_task = (
             asyncio.create_task(self._serve_webhook(), name="admission webhook")
@@ -258,7 +275,7 @@ class Operator:
             else None
         )
         try:
-            await asyncio.gather(*(inf.synced.wait() for inf in informers))
+            await wait_synced(informers)
             self.ready.set()
             log.info(
                 "caches synced (%s); identity %s",
@@ -266,6 +283,7 @@ class Operator:
                 self.identity,
             )
             if self.settings.leader_elect:
+                await self._lease_namespace()
                 elector = LeaderElector(
                     self.kube,
                     self.settings.namespace,
@@ -281,11 +299,26 @@ class Operator:
                 await self._lead()
         finally:
             self.engine.stop()
-            tasks = [*informer_tasks, *([webhook_task] if webhook_task else [])]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.supervisor.close()
+            if webhook_task is not None:
+                webhook_task.cancel()
+                await asyncio.gather(webhook_task, return_exceptions=True)
             await server.cleanup()
+
+    async def _lease_namespace(self) -> None:
+        """Wait (saying why, once, as an ERROR) while the Lease's namespace is missing."""
+        ns = self.settings.namespace
+        if self.caches.namespaces.get(ns) is not None:
+            return
+        log.error(
+            f"namespace {ns}, where the leader-election Lease {self.settings.lease_name} "
+            "lives, does not exist: this replica waits for it and does no work meanwhile. "
+            f"Create it (kubectl create namespace {ns}), or set --operator-namespace "
+            "(STASH_NAMESPACE) to the operator's namespace, or run one replica with "
+            "--no-leader-elect"
+        )
+        await self.caches.namespaces.holds(ns)
+        log.info("namespace %s exists now; competing for the lease", ns)
 
     async def _serve_webhook(self) -> None:
         """The admission webhook, on every replica; retried until it starts (a replica
@@ -332,10 +365,15 @@ class Operator:
 
     async def _install_builtins(self) -> None:
         """Agent ClusterRoles, and the built-in Functions/Tasks unless customised (§5.5)."""
-        try:
-            await install_cluster_roles(self.ctx)
-        except KubeError as exc:
-            log.error("installing the agent ClusterRoles failed: %s", exc)
+        if self.settings.manage_agent_roles:
+            try:
+                await install_cluster_roles(self.ctx)
+            except KubeError as exc:
+                log.error(
+                    "installing the agent ClusterRoles failed: %s (when a Helm chart owns "
+                    "them, run with STASH_MANAGE_AGENT_ROLES=false)",
+                    exc,
+                )
         for obj, res in [
             *((f, FUNCTIONS) for f in builtin_functions()),
             *((t, TASKS) for t in builtin_tasks()),
@@ -376,7 +414,8 @@ class Operator:
             return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         async def healthz(_: web.Request) -> web.Response:
-            return web.Response(text="ok")
+            down = "\n".join(f"{k}: {v}" for k, v in sorted(self.supervisor.problems().items()))
+            return web.Response(status=503, text=down) if down else web.Response(text="ok")
 
         async def readyz(_: web.Request) -> web.Response:
             if not self.ready.is_set():

@@ -83,6 +83,10 @@ class OperatorSettings(BaseSettings):
     """Secret (in `namespace`) that stores the webhook CA and serving certificate."""
     injection_mode: InjectionMode = "workload"
 
+    manage_agent_roles: bool = True
+    """Install the agent ClusterRoles at each leader start. False when the Helm chart
+    owns them (the operator then has no right to change them)."""
+
     # --- controllers, cron engine and leader election (stash.operator)
     watch_namespace: str | None = None
     """Watch one namespace only (None: the whole cluster)."""
@@ -101,8 +105,16 @@ class OperatorSettings(BaseSettings):
     """Seconds: a tick missed while no leader ran is run once if younger than this
     (0: missed ticks are skipped)."""
     executor_heartbeat_timeout: float = Field(default=60.0, gt=0)
-    """Seconds: a host whose backup executor stopped renewing its heartbeat Lease for
-    this long is marked Failed (the agent died mid-backup), so the session ends."""
+    """Seconds: a host whose backup executor's heartbeat Lease the operator has seen
+    unchanged for this long is marked Failed (the agent died mid-backup), so the
+    session ends."""
+    executor_start_timeout: float = Field(default=600.0, gt=0)
+    """Seconds: a backup or restore Job whose pod cannot start this long (it cannot be
+    created, scheduled, or its image pulled) fails its host with the reason; a Job that
+    failed fails its host at once."""
+    default_session_timeout: float = Field(default=86400.0, gt=0)
+    """Seconds: the deadline of a BackupSession or RestoreSession whose invoker sets no
+    `spec.timeOut`, so every session reaches a final phase."""
     workers: int = Field(default=4, ge=1)
     """Concurrent reconciles per controller."""
     resync_period: float = Field(default=300.0, ge=0)

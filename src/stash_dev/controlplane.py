@@ -3,10 +3,11 @@
 One `ktc` binary (tests/cluster) runs etcd, kube-apiserver, kube-controller-manager and
 kube-scheduler, each as its own process group; a stand-in kubelet (`stash_dev.kubelet`)
 registers fake Nodes and moves scheduled Pods to Running. Component logs go to files in
-the state directory. The admin credential is a static bearer token in group
-system:masters; a few unprivileged users exist for RBAC tests. The methods block (they
-wait for processes); from async code call them with `asyncio.to_thread`. Readiness is
-asked through `Kube` (`stash_dev.probes`).
+the state directory; their command lines are in `stash_dev.components`, and the
+addresses Nodes and pods get in `stash_dev.podips`. The admin credential is a static
+bearer token in group system:masters; a few unprivileged users exist for RBAC tests. The
+methods block (they wait for processes); from async code call them with
+`asyncio.to_thread`. Readiness is asked through `Kube` (`stash_dev.probes`).
 
 Not for: anything that talks to a real cluster. Pods never run containers here.
 """
@@ -23,35 +24,16 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from stash.pki import issue_ca, issue_serving_cert
-from stash_dev import pki
+from stash_dev import components, pki, podips
 from stash_dev.probes import NotReady, Probes, run_blocking, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "tests" / "cluster" / "build.sh"
-
-#: kube-controller-manager controllers the operator and its tests rely on.
-CONTROLLERS = [
-    "namespace-controller",
-    "garbage-collector-controller",
-    "deployment-controller",
-    "replicaset-controller",
-    "statefulset-controller",
-    "daemonset-controller",
-    "job-controller",
-    "serviceaccount-controller",
-    "root-ca-certificate-publisher-controller",
-    "persistentvolume-binder-controller",
-    "persistentvolumeclaim-protection-controller",
-    "persistentvolume-protection-controller",
-    "ttl-after-finished-controller",
-]
 
 #: Unprivileged users (static tokens, no groups beyond system:authenticated).
 RESTRICTED_USERS = ["alice", "bob"]
@@ -65,6 +47,16 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def pod_cidr() -> str | None:
+    """The range pods get addresses of their own from: STASH_DEV_POD_CIDR (empty: none),
+    else podips.DEFAULT_POD_CIDR when this host routes it to itself; None: every pod is
+    at the node's address."""
+    chosen = os.environ.get("STASH_DEV_POD_CIDR")
+    if chosen is not None:
+        return chosen or None
+    return podips.DEFAULT_POD_CIDR if podips.routed_locally(podips.DEFAULT_POD_CIDR) else None
 
 
 def ktc_binary() -> Path:
@@ -96,6 +88,8 @@ class _State:
     admin_token: str
     user_tokens: dict[str, str]
     pids: dict[str, int] = field(default_factory=dict)
+    node_ip: str = podips.LOOPBACK
+    pod_cidr: str | None = None
 
 
 class ControlPlane:
@@ -168,6 +162,8 @@ class ControlPlane:
             scheduler_port=_free_port(),
             admin_token=secrets.token_hex(24),
             user_tokens={u: secrets.token_hex(24) for u in RESTRICTED_USERS},
+            node_ip=podips.node_address(),
+            pod_cidr=pod_cidr(),
         )
         self._write_pki_and_config()
         try:
@@ -249,28 +245,7 @@ class ControlPlane:
 
     # ----------------------------------------------------------------- internals
     def _write_pki_and_config(self) -> None:
-        d = self.state_dir / "pki"
-        now = dt.datetime.now(dt.UTC)
-        ca = issue_ca("stash-dev-ca", now, dt.timedelta(days=3650))
-        pki.write_pair(ca, d, "ca")
-        serving = issue_serving_cert(
-            ca,
-            dns_names=[
-                "localhost",
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-            ],
-            ips=["127.0.0.1", "10.0.0.1"],
-            now=now,
-            lifetime=dt.timedelta(days=365),
-        )
-        pki.write_pair(serving, d, "apiserver")
-        sa_private, sa_public = pki.new_signing_key()
-        (d / "sa.key").write_bytes(sa_private)
-        (d / "sa.key").chmod(0o600)
-        (d / "sa.pub").write_bytes(sa_public)
+        ca = pki.write_cluster_pki(self.state_dir / "pki", dt.datetime.now(dt.UTC))
         st = self.state
         rows = [f'{st.admin_token},admin,admin-uid,"system:masters"']
         rows += [f"{tok},{user},{user}-uid" for user, tok in st.user_tokens.items()]
@@ -282,83 +257,26 @@ class ControlPlane:
 
     def _etcd_args(self) -> list[str]:
         st = self.state
-        return [
-            "etcd",
-            f"--data-dir={self.state_dir / 'etcd'}",
-            f"--listen-client-url=http://127.0.0.1:{st.etcd_port}",
-            f"--listen-peer-url=http://127.0.0.1:{st.etcd_peer_port}",
-        ]
+        return components.etcd_args(self.state_dir, st.etcd_port, st.etcd_peer_port)
 
     def _apiserver_args(self) -> list[str]:
-        st, d = self.state, self.state_dir / "pki"
-        return [
-            "kube-apiserver",
-            f"--etcd-servers=http://127.0.0.1:{st.etcd_port}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            f"--secure-port={st.apiserver_port}",
-            f"--cert-dir={d}",
-            f"--tls-cert-file={d / 'apiserver.crt'}",
-            f"--tls-private-key-file={d / 'apiserver.key'}",
-            f"--client-ca-file={d / 'ca.crt'}",
-            f"--token-auth-file={self.state_dir / 'tokens.csv'}",
-            "--authorization-mode=RBAC",
-            f"--service-account-issuer=https://127.0.0.1:{st.apiserver_port}",
-            f"--service-account-key-file={d / 'sa.pub'}",
-            f"--service-account-signing-key-file={d / 'sa.key'}",
-            "--service-cluster-ip-range=10.0.0.0/24",
-            # Without it every namespace needs a `default` ServiceAccount before its first
-            # Pod, a race in tests; envtest turns it off for the same reason.
-            "--disable-admission-plugins=ServiceAccount",
-            "--allow-privileged=true",
-            # configmaps bypass the watch cache so a test can see etcd compaction -> 410.
-            "--watch-cache-sizes=configmaps#0",
-            "--profiling=false",
-            "--v=1",
-        ]
-
-    def _component_kubeconfig(self) -> Path:
-        return self.kubeconfig
+        st = self.state
+        return components.apiserver_args(self.state_dir, st.etcd_port, st.apiserver_port)
 
     def _kcm_args(self) -> list[str]:
-        st, d = self.state, self.state_dir / "pki"
-        return [
-            "kube-controller-manager",
-            f"--kubeconfig={self._component_kubeconfig()}",
-            "--leader-elect=false",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={st.kcm_port}",
-            f"--cert-dir={self.state_dir / 'kcm-certs'}",
-            f"--controllers={','.join(CONTROLLERS)}",
-            f"--root-ca-file={d / 'ca.crt'}",
-            f"--service-account-private-key-file={d / 'sa.key'}",
-            "--concurrent-gc-syncs=5",
-            "--v=1",
-        ]
+        return components.kcm_args(self.state_dir, self.kubeconfig, self.state.kcm_port)
 
     def _scheduler_args(self) -> list[str]:
-        return [
-            "kube-scheduler",
-            f"--kubeconfig={self._component_kubeconfig()}",
-            "--leader-elect=false",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={self.state.scheduler_port}",
-            f"--cert-dir={self.state_dir / 'scheduler-certs'}",
-            "--v=1",
-        ]
+        return components.scheduler_args(self.state_dir, self.kubeconfig, self.state.scheduler_port)
 
     def _spawn(self, name: str, args: list[str]) -> None:
         self._spawn_cmd(name, [self.state.binary, *args])
 
     def _spawn_kubelet(self) -> None:
-        cmd = [
-            sys.executable,
-            "-m",
-            "stash_dev.kubelet",
-            f"--kubeconfig={self.kubeconfig}",
-            f"--nodes={self.nodes}",
-            f"--volumes-dir={self.state_dir / 'volumes'}",
-        ]
+        st = self.state
+        cmd = components.kubelet_command(
+            self.state_dir, self.kubeconfig, self.nodes, st.node_ip, st.pod_cidr
+        )
         self._spawn_cmd("kubelet", cmd)
 
     def _spawn_cmd(self, name: str, cmd: list[str]) -> None:

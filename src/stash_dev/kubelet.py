@@ -4,10 +4,15 @@ There is no container runtime on our machines, so no container ever runs here. T
 process registers `--nodes` Node objects with generous capacity and a Ready condition,
 then watches Pods bound to them: a scheduled Pod gets status Running/Ready (init
 containers reported completed), and a Pod being deleted is removed at once, as a kubelet
-would after its containers stopped. With `--volumes-dir` it also plays a local-path
-provisioner: an unbound PersistentVolumeClaim gets a hostPath PersistentVolume under
-that directory, pre-bound to it (KCM's binder completes the binding). Tests that need
-a container's process run it with the pod runner instead. It talks to the apiserver
+would after its containers stopped. The Nodes are at `--node-ip` (this host's address);
+a pod's `status.podIP` is that address too, or, with `--pod-cidr` (a range routed to
+this host), an address of its own, kept for its life and freed when it is gone
+(`stash_dev.podips`). Either way EndpointSlices lead a Service to this host, where the pod
+runner starts the pod's processes. What is reported: `stash_dev.kubelet_status`. With
+`--volumes-dir` it also plays a local-path
+provisioner: an unbound PersistentVolumeClaim gets a hostPath PersistentVolume under that
+directory, pre-bound to it (KCM's binder completes the binding). Tests that need a
+container's process run it with the pod runner instead. It talks to the apiserver
 through `stash.kube.client.Kube`, like the operator.
 
 Run: `python -m stash_dev.kubelet --kubeconfig PATH --nodes 2`.
@@ -18,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import shutil
 from collections.abc import Awaitable, Callable
@@ -39,172 +43,10 @@ from stash.kube.client import (
     Resource,
 )
 from stash.kube.resources import NODES, PODS, PVCS, PVS
+from stash_dev.kubelet_status import node_object, node_status, running_status
+from stash_dev.podips import LOOPBACK, PodIPs, PoolExhausted
 
 log = logging.getLogger("stash_dev.kubelet")
-
-POD_IP = "127.0.0.1"
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def node_object(name: str) -> dict[str, Any]:
-    """A Node as a real kubelet would register it (labels, capacity)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "labels": {
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64",
-                "stash.dev/stand-in": "true",
-            },
-        },
-        "spec": {},
-    }
-
-
-def node_status() -> dict[str, Any]:
-    """A healthy, roomy Node status."""
-    cap = {"cpu": "64", "memory": "256Gi", "pods": "250", "ephemeral-storage": "500Gi"}
-    now = _now()
-    return {
-        "status": {
-            "capacity": cap,
-            "allocatable": cap,
-            "addresses": [
-                {"type": "InternalIP", "address": POD_IP},
-            ],
-            "conditions": [
-                {
-                    "type": "Ready",
-                    "status": "True",
-                    "reason": "KubeletReady",
-                    "message": "stand-in kubelet is posting ready status",
-                    "lastHeartbeatTime": now,
-                    "lastTransitionTime": now,
-                }
-            ],
-            "nodeInfo": {
-                "architecture": "amd64",
-                "operatingSystem": "linux",
-                "kubeletVersion": "stand-in",
-                "containerRuntimeVersion": "none://0",
-                "kernelVersion": "",
-                "osImage": "",
-                "bootID": "",
-                "machineID": "",
-                "systemUUID": "",
-                "kubeProxyVersion": "",
-            },
-        }
-    }
-
-
-def _runs_to_completion(pod: dict[str, Any]) -> bool:
-    """Job pods: pretending they ran would complete Jobs that never ran anything."""
-    owners = pod.get("metadata", {}).get("ownerReferences") or []
-    return any(o.get("kind") == "Job" for o in owners)
-
-
-def _waiting_status(pod: dict[str, Any], now: str) -> dict[str, Any]:
-    """A Job pod as a kubelet reports it before its containers start: Pending, every
-    container waiting. Only the pod runner (or nobody) moves it on."""
-    spec = pod.get("spec", {})
-
-    def waiting(c: dict[str, Any], reason: str) -> dict[str, Any]:
-        return {
-            "name": c["name"],
-            "image": c.get("image", ""),
-            "imageID": "",
-            "ready": False,
-            "restartCount": 0,
-            "state": {"waiting": {"reason": reason}},
-        }
-
-    inits = spec.get("initContainers", [])
-    return {
-        "status": {
-            "phase": "Pending",
-            "conditions": [
-                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-                {
-                    "type": "Initialized",
-                    "status": "False" if inits else "True",
-                    "lastTransitionTime": now,
-                },
-                {"type": "ContainersReady", "status": "False", "lastTransitionTime": now},
-                {"type": "Ready", "status": "False", "lastTransitionTime": now},
-            ],
-            "hostIP": POD_IP,
-            "hostIPs": [{"ip": POD_IP}],
-            "podIP": POD_IP,
-            "podIPs": [{"ip": POD_IP}],
-            "startTime": now,
-            "initContainerStatuses": [waiting(c, "PodInitializing") for c in inits],
-            "containerStatuses": [
-                waiting(c, "PodInitializing" if inits else "ContainerCreating")
-                for c in spec.get("containers", [])
-            ],
-        }
-    }
-
-
-def running_status(pod: dict[str, Any]) -> dict[str, Any]:
-    """The status a kubelet reports once every container of `pod` started."""
-    now = _now()
-    spec = pod.get("spec", {})
-
-    def running(c: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "name": c["name"],
-            "image": c.get("image", ""),
-            "imageID": "",
-            "ready": True,
-            "started": True,
-            "restartCount": 0,
-            "state": {"running": {"startedAt": now}},
-        }
-
-    def completed(c: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "name": c["name"],
-            "image": c.get("image", ""),
-            "imageID": "",
-            "ready": True,
-            "restartCount": 0,
-            "state": {
-                "terminated": {
-                    "exitCode": 0,
-                    "reason": "Completed",
-                    "startedAt": now,
-                    "finishedAt": now,
-                }
-            },
-        }
-
-    if _runs_to_completion(pod):
-        return _waiting_status(pod, now)
-    conds = [
-        {"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": now}
-        for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
-    ]
-    return {
-        "status": {
-            "phase": "Running",
-            "conditions": conds,
-            "hostIP": POD_IP,
-            "hostIPs": [{"ip": POD_IP}],
-            "podIP": POD_IP,
-            "podIPs": [{"ip": POD_IP}],
-            "startTime": now,
-            "initContainerStatuses": [completed(c) for c in spec.get("initContainers", [])],
-            "containerStatuses": [running(c) for c in spec.get("containers", [])],
-        }
-    }
 
 
 def persistent_volume_for(claim: dict[str, Any], root: Path) -> dict[str, Any]:
@@ -241,10 +83,19 @@ def persistent_volume_for(claim: dict[str, Any], root: Path) -> dict[str, Any]:
 class Kubelet:
     """Registers nodes, keeps the Pods bound to them moving, provisions claims."""
 
-    def __init__(self, kube: Kube, nodes: list[str], volumes_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        nodes: list[str],
+        volumes_dir: Path | None = None,
+        node_ip: str = LOOPBACK,
+        pod_cidr: str | None = None,
+    ) -> None:
         self.kube = kube
         self.nodes = set(nodes)
         self.volumes_dir = volumes_dir
+        self.node_ip = node_ip
+        self.ips = PodIPs(pod_cidr, reserved=[node_ip]) if pod_cidr else None
 
     async def register(self) -> None:
         """Create the Nodes (or adopt existing ones), report them Ready, lift the taint."""
@@ -260,7 +111,11 @@ class Kubelet:
         """Post a fresh Ready status for Node `name`."""
         try:
             await self.kube.patch(
-                NODES, name, node_status(), subresource="status", content_type=STRATEGIC_PATCH
+                NODES,
+                name,
+                node_status(self.node_ip),
+                subresource="status",
+                content_type=STRATEGIC_PATCH,
             )
         except KubeError as exc:
             log.warning("node %s status: %s", name, exc)
@@ -277,22 +132,36 @@ class Kubelet:
         spec, meta = pod.get("spec", {}), pod["metadata"]
         if spec.get("nodeName") not in self.nodes:
             return
-        ns, name = meta["namespace"], meta["name"]
+        ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
         if meta.get("deletionTimestamp"):
-            body = {"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}}
+            body = {"gracePeriodSeconds": 0, "preconditions": {"uid": uid}}
             try:
                 await self.kube.request("DELETE", PODS.path(ns, name), body=body)
             except (NotFound, Conflict):
                 pass
             except KubeError as exc:
                 log.warning("deleting pod %s/%s: %s", ns, name, exc)
+                return
+            self._pod_deleted(pod)
             return
         status = pod.get("status", {})
         if status.get("phase", "Pending") != "Pending" or status.get("containerStatuses"):
+            if self.ips and status.get("podIP") and not spec.get("hostNetwork"):
+                self.ips.adopt(uid, status["podIP"])  # reported before a restart of ours
+            return
+        try:
+            ip = self.node_ip if spec.get("hostNetwork") or not self.ips else self.ips.assign(uid)
+        except PoolExhausted as exc:
+            log.warning("pod %s/%s: %s", ns, name, exc)
             return
         try:
             await self.kube.patch(
-                PODS, name, running_status(pod), ns, subresource="status", content_type=MERGE_PATCH
+                PODS,
+                name,
+                running_status(pod, ip, self.node_ip),
+                ns,
+                subresource="status",
+                content_type=MERGE_PATCH,
             )
         except NotFound:
             pass
@@ -340,26 +209,47 @@ class Kubelet:
         claims = asyncio.create_task(self._forever(PVCS, self.provision))
         volumes = asyncio.create_task(self._forever(PVS, self.reclaim))
         try:
-            await self._forever(PODS, self.handle)
+            await self._forever(PODS, self.handle, self._pods_listed, self._pod_deleted)
         finally:
             beat.cancel()
             claims.cancel()
             volumes.cancel()
 
-    async def _forever(self, res: Resource, handle: Callable[[JSON], Awaitable[None]]) -> None:
+    def _pods_listed(self, pods: list[JSON]) -> None:
+        if self.ips is not None:
+            self.ips.retain(p["metadata"]["uid"] for p in pods)
+
+    def _pod_deleted(self, pod: JSON) -> None:
+        if self.ips is not None:
+            self.ips.release(pod["metadata"]["uid"])
+
+    async def _forever(
+        self,
+        res: Resource,
+        handle: Callable[[JSON], Awaitable[None]],
+        listed: Callable[[list[JSON]], None] | None = None,
+        deleted: Callable[[JSON], None] | None = None,
+    ) -> None:
         while True:
             try:
-                await self._list_and_watch(res, handle)
+                await self._list_and_watch(res, handle, listed, deleted)
             except (KubeError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 log.info("watch of %s restarts: %s", res.plural, exc)
                 await asyncio.sleep(1)
 
     async def _list_and_watch(
-        self, res: Resource, handle: Callable[[JSON], Awaitable[None]]
+        self,
+        res: Resource,
+        handle: Callable[[JSON], Awaitable[None]],
+        listed: Callable[[list[JSON]], None] | None,
+        deleted: Callable[[JSON], None] | None,
     ) -> None:
         """List once, then watch from there; a watch that ends (server timeout) resumes
-        from the last resourceVersion seen; 410 Gone returns for a fresh list."""
+        from the last resourceVersion seen; 410 Gone returns for a fresh list. `listed`
+        sees each full list, `deleted` each object the watch reports gone."""
         items, rv = await self.kube.list_all(res)
+        if listed is not None:
+            listed(items)
         for obj in items:
             await handle(obj)
         while True:
@@ -369,14 +259,17 @@ class Kubelet:
                     rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
                     if ev.get("type") in ("ADDED", "MODIFIED"):
                         await handle(obj)
+                    elif ev.get("type") == "DELETED" and deleted is not None:
+                        deleted(obj)
             except Gone:
                 return
 
 
-async def _main(kubeconfig: Path, nodes: int, volumes_dir: Path | None) -> None:
-    kube = await Kube.connect(kubeconfig)
+async def _main(args: argparse.Namespace) -> None:
+    kube = await Kube.connect(args.kubeconfig)
+    names = [f"node-{i}" for i in range(args.nodes)]
     try:
-        await Kubelet(kube, [f"node-{i}" for i in range(nodes)], volumes_dir).run()
+        await Kubelet(kube, names, args.volumes_dir, args.node_ip, args.pod_cidr).run()
     finally:
         await kube.close()
 
@@ -387,10 +280,12 @@ def main() -> None:
     parser.add_argument("--kubeconfig", required=True, type=Path)
     parser.add_argument("--nodes", type=int, default=2)
     parser.add_argument("--volumes-dir", type=Path, help="provision claims as hostPath here")
+    parser.add_argument("--node-ip", default=LOOPBACK, help="the Nodes' (this host's) address")
+    parser.add_argument("--pod-cidr", help="give each pod its own address of this local range")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main(args.kubeconfig, args.nodes, args.volumes_dir))
+        asyncio.run(_main(args))
 
 
 if __name__ == "__main__":

@@ -165,7 +165,8 @@ async def test_container_gets_env_secret_and_private_mount(
 
     out = handle.logs()
     node = pod["spec"]["nodeName"]
-    assert f"name=env ns={namespace} node={node} ip=127.0.0.1 tier=backend sa=default" in out
+    ip = (await api.get(PODS, "env", namespace))["status"]["podIP"]  # the kubelet's
+    assert f"name=env ns={namespace} node={node} ip={ip} tier=backend sa=default" in out
     assert f"arg={node}/x" in out
     assert "greeting=hello env, $(POD_NAME) and $(UNDEFINED)" in out
     assert "hostname=env HOSTNAME=env" in out
@@ -572,3 +573,31 @@ async def test_runner_refuses_unscheduled_and_unknown_containers(
     ok = await _create_pod(api, namespace, "ok", {"containers": [_shell("c", "true")]})
     with pytest.raises(PodRunnerError, match="no container or init container 'nope'"):
         await runner.run(ok, "nope")
+
+
+async def test_a_non_root_container_runs_an_executable_kept_under_root_only_directories(
+    api: Kube, runner: PodRunner, namespace: str, tmp_path: Path
+) -> None:
+    # pytest's tmp_path sits under 0700 directories, like a pyenv Python under /root.
+    image = tmp_path / "image"
+    (image / "bin").mkdir(parents=True)
+    image.chmod(0o700)
+    private = image / "private.key"
+    private.write_text("not for uid 65532\n")
+    private.chmod(0o600)
+    tool = image / "bin" / "tool"
+    tool.write_text(f"#!/bin/sh\necho uid=$(id -u)\ncat {private} || echo refused\n")
+    tool.chmod(0o755)
+    container = {
+        "name": "c",
+        "image": "tool:1",
+        "command": [str(tool)],
+        "securityContext": {"runAsUser": 65532, "runAsGroup": 65532},
+    }
+    pod = await _create_pod(api, namespace, "nonroot", {"containers": [container]})
+    handle = await runner.run(pod, "c")
+    assert await handle.wait(timeout=60) == 0, handle.logs()
+    out = handle.logs()
+    assert "uid=65532" in out
+    assert "not for uid 65532" not in out and "refused" in out  # files keep their modes
+    assert image.stat().st_mode & 0o777 == 0o700  # the host is unchanged

@@ -31,6 +31,7 @@ __all__ = [
     "ToolMissing",
     "helm",
     "helm_binary",
+    "kubectl",
     "kubectl_binary",
     "promtool_binary",
     "render",
@@ -100,6 +101,19 @@ def helm(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     }
     return subprocess.run(
         [helm_binary(), *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def kubectl(
+    kubeconfig: Path, *args: str, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the real kubectl against `kubeconfig`; the result whatever the exit code."""
+    return subprocess.run(
+        [kubectl_binary(), "--kubeconfig", str(kubeconfig), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

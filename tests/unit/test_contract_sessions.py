@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from stash.contract.sessions import (
+    LABEL_INVOKER_NAME,
+    LABEL_TARGET_NAME,
     format_duration,
+    heartbeat_labels,
+    heartbeat_selector,
     history_to_delete,
+    invoker_selector,
+    label_value,
     new_backup_session,
     session_name,
     total_hosts,
@@ -83,3 +90,45 @@ def test_total_hosts() -> None:
     assert total_hosts("StatefulSet", {"spec": {"replicas": 3}}) == 3
     assert total_hosts("DaemonSet", {"status": {"desiredNumberScheduled": 2}}) == 2
     assert total_hosts("PersistentVolumeClaim", None) == 1
+
+
+#: Kubernetes' rule for a label value (apimachinery validation.IsValidLabelValue).
+LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+LONG = "postgres-production-primary-nightly-full-backup-to-offsite-object-storage"
+
+
+def test_label_values_stay_valid_stable_and_distinct_for_long_names() -> None:
+    assert len(LONG) > 63
+    assert label_value("bc") == "bc"
+    value = label_value(LONG)
+    assert len(value) <= 63 and LABEL_VALUE.fullmatch(value)
+    assert value == label_value(LONG), "the same name always gives the same value"
+    replica = LONG.replace("primary", "replica")
+    assert label_value(replica) != value, "names sharing a beginning stay apart"
+    for odd in ("-" * 80, "a_" * 40 + "-", "x." * 50):
+        assert LABEL_VALUE.fullmatch(label_value(odd)) and len(label_value(odd)) <= 63
+
+
+def test_a_long_invoker_and_target_name_give_valid_labels_its_selector_matches() -> None:
+    invoker = {
+        "kind": "BackupConfiguration",
+        "metadata": {"name": LONG, "namespace": "demo", "uid": "u1"},
+        "spec": {"target": {"ref": {"kind": "Deployment", "name": LONG + "-web"}}},
+    }
+    session = new_backup_session(invoker, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    labels = session["metadata"]["labels"]
+    assert all(len(v) <= 63 and LABEL_VALUE.fullmatch(v) for v in labels.values()), labels
+    assert session["spec"]["invoker"]["name"] == LONG, "the spec keeps the name in full"
+    assert labels[LABEL_TARGET_NAME] == label_value(LONG + "-web")
+    selected = dict(
+        term.split("=") for term in invoker_selector("BackupConfiguration", LONG).split(",")
+    )
+    assert all(labels[k] == v for k, v in selected.items())
+    assert selected[LABEL_INVOKER_NAME] == labels[LABEL_INVOKER_NAME]
+    name = session["metadata"]["name"]
+    beat = heartbeat_labels(name, "host-0")
+    assert (
+        heartbeat_selector(name)
+        == f"stash.appscode.com/backup-session={beat['stash.appscode.com/backup-session']}"
+    )
+    assert all(len(v) <= 63 for v in beat.values())

@@ -266,3 +266,19 @@ def test_trampoline_resolves_symlinks_inside_the_view(tmp_path: Path) -> None:
     assert view.resolve("/etc/rel") == ("/run", [])
     assert view.resolve("/etc/./rel/../var") == ("/var", [])
     assert view.host("/run") == str(tmp_path / "run")
+
+
+def test_the_image_of_a_venv_command_is_its_venv_and_its_editable_sources() -> None:
+    # a volume mounted over them (an emptyDir at /tmp, a checkout under /tmp) must not
+    # hide the container's own program
+    import os
+    import sys
+    from pathlib import Path
+
+    from stash_dev.podrunner.image import image_roots
+
+    roots = image_roots("stash", {"PATH": str(Path(sys.executable).parent)})
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    assert str(Path(sys.prefix)) in roots
+    assert src in roots
+    assert image_roots("no-such-command", dict(os.environ)) == []

@@ -5,7 +5,9 @@ What it is for:
 * `Heartbeat` — while one host of a BackupSession is being backed up, the executor
   keeps a Lease `stash-hb-<session>-<hostname>` (see `identity.heartbeat_lease_name`)
   with labels `stash.appscode.com/backup-session=<session>` and
-  `stash.appscode.com/hostname=<hostname>`, `holderIdentity` = the pod name, and
+  `stash.appscode.com/hostname=<hostname>` (as `contract.sessions.label_value`s; the
+  annotation `stash.appscode.com/hostname` keeps the host name in full),
+  `holderIdentity` = the pod name, and
   `renewTime` rewritten every 5 s. It is deleted once the host's stats entry is in the
   session; an executor that dies leaves it behind un-renewed, and the operator fails
   that host once `renewTime` is older than its heartbeat timeout. The Lease is owned by
@@ -32,6 +34,12 @@ from typing import Any, TypeVar
 import aiohttp
 
 from stash.agent.identity import heartbeat_lease_name
+from stash.contract.sessions import (
+    HEARTBEAT_HOST_ANNOTATION,
+    HEARTBEAT_LABEL_HOST,
+    HEARTBEAT_LABEL_SESSION,
+    heartbeat_labels,
+)
 from stash.kube.client import JSON, Conflict, Kube, KubeError, NotFound
 from stash.kube.leader import LEASES, LeaderElector
 from stash.restic.ledger import RunLedger
@@ -46,8 +54,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_LABEL_SESSION = "stash.appscode.com/backup-session"
-HEARTBEAT_LABEL_HOST = "stash.appscode.com/hostname"
 #: Annotation: PIDs of the restic runs the executor started and that have not ended
 #: by themselves (`RunLedger`), so a lock can be matched to a dead executor by more
 #: than a host name that another namespace's pod may share.
@@ -60,12 +66,6 @@ T = TypeVar("T")
 
 def _micro(now: dt.datetime) -> str:
     return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 class Heartbeat:
@@ -94,20 +94,38 @@ class Heartbeat:
         self._task: asyncio.Task[None] | None = None
         self._poked = asyncio.Event()
 
-    async def holder_elsewhere(self) -> str | None:
-        """Another executor's identity if it renewed this heartbeat in the last lease
-        period (it is still backing up this host); None when we may take over."""
+    async def holder_elsewhere(self, poll: float = 1.0, watch: float = LEASE_SECONDS) -> str | None:
+        """Another executor's identity if it is still renewing this heartbeat (it is
+        backing up this host); None when we may take over.
+
+        Alive means we saw its `renewTime` change within one lease period, on our own
+        clock (as leader election judges a lease): its node's clock is never compared
+        with ours. Watching a Lease someone else holds takes up to `watch` seconds."""
+        first = await self._foreign_record()
+        if first is None:
+            return None
+        loop = asyncio.get_running_loop()
+        until = loop.time() + watch
+        while loop.time() < until:
+            await asyncio.sleep(poll)
+            now = await self._foreign_record()
+            if now is None:
+                return None
+            if now != first:
+                return now[0]
+        return None
+
+    async def _foreign_record(self) -> tuple[str, str] | None:
+        """(holder, renewTime) of the heartbeat when someone else holds it."""
         try:
             lease = await self.kube.get(LEASES, self.name, self.namespace)
         except NotFound:
             return None
         spec = lease.get("spec") or {}
-        holder = spec.get("holderIdentity") or ""
-        renewed = _parse(spec.get("renewTime"))
-        if not holder or holder == self.identity or renewed is None:
+        holder = str(spec.get("holderIdentity") or "")
+        if not holder or holder == self.identity:
             return None
-        age = (dt.datetime.now(dt.UTC) - renewed).total_seconds()
-        return str(holder) if age < LEASE_SECONDS else None
+        return holder, str(spec.get("renewTime") or "")
 
     async def start(self) -> None:
         """Create (or take over) the Lease and start renewing it."""
@@ -133,9 +151,12 @@ class Heartbeat:
 
     async def _renew_loop(self) -> None:
         while True:
-            # renew on time, or at once when restic starts (its PID is published)
+            # renew on time, or at once when restic starts (its PID is published).
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
+            # cancellation of stop() when the event fires at the same moment.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poked.wait(), self.renew_every)
+                async with asyncio.timeout(self.renew_every):
+                    await self._poked.wait()
             self._poked.clear()
             try:
                 await self._beat(acquire=False)
@@ -146,11 +167,11 @@ class Heartbeat:
         meta: JSON = {
             "name": self.name,
             "namespace": self.namespace,
-            "labels": {
-                HEARTBEAT_LABEL_SESSION: self.session,
-                HEARTBEAT_LABEL_HOST: self.hostname,
+            "labels": heartbeat_labels(self.session, self.hostname),
+            "annotations": {
+                HEARTBEAT_RESTIC_PIDS: self._pids(),
+                HEARTBEAT_HOST_ANNOTATION: self.hostname,
             },
-            "annotations": {HEARTBEAT_RESTIC_PIDS: self._pids()},
         }
         if self.session_uid:
             meta["ownerReferences"] = [

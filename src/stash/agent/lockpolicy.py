@@ -37,7 +37,7 @@ import aiohttp
 from stash.agent.leases import HEARTBEAT_LABEL_SESSION, HEARTBEAT_RESTIC_PIDS, RENEW_EVERY
 from stash.contract import phases as P
 from stash.contract.resources import BACKUPSESSIONS
-from stash.kube.client import Kube, KubeError, NotFound
+from stash.kube.client import JSON, Kube, KubeError, NotFound
 from stash.kube.leader import LEASES
 from stash.restic import LockCleanup, LockInfo, Restic, ResticError, remove_stale_locks
 from stash.restic.ledger import RunLedger
@@ -72,13 +72,22 @@ def owner_gone(lock: LockInfo, beats: Sequence[Beat]) -> bool:
     )
 
 
+def _session_of(lease: JSON) -> str:
+    """The session of a heartbeat: its owner's name (a label value may be shortened)."""
+    meta = lease["metadata"]
+    for owner in meta.get("ownerReferences") or []:
+        if owner.get("kind") == "BackupSession" and owner.get("name"):
+            return str(owner["name"])
+    return str((meta.get("labels") or {}).get(HEARTBEAT_LABEL_SESSION, ""))
+
+
 async def _heartbeats(kube: Kube, namespace: str) -> list[Beat]:
     leases = await kube.list(LEASES, namespace, label_selector=HEARTBEAT_LABEL_SESSION)
     beats: list[Beat] = []
     phases: dict[str, bool] = {}
     for lease in leases.get("items") or []:
         spec = lease.get("spec") or {}
-        session = (lease["metadata"].get("labels") or {}).get(HEARTBEAT_LABEL_SESSION, "")
+        session = _session_of(lease)
         renewed = spec.get("renewTime") or spec.get("acquireTime")
         if not session or not renewed or not spec.get("holderIdentity"):
             continue

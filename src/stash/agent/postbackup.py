@@ -77,10 +77,18 @@ class _Facts:
 async def wait_for_other_targets(ctx: AgentContext, session: str, index: int) -> JSON:
     """Poll the session until every other target is done (≤30 min); the live session."""
     deadline = time.monotonic() + OTHER_TARGETS_WAIT
+    said = False
     while True:
         live = await ctx.kube.get(BACKUPSESSIONS, session, ctx.namespace)
         if other_targets_done(live, index) or time.monotonic() > deadline:
             return live
+        if not said:
+            log.info(
+                "waiting (up to %.0fs) for the other targets of %s to finish",
+                OTHER_TARGETS_WAIT,
+                session,
+            )
+            said = True
         await asyncio.sleep(OTHER_TARGETS_POLL)
 
 

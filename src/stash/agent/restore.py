@@ -153,6 +153,7 @@ async def _restore(ctx: AgentContext, rs: RestoreSession, request: RestoreReques
 
 async def _wait_until_ready(ctx: AgentContext, name: str) -> JSON | str:
     """The RestoreSession once the operator accepted it (totalHosts set), or why not."""
+    said = False
     while True:
         try:
             live = await ctx.kube.get(RESTORESESSIONS, name, ctx.namespace)
@@ -168,6 +169,9 @@ async def _wait_until_ready(ctx: AgentContext, name: str) -> JSON | str:
             return f"RestoreSession {name} is Invalid: {problems}"
         if status.get("totalHosts") is not None or status.get("phase") in P.FINAL_RESTORE_PHASES:
             return live
+        if not said:
+            log.info("waiting for the operator to accept RestoreSession %s (totalHosts)", name)
+            said = True
         await asyncio.sleep(WAIT_POLL)
 
 

@@ -32,7 +32,7 @@ from stash.agent.leases import take_turn
 from stash.agent.repository import AgentError
 from stash.agent.stats import Assignment, backup_assignment
 from stash.contract.resources import BACKUPSESSIONS
-from stash.contract.sessions import LABEL_INVOKER_NAME, LABEL_INVOKER_TYPE
+from stash.contract.sessions import invoker_selector
 from stash.kube.client import JSON, KubeError, NotFound
 from stash.kube.informer import Informer
 from stash.kube.leader import LeaderElector
@@ -97,9 +97,7 @@ class _SessionWatcher:
     async def watch(self) -> None:
         """Watch sessions and work through them until cancelled."""
         ctx = self.ctx
-        selector = (
-            f"{LABEL_INVOKER_TYPE}={ctx.invoker_kind},{LABEL_INVOKER_NAME}={ctx.invoker_name}"
-        )
+        selector = invoker_selector(ctx.invoker_kind, ctx.invoker_name)
         informer = Informer(
             self.ctx.kube,
             BACKUPSESSIONS,

@@ -118,12 +118,21 @@ async def _assignment(
     ctx: AgentContext, session: str, hostname: str
 ) -> tuple[JSON, Assignment | str]:
     deadline = time.monotonic() + INITIATION_WAIT
+    said = False
     while True:
         live = await ctx.kube.get(BACKUPSESSIONS, session, ctx.namespace)
         found = backup_assignment(live, ctx.target, hostname)
         waiting = isinstance(found, str) and ("not initiated" in found or "no entry" in found)
         if not waiting or time.monotonic() > deadline:
             return live, found
+        if not said:
+            log.info(
+                "waiting (up to %.0fs) for the operator to initiate %s: %s",
+                INITIATION_WAIT,
+                session,
+                found,
+            )
+            said = True
         await asyncio.sleep(2.0)
 
 

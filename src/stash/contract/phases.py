@@ -15,7 +15,7 @@ from stash.api.backupsession import (
 )
 from stash.api.common import Condition
 from stash.api.restoresession import RestoreSessionStatus
-from stash.kube.conditions import get_condition, is_false, is_true
+from stash.kube.conditions import get_condition, is_false, is_true, is_unknown
 
 # BackupConfiguration / BackupBatch condition types (§1.3). `ScheduleRegistered` replaces
 # upstream's `CronJobCreated`: our cron engine runs in the operator (docs/compatibility.md).
@@ -24,6 +24,7 @@ BACKEND_SECRET_FOUND = "BackendSecretFound"
 VALIDATION_PASSED = "ValidationPassed"
 BACKUP_TARGET_FOUND = "BackupTargetFound"
 SCHEDULE_REGISTERED = "ScheduleRegistered"
+STASH_SIDECAR_INJECTED = "StashSidecarInjected"
 
 # BackupSession conditions (§1.4).
 BACKEND_REPOSITORY_INITIALIZED = "BackendRepositoryInitialized"
@@ -57,6 +58,10 @@ def backup_invoker_phase(conditions: list[Condition] | None, driver: str | None)
         return "NotReady"
     if is_false(conditions, BACKUP_TARGET_FOUND):
         return "NotReady"
+    if is_false(conditions, STASH_SIDECAR_INJECTED) or is_unknown(
+        conditions, STASH_SIDECAR_INJECTED
+    ):
+        return "NotReady"  # a sidecar-model invoker that cannot back up is never Ready
     if is_true(conditions, VALIDATION_PASSED) and is_true(conditions, SCHEDULE_REGISTERED):
         return "Ready"
     return "NotReady"

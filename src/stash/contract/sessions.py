@@ -2,11 +2,19 @@
 
 Everything here is a function of its arguments (stash-api.md §1.4, §5.2, §5.4, §5.8);
 the reconcilers and the cron engine call these so each rule lives in one place.
+
+Label values are at most 63 characters while object names may be 253: every name that
+becomes a label value goes through `label_value` (unchanged when it fits, else a stable
+prefix and hash), and every selector on such a label is built by the same function
+(`invoker_selector`, `heartbeat_selector`), so a long name selects what it labelled.
+Code reads names from specs and owner references, never back from a label.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -22,6 +30,50 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 INVOKER_FINALIZER = GROUP
 REPOSITORY_FINALIZER = "stash"
+#: Labels of an executor's heartbeat Lease (`stash.agent.leases.Heartbeat`): its session
+#: and host, as label values; the annotation holds the host name in full.
+HEARTBEAT_LABEL_SESSION = f"{GROUP}/backup-session"
+HEARTBEAT_LABEL_HOST = f"{GROUP}/hostname"
+HEARTBEAT_HOST_ANNOTATION = f"{GROUP}/hostname"
+
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+_NOT_LABEL = re.compile(r"[^-A-Za-z0-9_.]+")
+_MAX_LABEL = 63
+
+
+def label_value(text: str) -> str:
+    """`text` as a valid label value: unchanged when it is one (≤63 characters of
+    `[-A-Za-z0-9_.]`, alphanumeric at both ends); else its first characters (invalid
+    ones replaced by `-`) and 10 hex digits of its SHA-256, 63 characters at most. The
+    same text always gives the same value, and two texts sharing their first 52
+    characters give two values."""
+    if len(text) <= _MAX_LABEL and _LABEL_VALUE.fullmatch(text):
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    head = _NOT_LABEL.sub("-", text)[: _MAX_LABEL - 11]
+    head = re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", head)
+    return f"{head}-{digest}" if head else digest
+
+
+def invoker_selector(invoker_kind: str, invoker_name: str) -> str:
+    """The label selector of an invoker's sessions (the labels `session_labels` sets)."""
+    return (
+        f"{LABEL_INVOKER_TYPE}={label_value(invoker_kind)},"
+        f"{LABEL_INVOKER_NAME}={label_value(invoker_name)}"
+    )
+
+
+def heartbeat_labels(session: str, hostname: str) -> dict[str, str]:
+    """The labels of a host's heartbeat Lease in `session`."""
+    return {
+        HEARTBEAT_LABEL_SESSION: label_value(session),
+        HEARTBEAT_LABEL_HOST: label_value(hostname),
+    }
+
+
+def heartbeat_selector(session: str) -> str:
+    """The label selector of the heartbeat Leases of `session`."""
+    return f"{HEARTBEAT_LABEL_SESSION}={label_value(session)}"
 
 
 def session_name(invoker_name: str, fire_time: dt.datetime) -> str:
@@ -37,22 +89,24 @@ def session_labels(
     target: Mapping[str, Any] | None,
     invoker_namespace: str,
 ) -> dict[str, str]:
-    """The labels every BackupSession carries (§1.4): invoker labels first, ours win."""
+    """The labels every BackupSession carries (§1.4): invoker labels first, ours win.
+    Names become label values through `label_value`."""
     labels = dict(invoker_labels or {})
     labels.update(
         {
-            LABEL_INVOKER_TYPE: invoker_kind,
-            LABEL_INVOKER_NAME: invoker_name,
+            LABEL_INVOKER_TYPE: label_value(invoker_kind),
+            LABEL_INVOKER_NAME: label_value(invoker_name),
             LABEL_COMPONENT: "stash-backup",
             LABEL_MANAGED_BY: GROUP,
         }
     )
     if target:
         if target.get("kind"):
-            labels[LABEL_TARGET_KIND] = str(target["kind"])
+            labels[LABEL_TARGET_KIND] = label_value(str(target["kind"]))
         if target.get("name"):
-            labels[LABEL_TARGET_NAME] = str(target["name"])
-        labels[LABEL_TARGET_NAMESPACE] = str(target.get("namespace") or invoker_namespace)
+            labels[LABEL_TARGET_NAME] = label_value(str(target["name"]))
+        namespace = str(target.get("namespace") or invoker_namespace)
+        labels[LABEL_TARGET_NAMESPACE] = label_value(namespace)
     return labels
 
 

@@ -22,15 +22,18 @@ from stash.api.common import Condition
 from stash.contract import phases as P
 from stash.contract.resources import BACKUPCONFIGURATIONS, TARGET_KINDS
 from stash.contract.sessions import INVOKER_FINALIZER
+from stash.contract.workloads import runs_in_workload
 from stash.controllers.conditions import (
     Check,
     InvokerFacts,
+    TargetFacts,
     apply_checks,
     repository_checks,
     target_check,
 )
 from stash.controllers.context import ControllerContext
 from stash.cron import CronError, CronSchedule, parse_schedule
+from stash.inject import backup_injection_problem, injected_backup_invoker
 from stash.kube.client import JSON, key_of
 from stash.kube.conditions import same, set_condition
 from stash.kube.controller import DONE, ObjectHooks, Result
@@ -93,6 +96,34 @@ def _validation(
     ), schedule
 
 
+def sidecar_check(bc: BackupConfiguration, target: TargetFacts) -> Check | None:
+    """StashSidecarInjected for a sidecar-model invoker whose workload was found (pure):
+    False when the sidecar cannot be injected (the reason from the injector) or the
+    workload runs another invoker's sidecar; Unknown while the injection is pending."""
+    spec = bc.spec
+    if spec is None or spec.target is None or target.found is not True or target.workload is None:
+        return None
+    if not runs_in_workload(spec.driver, spec.task.name if spec.task else None, target.kind):
+        return None
+    what = f"{target.kind} {target.namespace}/{target.name}"
+    problem = backup_injection_problem({**target.workload, "kind": target.kind}, bc)
+    if problem:
+        return Check(P.STASH_SIDECAR_INJECTED, False, "SidecarInjectionFailed", problem)
+    running = injected_backup_invoker(target.workload)
+    if running == bc.metadata.name:
+        return Check(
+            P.STASH_SIDECAR_INJECTED, True, "SidecarInjectionSucceeded", f"{what} runs the sidecar"
+        )
+    if running:
+        message = (
+            f"{what} runs the backup sidecar of BackupConfiguration {running} (the newest "
+            "BackupConfiguration that targets a workload is the one injected)"
+        )
+        return Check(P.STASH_SIDECAR_INJECTED, False, "SidecarInjectionFailed", message)
+    message = f"waiting for the backup sidecar to be injected into {what}"
+    return Check(P.STASH_SIDECAR_INJECTED, "Unknown", "SidecarInjectionPending", message)
+
+
 def _decide(bc: BackupConfiguration, facts: InvokerFacts, default_tz: str) -> _Decision:
     """The conditions of one pass, and whether the schedule is registered (pure)."""
     checks: list[Check] = []
@@ -104,6 +135,9 @@ def _decide(bc: BackupConfiguration, facts: InvokerFacts, default_tz: str) -> _D
     if facts.target is not None:
         checks.append(target_check(P.BACKUP_TARGET_FOUND, facts.target))
         recheck = facts.target.found is not True and facts.target.kind in TARGET_KINDS
+        injected = sidecar_check(bc, facts.target)
+        if injected is not None:
+            checks.append(injected)
     if schedule is not None:
         paused = " (paused: no sessions are created)" if bc.spec and bc.spec.paused else ""
         message = f'schedule "{schedule}" registered{paused}'

@@ -4,11 +4,15 @@ Drives a session from Pending to a final phase without running any backup itself
 agents write host stats into `status.targets[].stats`): defaults missing labels from
 `spec.invoker`; skips when the invoker is missing, paused or not Ready, or another
 session of the same invoker is Running; initiates targets (totalHosts, pre/post backup
-actions); sets the deadline from `timeOut` and fails the session with DeadlineExceeded
-when it passes; on completion and for retries it hands over to `sessionend`.
+actions); sets the deadline from `timeOut` (else the operator's
+`default_session_timeout`) and fails the session with DeadlineExceeded when it passes;
+fails a host whose heartbeat we saw unchanged for `executor_heartbeat_timeout`, or whose
+Job failed or could not start its pod (`liveness`); on completion and for retries it
+hands over to `sessionend`.
 
 Each pass gathers its facts first (`_facts`: the skip reason, the initiated target, the
-deadline, hosts whose heartbeat went stale), then a pure decision (`_decide`) computes
+deadline, hosts whose heartbeat went stale or whose Job failed or cannot start), then a
+pure decision (`_decide`) computes
 the status from the *live* object (`update_status`), so host stats written concurrently
 by agents are never overwritten. Not for: running backups (`stash.agent`).
 """
@@ -27,10 +31,12 @@ from stash.api.common import TargetRef
 from stash.contract import phases as P
 from stash.contract.resources import BACKUPSESSIONS, TARGET_KINDS
 from stash.contract.sessions import (
+    heartbeat_selector,
     session_labels,
     total_hosts,
 )
 from stash.controllers.context import ControllerContext
+from stash.controllers.liveness import ChangeClock, silent_hosts
 from stash.controllers.provisioning import ensure_backup_executor
 from stash.controllers.sessionend import complete_session, retry_session
 from stash.kube.client import JSON, KubeError, key_of
@@ -46,10 +52,6 @@ PRE_ACTIONS = ["InitializeBackendRepository"]
 POST_ACTIONS = ["ApplyRetentionPolicy", "VerifyRepositoryIntegrity", "SendRepositoryMetrics"]
 
 
-HEARTBEAT_LABEL_SESSION = "stash.appscode.com/backup-session"
-HEARTBEAT_LABEL_HOST = "stash.appscode.com/hostname"
-
-
 @dataclass(frozen=True)
 class _Facts:
     """What one pass learned from caches and the apiserver before writing status."""
@@ -59,13 +61,16 @@ class _Facts:
     target: BackupTargetStatus | None
     deadline: dt.datetime | None
     dead_hosts: tuple[tuple[str, str], ...] = ()
-    """(hostname, error) of hosts whose executor stopped its heartbeat."""
+    """(hostname, error) of hosts whose executor stopped its heartbeat, or whose Job
+    failed or could not start."""
+    deadline_from: str = "spec.timeOut of the invoker"
+    recheck: float | None = None
+    """Seconds until a Job's pod that cannot start is to be looked at again."""
 
 
-def _parse_time(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+def _owner_key(session: BackupSession) -> str:
+    """`BackupSession/<namespace>/<name>`: how Jobs and observations name the session."""
+    return f"BackupSession/{session.metadata.namespace}/{session.metadata.name}"
 
 
 class BackupSessionReconciler:
@@ -77,6 +82,8 @@ class BackupSessionReconciler:
     def __init__(self, ctx: ControllerContext) -> None:
         self.ctx = ctx
         self.hooks = ObjectHooks[BackupSession](invalid=self._unreadable)
+        #: When we saw each heartbeat / stuck Job last change, by session key.
+        self.seen = ChangeClock()
 
     async def reconcile(self, session: BackupSession, obj: JSON) -> Result:
         ctx = self.ctx
@@ -85,6 +92,9 @@ class BackupSessionReconciler:
             return DONE  # the label patch brings us back
         status = session.status or BackupSessionStatus()
         if status.phase in P.FINAL_SESSION_PHASES:
+            owner = _owner_key(session)
+            self.seen.forget(owner)
+            self.seen.forget(f"{owner} heartbeats")
             return await retry_session(ctx, session, obj, status, invoker)
 
         now = ctx.now()
@@ -111,6 +121,8 @@ class BackupSessionReconciler:
             waits.append(
                 ctx.settings.executor_heartbeat_timeout / 3
             )  # look at executor heartbeats again
+        if facts.recheck is not None:
+            waits.append(facts.recheck)
         return Result(requeue_after=min(waits)) if waits else DONE
 
     async def _unreadable(self, obj: JSON, error: ValidationError) -> Result:
@@ -141,52 +153,72 @@ class BackupSessionReconciler:
         skip = self._skip_reason(session, status, invoker)
         target: BackupTargetStatus | None = None
         deadline: dt.datetime | None = None
+        time_out = invoker.spec.time_out if invoker is not None and invoker.spec else None
         if invoker is not None and skip is None:
             if not status.targets:
                 target = await self._initiate(session, invoker)
-            time_out = invoker.spec.time_out if invoker.spec else None
-            if status.session_deadline is not None:
-                deadline = status.session_deadline
-            elif time_out:
-                created = session.metadata.creation_timestamp or now
-                try:
-                    deadline = created + dt.timedelta(seconds=parse_duration(time_out))
-                except ValueError:
-                    deadline = None
-        dead = await self._dead_hosts(session, status, now) if status.targets else ()
-        return _Facts(now=now, skip_reason=skip, target=target, deadline=deadline, dead_hosts=dead)
+            deadline = self._deadline(session, status, time_out, now)
+        dead: tuple[tuple[str, str], ...] = ()
+        recheck = None
+        if status.targets:
+            jobs = await self.ctx.executor_failures(_owner_key(session), self.seen)
+            dead = (*await self._dead_hosts(session, status), *jobs.hosts)
+            recheck = jobs.recheck
+        return _Facts(
+            now=now,
+            skip_reason=skip,
+            target=target,
+            deadline=deadline,
+            dead_hosts=dead,
+            deadline_from="spec.timeOut of the invoker"
+            if time_out
+            else "the operator's default_session_timeout; the invoker sets no spec.timeOut",
+            recheck=recheck,
+        )
+
+    def _deadline(
+        self,
+        session: BackupSession,
+        status: BackupSessionStatus,
+        time_out: str | None,
+        now: dt.datetime,
+    ) -> dt.datetime | None:
+        """As recorded, else creation + the invoker's timeOut (else the default)."""
+        if status.session_deadline is not None:
+            return status.session_deadline
+        created = session.metadata.creation_timestamp or now
+        seconds = self.ctx.settings.default_session_timeout
+        if time_out:
+            try:
+                seconds = parse_duration(time_out)
+            except ValueError:
+                return None
+        try:
+            return created + dt.timedelta(seconds=seconds)
+        except OverflowError:
+            return None
 
     async def _dead_hosts(
-        self, session: BackupSession, status: BackupSessionStatus, now: dt.datetime
-    ) -> tuple[tuple[str, str], ...]:
-        """Hosts whose executor's heartbeat Lease went stale before they reported."""
-        reported = {h.hostname for t in status.targets or [] for h in t.stats or []}
+        self, session: BackupSession, status: BackupSessionStatus
+    ) -> list[tuple[str, str]]:
+        """Hosts whose heartbeat Lease we have seen unchanged for the heartbeat timeout
+        before they reported (our clock only: `liveness.silent_hosts`)."""
+        reported = {str(h.hostname) for t in status.targets or [] for h in t.stats or []}
         try:
             leases = await self.ctx.kube.list(
                 LEASES,
                 session.metadata.namespace,
-                label_selector=f"{HEARTBEAT_LABEL_SESSION}={session.metadata.name}",
+                label_selector=heartbeat_selector(str(session.metadata.name)),
             )
         except KubeError:
-            return ()
-        dead: list[tuple[str, str]] = []
-        for lease in leases.get("items") or []:
-            host = (lease["metadata"].get("labels") or {}).get(HEARTBEAT_LABEL_HOST)
-            spec = lease.get("spec") or {}
-            renewed = _parse_time(spec.get("renewTime") or spec.get("acquireTime"))
-            if not host or host in reported or renewed is None:
-                continue
-            silent = (now - renewed).total_seconds()
-            if silent >= self.ctx.settings.executor_heartbeat_timeout:
-                dead.append(
-                    (
-                        host,
-                        f"the backup executor {spec.get('holderIdentity') or '?'} stopped "
-                        f"renewing its heartbeat {silent:.0f}s ago (killed or crashed "
-                        "mid-backup); the next session will clear the stale repository lock",
-                    )
-                )
-        return tuple(dead)
+            return []
+        return silent_hosts(
+            leases.get("items") or [],
+            reported,
+            self.seen,
+            f"{_owner_key(session)} heartbeats",
+            self.ctx.settings.executor_heartbeat_timeout,
+        )
 
     def _skip_reason(
         self,
@@ -288,7 +320,7 @@ class BackupSessionReconciler:
                     True,
                     "FailedToCompleteWithinDeadline",
                     f"the session did not complete by its deadline "
-                    f"{facts.deadline.isoformat()} (spec.timeOut of the invoker)",
+                    f"{facts.deadline.isoformat()} ({facts.deadline_from})",
                 )
         status.conditions = conds
         for t in status.targets or []:

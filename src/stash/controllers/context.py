@@ -15,18 +15,26 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from stash.api import BackupConfiguration, Repository, RestoreSession
+from stash.api import GROUP, BackupConfiguration, Repository, RestoreSession
 from stash.api.common import ObjectReference, TargetRef
 from stash.contract.resources import TARGET_KINDS
+from stash.contract.sessions import LABEL_MANAGED_BY
 from stash.controllers.conditions import InvokerFacts, RepositoryFacts, TargetFacts
-from stash.kube.client import JSON, Kube, KubeError, NotFound
+from stash.controllers.liveness import ChangeClock, job_host, job_problem
+from stash.kube.client import JSON, Kube, KubeError, NotFound, key_of
 from stash.kube.events import EventRecorder
 from stash.kube.informer import Informer
+from stash.kube.resources import EVENTS
 from stash.scheduler import CronEngine
 from stash.sessionmetrics import SessionMetricsSink
 from stash.settings import OperatorSettings
 
 _M = TypeVar("_M", bound=BaseModel)
+
+#: Seconds before a Job that has no pod (and no FailedCreate Event) is looked at again.
+IDLE_RECHECK = 5.0
+#: Selects the Jobs the operator creates, and their pods (`provisioning` labels them).
+EXECUTOR_SELECTOR = f"{LABEL_MANAGED_BY}={GROUP}"
 
 
 @dataclass
@@ -39,6 +47,10 @@ class Caches:
     restoresessions: Informer
     secrets: Informer
     namespaces: Informer
+    jobs: Informer
+    """The backup and restore Jobs the operator created (indexed by `owner`)."""
+    pods: Informer
+    """The pods of those Jobs (indexed by `job`)."""
 
     def all(self) -> list[Informer]:
         return [
@@ -48,7 +60,19 @@ class Caches:
             self.restoresessions,
             self.secrets,
             self.namespaces,
+            self.jobs,
+            self.pods,
         ]
+
+
+@dataclass(frozen=True)
+class ExecutorFailures:
+    """Hosts whose Job failed or could not start, and when to look again."""
+
+    hosts: list[tuple[str, str]]
+    """(host, message) to fail."""
+    recheck: float | None
+    """Seconds until a pod that cannot start has waited `executor_start_timeout`."""
 
 
 @dataclass
@@ -158,6 +182,91 @@ class ControllerContext:
         ref = spec.target.ref if spec and spec.target else None
         target = await self.target_facts(ref, ns) if ref and ref.kind and ref.name else None
         return InvokerFacts(repository, target, self.namespace_labels(ns))
+
+    async def executor_failures(self, owner: str, seen: ChangeClock) -> ExecutorFailures:
+        """The Jobs of `owner` (`<Kind>/<namespace>/<name>`) that failed, or whose pod
+        has not been able to start for `executor_start_timeout` seconds as we observed
+        it (`seen` remembers since when); the reason is the pod's or the Job's."""
+        limit = self.settings.executor_start_timeout
+        hosts: list[tuple[str, str]] = []
+        recheck: float | None = None
+        for job in self.caches.jobs.by_index("owner", owner):
+            uid = str(job["metadata"].get("uid"))
+            pods = self.caches.pods.by_index("job", key_of(job))
+            status = job.get("status") or {}
+            idle = not pods and not status.get("conditions")
+            problem = job_problem(job, pods, await self._failed_create(job) if idle else None)
+            if problem is None:
+                seen.forget(owner, uid)
+                if idle:  # no pod yet and no FailedCreate Event yet: look again soon
+                    recheck = min(recheck or IDLE_RECHECK, IDLE_RECHECK)
+            elif problem.final:
+                hosts.append((job_host(job), problem.message))
+            else:
+                waited = seen.unchanged_for(owner, uid, "cannot start")
+                if waited >= limit:
+                    hosts.append((job_host(job), f"{problem.message} (for {waited:.0f}s)"))
+                else:
+                    left = limit - waited + 0.05
+                    recheck = left if recheck is None else min(recheck, left)
+        return ExecutorFailures(hosts, recheck)
+
+    async def _failed_create(self, job: JSON) -> str | None:
+        """The newest message of the Job controller's FailedCreate Events for `job`."""
+        meta = job["metadata"]
+        try:
+            events = await self.kube.list(
+                EVENTS,
+                meta.get("namespace"),
+                field_selector=f"involvedObject.uid={meta.get('uid')},reason=FailedCreate",
+            )
+        except KubeError:
+            return None
+        items = sorted(
+            events.get("items") or [],
+            key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""),
+        )
+        return str(items[-1].get("message") or "") if items else None
+
+
+def job_owner_key(obj: JSON) -> list[str]:
+    """Index: `<Kind>/<namespace>/<name>` of the session that owns a Job."""
+    ns = obj["metadata"].get("namespace")
+    return [
+        f"{o['kind']}/{ns}/{o['name']}"
+        for o in obj["metadata"].get("ownerReferences") or []
+        if o.get("kind") in ("BackupSession", "RestoreSession") and o.get("name")
+    ]
+
+
+def pod_job_key(obj: JSON) -> list[str]:
+    """Index: `<namespace>/<name>` of the Job a pod belongs to."""
+    ns = obj["metadata"].get("namespace")
+    return [
+        f"{ns}/{o['name']}"
+        for o in obj["metadata"].get("ownerReferences") or []
+        if o.get("kind") == "Job" and o.get("name")
+    ]
+
+
+def sessions_of_job(kind: str) -> Callable[[JSON], list[str]]:
+    """Map a Job to the keys of the `kind` sessions that own it."""
+
+    def keys(job: JSON) -> list[str]:
+        return [k.split("/", 1)[1] for k in job_owner_key(job) if k.startswith(f"{kind}/")]
+
+    return keys
+
+
+def sessions_of_pod(kind: str, jobs: Informer) -> Callable[[JSON], list[str]]:
+    """Map a Job's pod to the keys of the `kind` sessions that own its Job."""
+    of_job = sessions_of_job(kind)
+
+    def keys(pod: JSON) -> list[str]:
+        found = [jobs.get(k) for k in pod_job_key(pod)]
+        return [k for job in found if job is not None for k in of_job(job)]
+
+    return keys
 
 
 def metadata_only(obj: JSON) -> JSON:

@@ -51,6 +51,24 @@ def job_name(prefix: str, session: str, index: int, ordinal: int | None = None) 
     return f"{name[:54].rstrip('-.')}-{digest}"
 
 
+def job_conflict(existing: JSON, owner: JSON) -> str | None:
+    """After a 409 on creating a Job: None when the `existing` Job is ours (its
+    controller owner reference is `owner`: kind, name and uid), else why it is not."""
+    refs = existing.get("metadata", {}).get("ownerReferences") or []
+    for ref in refs:
+        if ref.get("controller") and all(
+            ref.get(k) == owner.get(k) for k in ("kind", "name", "uid")
+        ):
+            return None
+    meta = existing.get("metadata", {})
+    by = ", ".join(f"{r.get('kind')} {r.get('name')}" for r in refs) or "nothing (no owner)"
+    return (
+        f"a Job named {meta.get('namespace')}/{meta.get('name')} already exists and belongs "
+        f"to {by}, not to {owner.get('kind')} {owner.get('name')}; it is left alone and this "
+        "host is not run: delete or rename that Job"
+    )
+
+
 def _params(items: list[JSON] | None) -> dict[str, str]:
     return {str(p["name"]): str(p.get("value", "")) for p in items or [] if p.get("name")}
 

@@ -29,9 +29,11 @@ from stash.api.k8s import PersistentVolumeClaimTemplate
 from stash.api.restoresession import RestoreSessionSpec
 from stash.contract.rbac import agent_cluster_roles
 from stash.contract.resources import FUNCTIONS, TASKS
+from stash.contract.sessions import LABEL_MANAGED_BY
 from stash.contract.workloads import execution_model
 from stash.controllers.context import ControllerContext
-from stash.controllers.jobs import build_job, envsubst, job_name
+from stash.controllers.jobs import build_job, envsubst, job_conflict, job_name
+from stash.controllers.liveness import JOB_HOST_ANNOTATION
 from stash.inject.pod import pod_spec_of
 from stash.kube.client import JSON, Conflict, KubeError, NotFound
 from stash.kube.resources import CLUSTERROLES, JOBS, PVCS, ROLEBINDINGS, SERVICEACCOUNTS
@@ -353,15 +355,23 @@ async def _agent_account(
 
 
 async def _submit_job(ctx: ControllerContext, ns: str, spec: dict[str, Any]) -> tuple[bool, str]:
-    """Build the Job (`build_job(**spec)`) and create it; an existing one is success."""
+    """Build the Job (`build_job(**spec)`) and create it. An existing Job of that name
+    is success only when it is ours: controlled by the same session (owner uid)."""
+    spec["labels"] = {**spec["labels"], LABEL_MANAGED_BY: GROUP}  # the operator watches these
     try:
         job = build_job(**spec)
     except (KeyError, ValueError) as exc:
         return False, str(exc)
+    job["metadata"]["annotations"] = {JOB_HOST_ANNOTATION: spec["inputs"].get("HOSTNAME", "")}
     try:
         await ctx.kube.create(JOBS, job, ns)
     except Conflict:
-        pass
+        try:
+            existing = await ctx.kube.get(JOBS, spec["name"], ns)
+        except KubeError as exc:
+            return False, f"Job {ns}/{spec['name']} exists but cannot be read: {exc.message}"
+        why = job_conflict(existing, spec["owner"])
+        return why is None, why or ""
     except KubeError as exc:
         return False, f"creating Job {ns}/{spec['name']}: {exc.message or exc}"
     return True, ""

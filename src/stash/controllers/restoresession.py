@@ -2,8 +2,10 @@
 
 Checks the Repository, its Secret, validation and the target; writes `totalHosts`
 once the target is found (StatefulSet replicas, `volumeClaimTemplates` replicas, else
-1); sets the deadline from `timeOut`; completes when every host reported (the agents
-write `status.stats`) or the deadline passed, recording the metrics push, which makes the
+1); sets the deadline from `timeOut` (else the operator's `default_session_timeout`);
+fails the host of a restore Job that failed or whose pod could not start
+(`liveness`); completes when every host reported (the agents write `status.stats`) or
+the deadline passed, recording the metrics push, which makes the
 phase final. Final phases are never re-processed. Each pass gathers its facts
 (`ControllerContext.invoker_facts`), decides the conditions purely (`_decide`), then
 provisions the executor (`provisioning`) and writes the status computed from the live
@@ -21,7 +23,7 @@ from pydantic import ValidationError
 
 from stash.api import RestoreSession
 from stash.api.common import Condition, TargetRef
-from stash.api.restoresession import RestoreSessionStatus
+from stash.api.restoresession import HostRestoreStats, RestoreSessionStatus
 from stash.contract import phases as P
 from stash.contract.resources import RESTORESESSIONS
 from stash.contract.sessions import INVOKER_FINALIZER, format_duration, total_hosts
@@ -33,6 +35,7 @@ from stash.controllers.conditions import (
     target_check,
 )
 from stash.controllers.context import ControllerContext
+from stash.controllers.liveness import ChangeClock
 from stash.controllers.metricspush import PROJECTED, MetricsRecord, restore_session_metrics
 from stash.controllers.provisioning import (
     ensure_binding,
@@ -95,17 +98,30 @@ def _decide(rs: RestoreSession, facts: InvokerFacts) -> _Decision:
     return _Decision(checks, hosts, ready, recheck)
 
 
-def _deadline(rs: RestoreSession, status: RestoreSessionStatus) -> dt.datetime | None:
-    """When the restore must be done: as recorded, else creation + spec.timeOut."""
+def _deadline(
+    rs: RestoreSession, status: RestoreSessionStatus, default: float
+) -> dt.datetime | None:
+    """When the restore must be done: as recorded, else creation + spec.timeOut (else
+    creation + `default` seconds)."""
     if status.session_deadline is not None:
         return status.session_deadline
     created = rs.metadata.creation_timestamp
-    if created is None or not rs.spec or not rs.spec.time_out:
+    if created is None:
         return None
     try:
-        return created + dt.timedelta(seconds=parse_duration(rs.spec.time_out))
-    except ValueError:
+        seconds = parse_duration(rs.spec.time_out) if rs.spec and rs.spec.time_out else default
+        return created + dt.timedelta(seconds=seconds)
+    except (ValueError, OverflowError):
         return None
+
+
+def _fail_hosts(st: RestoreSessionStatus, failed: list[tuple[str, str]]) -> None:
+    """Record (host, error) as Failed for hosts that have not reported (in place)."""
+    for host, error in failed:
+        stats = list(st.stats or [])
+        if any(s.hostname == host for s in stats) or len(stats) >= (st.total_hosts or 0):
+            continue
+        st.stats = [*stats, HostRestoreStats(hostname=host, phase="Failed", error=error)]
 
 
 class RestoreSessionReconciler:
@@ -117,10 +133,14 @@ class RestoreSessionReconciler:
     def __init__(self, ctx: ControllerContext) -> None:
         self.ctx = ctx
         self.hooks = ObjectHooks[RestoreSession](finalizer=INVOKER_FINALIZER, invalid=self._invalid)
+        #: Since when we saw each restore Job unable to start, by session key.
+        self.seen = ChangeClock()
 
     async def reconcile(self, rs: RestoreSession, obj: JSON) -> Result:
         status = rs.status or RestoreSessionStatus()
+        key = f"RestoreSession/{rs.metadata.namespace}/{rs.metadata.name}"
         if status.phase in P.FINAL_RESTORE_PHASES:
+            self.seen.forget(key)
             return DONE
         now = self.ctx.now()
         if P.restore_completed(status) or is_true(status.conditions, P.DEADLINE_EXCEEDED):
@@ -133,7 +153,8 @@ class RestoreSessionReconciler:
             conds, hosts = await self._provision(rs, conds, hosts)
         else:
             hosts = None
-        deadline = _deadline(rs, status)
+        deadline = _deadline(rs, status, self.ctx.settings.default_session_timeout)
+        jobs = await self.ctx.executor_failures(key, self.seen)
 
         def decide(st: RestoreSessionStatus) -> RestoreSessionStatus:
             c = _merge(st.conditions, conds)
@@ -149,15 +170,19 @@ class RestoreSessionReconciler:
                     )
             if hosts is not None and st.total_hosts is None:
                 st.total_hosts = hosts
+            _fail_hosts(st, jobs.hosts)
             st.conditions = c
             st.phase = P.restore_session_phase(st)  # type: ignore[assignment]
             return st
 
         await self._write(obj, decide)
         requeue = RECHECK if decision.recheck else None
-        if deadline is not None:
-            wait = max((deadline - now).total_seconds(), 0.01)
-            requeue = min(requeue, wait) if requeue is not None else wait
+        for wait in (
+            max((deadline - now).total_seconds(), 0.01) if deadline is not None else None,
+            jobs.recheck,
+        ):
+            if wait is not None:
+                requeue = min(requeue, wait) if requeue is not None else wait
         return Result(requeue)
 
     async def _provision(

@@ -25,6 +25,7 @@ from stash.contract.sessions import (
     LABEL_INVOKER_TYPE,
     format_duration,
     history_to_delete,
+    invoker_selector,
 )
 from stash.controllers.context import ControllerContext
 from stash.controllers.metricspush import PROJECTED, MetricsRecord, backup_session_metrics
@@ -38,11 +39,12 @@ from stash.validation import parse_duration
 
 
 def invoker_key(obj: JSON) -> list[str]:
-    """Index: `<Kind>/<namespace>/<name>` of a session's invoker (from its labels/spec)."""
+    """Index: `<Kind>/<namespace>/<name>` of a session's invoker (from its spec; the
+    labels only when the spec names none: a long name's label value is shortened)."""
     labels = obj["metadata"].get("labels") or {}
     inv = (obj.get("spec") or {}).get("invoker") or {}
-    kind = labels.get(LABEL_INVOKER_TYPE) or inv.get("kind")
-    name = labels.get(LABEL_INVOKER_NAME) or inv.get("name")
+    kind = inv.get("kind") or labels.get(LABEL_INVOKER_TYPE)
+    name = inv.get("name") or labels.get(LABEL_INVOKER_NAME)
     if not kind or not name:
         return []
     return [f"{kind}/{obj['metadata']['namespace']}/{name}"]
@@ -122,7 +124,7 @@ async def _clean_history(
         listing = await ctx.kube.list(
             BACKUPSESSIONS,
             ns,
-            label_selector=f"{LABEL_INVOKER_TYPE}={kind},{LABEL_INVOKER_NAME}={inv_name}",
+            label_selector=invoker_selector(kind, inv_name),
         )
     except KubeError as exc:
         return False, f"listing BackupSessions failed: {exc.message or exc}"

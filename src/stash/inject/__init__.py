@@ -81,9 +81,11 @@ __all__ = [
     "TMP_MOUNT",
     "TMP_VOLUME",
     "DesiredWorkload",
+    "backup_injection_problem",
     "desired_workload",
     "inject_backup",
     "inject_restore",
+    "injected_backup_invoker",
     "invoker_hash",
     "remove_backup",
     "remove_restore",
@@ -289,6 +291,25 @@ def _problem(
         "that the pod template (or the StatefulSet's volumeClaimTemplates) does not have; "
         "fix the volume names in the invoker"
     )
+
+
+def backup_injection_problem(
+    workload: Mapping[str, Any], invoker: BackupConfiguration
+) -> str | None:
+    """Why the backup sidecar cannot be injected into `workload` for `invoker` (None
+    when it can): the same rule `desired_workload` applies."""
+    return _problem(workload, invoker, "backup sidecar")
+
+
+def injected_backup_invoker(workload: Mapping[str, Any]) -> str | None:
+    """The name of the invoker whose backup sidecar the workload's pod template runs
+    (from the sidecar's `--invoker-name`), None without one."""
+    for container in pod_spec_of(workload).get("containers") or []:
+        if isinstance(container, dict) and container.get("name") == SIDECAR:
+            for arg in container.get("args") or []:
+                if isinstance(arg, str) and arg.startswith("--invoker-name="):
+                    return arg.partition("=")[2]
+    return None
 
 
 def desired_workload(

@@ -28,6 +28,9 @@ JSON_PATCH = "application/json-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 #: Server-side apply. JSON is valid YAML, so the body is sent as JSON.
 APPLY_PATCH = "application/apply-patch+yaml"
+#: Accept headers that make the apiserver send metadata only (no data, no spec).
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+METADATA_OBJECT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
 
 class KubeError(Exception):
@@ -144,9 +147,10 @@ class Kube:
         body: Any = None,
         content_type: str = "application/json",
         timeout: float | aiohttp.ClientTimeout | None = None,
+        accept: str = "application/json",
     ) -> Any:
         """Send one request; return the decoded JSON body or raise `KubeError`."""
-        resp = await self._send(method, path, query, body, content_type, timeout)
+        resp = await self._send(method, path, query, body, content_type, timeout, accept)
         try:
             raw = await resp.read()
         finally:
@@ -164,13 +168,14 @@ class Kube:
         body: Any,
         content_type: str,
         timeout: float | aiohttp.ClientTimeout | None,
+        accept: str = "application/json",
     ) -> aiohttp.ClientResponse:
         params = [(k, _qv(v)) for k, v in (query or {}).items() if v is not None]
         resp: aiohttp.ClientResponse = await self.api.call_api(
             path,
             method,
             query_params=params,
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            header_params={"Content-Type": content_type, "Accept": accept},
             body=body,
             auth_settings=["BearerToken"],
             _preload_content=False,
@@ -194,8 +199,10 @@ class Kube:
         limit: int | None = None,
         continue_token: str | None = None,
         resource_version: str | None = None,
+        metadata_only: bool = False,
     ) -> JSON:
-        """LIST a collection (one page); the raw List object."""
+        """LIST a collection (one page); the raw List object (a PartialObjectMetadataList
+        of metadata only with `metadata_only`)."""
         query = {
             "labelSelector": label_selector,
             "fieldSelector": field_selector,
@@ -203,7 +210,8 @@ class Kube:
             "continue": continue_token,
             "resourceVersion": resource_version,
         }
-        out: JSON = await self.request("GET", res.path(namespace), query=query)
+        accept = METADATA_LIST if metadata_only else "application/json"
+        out: JSON = await self.request("GET", res.path(namespace), query=query, accept=accept)
         return out
 
     async def list_all(
@@ -213,13 +221,19 @@ class Kube:
         *,
         label_selector: str | None = None,
         page: int = 500,
+        metadata_only: bool = False,
     ) -> tuple[builtins.list[JSON], str]:
         """Every object of a collection (paged); returns (items, list resourceVersion)."""
         items: builtins.list[JSON] = []
         token: str | None = None
         while True:
             data = await self.list(
-                res, namespace, label_selector=label_selector, limit=page, continue_token=token
+                res,
+                namespace,
+                label_selector=label_selector,
+                limit=page,
+                continue_token=token,
+                metadata_only=metadata_only,
             )
             items.extend(data.get("items") or [])
             token = data.get("metadata", {}).get("continue") or None
@@ -316,8 +330,10 @@ class Kube:
         resource_version: str,
         label_selector: str | None = None,
         timeout_seconds: int = 300,
+        metadata_only: bool = False,
     ) -> AsyncIterator[JSON]:
-        """Stream watch events ({type, object}) from `resource_version`.
+        """Stream watch events ({type, object}) from `resource_version` (objects as
+        PartialObjectMetadata with `metadata_only`).
 
         Lines are split by `stash.kube.lines` (aiohttp's line reader is too small for
         large objects). An ERROR event ends the stream with the typed error (`Gone` for
@@ -331,8 +347,9 @@ class Kube:
             "timeoutSeconds": timeout_seconds,
         }
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_seconds + 30)
+        accept = METADATA_OBJECT if metadata_only else "application/json"
         resp = await self._send(
-            "GET", res.path(namespace), query, None, "application/json", timeout
+            "GET", res.path(namespace), query, None, "application/json", timeout, accept
         )
         try:
             if resp.status != 200:

@@ -66,6 +66,12 @@ def is_false(conditions: list[Condition] | None, type_: str) -> bool:
     return cond is not None and cond.status == FALSE
 
 
+def is_unknown(conditions: list[Condition] | None, type_: str) -> bool:
+    """True when the condition is present with status Unknown."""
+    cond = get_condition(conditions, type_)
+    return cond is not None and cond.status == "Unknown"
+
+
 def same(a: list[Condition] | None, b: list[Condition] | None) -> bool:
     """Equal apart from timestamps (to avoid writing a status that did not change)."""
 

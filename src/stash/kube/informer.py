@@ -59,6 +59,7 @@ class Informer:
         max_backoff: float = 30.0,
         transform: Callable[[JSON], JSON] = slim,
         on_failure: Callable[[Resource], None] | None = None,
+        metadata_only: bool = False,
     ) -> None:
         self.kube = kube
         self.resource = resource
@@ -68,6 +69,8 @@ class Informer:
         self.watch_timeout = watch_timeout
         self.max_backoff = max_backoff
         self.transform = transform
+        #: List and watch PartialObjectMetadata: the apiserver never sends the rest.
+        self.metadata_only = metadata_only
         #: Called on each failed list or watch (not on a watch that simply ends, nor 410).
         self.on_failure = on_failure
         self._cache: dict[str, JSON] = {}
@@ -111,6 +114,25 @@ class Informer:
     def __len__(self) -> int:
         return len(self._cache)
 
+    def progress(self) -> int:
+        """How many lists have succeeded (grows when a restarted informer is back)."""
+        return self.relists
+
+    async def holds(self, key: str) -> None:
+        """Wait until the cache holds the object `key`."""
+        appeared = asyncio.Event()
+
+        def handler(_kind: str, obj: JSON, _old: JSON | None) -> None:
+            if key_of(obj) == key:
+                appeared.set()
+
+        self._handlers.append(handler)
+        try:
+            if key not in self._cache:
+                await appeared.wait()
+        finally:
+            self._handlers.remove(handler)
+
     # ----------------------------------------------------------------- running
     async def run(self) -> None:
         """List and watch until cancelled."""
@@ -151,7 +173,10 @@ class Informer:
 
     async def _list(self) -> None:
         items, rv = await self.kube.list_all(
-            self.resource, self.namespace, label_selector=self.label_selector
+            self.resource,
+            self.namespace,
+            label_selector=self.label_selector,
+            metadata_only=self.metadata_only,
         )
         self.relists += 1
         fresh = {key_of(o): self.transform(o) for o in items}
@@ -180,6 +205,7 @@ class Informer:
             resource_version=self._rv,
             label_selector=self.label_selector,
             timeout_seconds=self.watch_timeout,
+            metadata_only=self.metadata_only,
         ):
             kind = event.get("type")
             obj = event.get("object") or {}
@@ -241,3 +267,18 @@ class Informer:
                 handler(kind, obj, old)
             except Exception:  # a bad handler must not stop the informer
                 log.exception("%s: handler failed on %s", self.resource.plural, key_of(obj))
+
+
+async def wait_synced(informers: Iterable[Informer], patience: float = 5.0) -> None:
+    """Wait until every informer has listed once; past `patience` seconds, say (once, at
+    INFO) which have not, so a missing CRD or permission is not a silent wait."""
+    pending = list(informers)
+    synced = asyncio.gather(*(inf.synced.wait() for inf in pending))
+    try:
+        await asyncio.wait_for(asyncio.shield(synced), patience)
+    except TimeoutError:
+        missing = [i.resource.plural for i in pending if not i.synced.is_set()]
+        log.info("waiting for the caches of %s to sync", ", ".join(missing))
+        await synced
+    finally:
+        synced.cancel()

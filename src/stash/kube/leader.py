@@ -3,9 +3,13 @@
 `LeaderElector.run(lead)` loops forever: acquire the lease, run `lead()` while renewing
 it every `retry_period`, and cancel `lead()` as soon as renewal has failed for
 `renew_deadline` (which is shorter than `lease_duration`, so work stops before another
-replica can take the lease). Expiry is judged by the time *we observed* a change of the
-lease record, never by comparing our clock with the holder's timestamps. On shutdown the
-lease is released so a standby takes over at once. Not for: what the leader does.
+replica can take the lease). Every attempt (its GET and PUT together) is bounded by what
+is left of the renew deadline, so a hung apiserver call cannot keep a replica leading
+past it. Expiry is judged by the time *we observed* a change of the lease record, never
+by comparing our clock with the holder's timestamps. On shutdown the lease is released
+so a standby takes over at once. What it waits for is logged once per wait: the holder
+it waits on (INFO), a namespace that does not exist or a refusal (ERROR), an apiserver
+that does not answer (WARNING). Not for: what the leader does.
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ class LeaderElector:
         self.is_leader = False
         self._observed: tuple[str, str] | None = None
         self._observed_at = 0.0
+        #: What the current wait was last reported as (each kind of wait is logged once).
+        self._reported: str | None = None
 
     async def run(self, lead: Callable[[], Awaitable[None]]) -> None:
         """Acquire, lead while the lease holds, repeat; until cancelled."""
@@ -71,15 +77,31 @@ class LeaderElector:
         finally:
             if self._observed is not None and self._observed[0] == self.identity:
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(self._release())
+                    async with asyncio.timeout(self.renew_deadline):
+                        await asyncio.shield(self._release())
             self._set_leader(False)
 
     async def _acquire(self) -> None:
         while True:
-            if await self.try_acquire_or_renew():
+            if await self._attempt(self.renew_deadline):
                 log.info("lease %s/%s acquired by %s", self.namespace, self.name, self.identity)
                 return
+            holder = self._observed[0] if self._observed else ""
+            if holder and holder != self.identity:
+                self._report(logging.INFO, f"held by {holder}", f"held by {holder}; waiting for it")
             await asyncio.sleep(self.retry_period)
+
+    async def _attempt(self, budget: float) -> bool:
+        """`try_acquire_or_renew`, given up (as failed) after `budget` seconds."""
+        if budget <= 0:
+            return False
+        try:
+            async with asyncio.timeout(budget):
+                return await self.try_acquire_or_renew()
+        except TimeoutError:
+            why = f"not renewed: the apiserver did not answer within {budget:.1f}s"
+            self._report(logging.WARNING, "not answered", why)
+            return False
 
     async def _lead(self, lead: Callable[[], Awaitable[None]]) -> None:
         self._set_leader(True)
@@ -90,7 +112,8 @@ class LeaderElector:
                 done, _ = await asyncio.wait({work}, timeout=self.retry_period)
                 if done:
                     break
-                if await self.try_acquire_or_renew():
+                budget = last_renew + self.renew_deadline - self.clock()
+                if await self._attempt(budget):
                     last_renew = self.clock()
                 elif self.clock() - last_renew >= self.renew_deadline:
                     log.warning("lease %s/%s lost; stopping leader work", self.namespace, self.name)
@@ -111,11 +134,20 @@ class LeaderElector:
         except NotFound:
             try:
                 await self.kube.create(LEASES, self._lease_body(now_s, now_s, 0), self.namespace)
-            except (Conflict, KubeError, aiohttp.ClientError, TimeoutError):
+            except Conflict:
+                return False
+            except NotFound as exc:  # the namespace itself is missing
+                why = f"cannot be created ({exc.message}); waiting for the namespace"
+                self._report(logging.ERROR, "no namespace", why)
+                return False
+            except (KubeError, aiohttp.ClientError, TimeoutError) as exc:
+                self._failed(exc)
                 return False
             self._observe((self.identity, now_s))
+            self._reported = None
             return True
-        except (KubeError, aiohttp.ClientError, TimeoutError):
+        except (KubeError, aiohttp.ClientError, TimeoutError) as exc:
+            self._failed(exc)
             return False
         spec = lease.get("spec", {})
         holder = spec.get("holderIdentity") or ""
@@ -134,9 +166,13 @@ class LeaderElector:
         body["metadata"]["resourceVersion"] = lease["metadata"]["resourceVersion"]
         try:
             await self.kube.replace(LEASES, body, self.namespace)
-        except (KubeError, aiohttp.ClientError, TimeoutError):
+        except Conflict:
+            return False
+        except (KubeError, aiohttp.ClientError, TimeoutError) as exc:
+            self._failed(exc)
             return False
         self._observe((self.identity, now_s))
+        self._reported = None
         return True
 
     async def _release(self) -> None:
@@ -162,6 +198,20 @@ class LeaderElector:
                 "leaseTransitions": transitions,
             },
         }
+
+    def _failed(self, exc: Exception) -> None:
+        """Report a failed request once: a refusal is an ERROR, anything else a WARNING."""
+        if isinstance(exc, KubeError) and exc.status in (401, 403):
+            self._report(logging.ERROR, "refused", f"refused: {exc}")
+        else:
+            self._report(logging.WARNING, "unreachable", f"cannot be read or written: {exc}")
+
+    def _report(self, level: int, kind: str, what: str) -> None:
+        """Log what this replica waits for, once until the wait changes or ends."""
+        if self._reported == kind:
+            return
+        self._reported = kind
+        log.log(level, "lease %s/%s: %s", self.namespace, self.name, what)
 
     def _observe(self, record: tuple[str, str]) -> None:
         self._observed = record

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from stash.api.backupsession import HostBackupStats
 from stash.api.repository import Backend
+from stash.contract.resources import TARGET_KINDS
 from stash.restic import parse_bytes
 
 __all__ = [
@@ -150,20 +151,14 @@ FAMILIES: dict[str, tuple[Family, ...]] = {
 }
 """Every family of §7.2 by what it describes (docs/metrics.md lists the same)."""
 
-_API_GROUPS = {
-    "Deployment": "apps",
-    "StatefulSet": "apps",
-    "DaemonSet": "apps",
-    "ReplicaSet": "apps",
-    "DeploymentConfig": "apps.openshift.io",
-}
-
 
 def target_group(kind: str, api_version: str | None = None) -> str:
-    """The API group of a target (`apps` for a Deployment, "" for a PVC)."""
+    """The API group of a target (`apps` for a Deployment, "" for a PVC): from its
+    apiVersion when given, else from the one table of target kinds."""
     if api_version and "/" in api_version:
         return api_version.split("/", 1)[0]
-    return _API_GROUPS.get(kind, "")
+    res = TARGET_KINDS.get(kind)
+    return res.group if res is not None else ""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,14 @@ from typing import Any
 
 from stash.api import BackupBatch, BackupConfiguration
 from stash.api.common import TargetRef
+from stash.contract.sessions import (
+    LABEL_INVOKER_NAME,
+    LABEL_INVOKER_TYPE,
+    LABEL_TARGET_KIND,
+    LABEL_TARGET_NAME,
+    LABEL_TARGET_NAMESPACE,
+    label_value,
+)
 
 __all__ = [
     "LABEL_INVOKER_NAME",
@@ -26,12 +34,6 @@ __all__ = [
     "default_backup_session_labels",
     "migrate_restore_rules",
 ]
-
-LABEL_INVOKER_TYPE = "stash.appscode.com/invoker-type"
-LABEL_INVOKER_NAME = "stash.appscode.com/invoker-name"
-LABEL_TARGET_KIND = "stash.appscode.com/target-kind"
-LABEL_TARGET_NAME = "stash.appscode.com/target-name"
-LABEL_TARGET_NAMESPACE = "stash.appscode.com/target-namespace"
 
 
 def migrate_restore_rules(restore_session: Mapping[str, Any]) -> dict[str, Any]:
@@ -91,7 +93,7 @@ def default_backup_session_labels(
     labels = meta.get("labels")
     if not isinstance(labels, dict):
         labels = {}
-    missing = {k: v for k, v in wanted.items() if k not in labels}
+    missing = {k: label_value(v) for k, v in wanted.items() if k not in labels}
     if missing:
         meta["labels"] = {**labels, **missing}
     return out

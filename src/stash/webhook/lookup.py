@@ -17,8 +17,10 @@ from typing import Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from stash.api import KINDS, BackupBatch, BackupConfiguration, Repository, RestoreSession
-from stash.kube.client import JSON, Kube, NotFound, Resource
+from stash.api import BackupBatch, BackupConfiguration, Repository, RestoreSession
+from stash.contract.resources import resource_of
+from stash.kube.client import JSON, Kube, NotFound
+from stash.kube.resources import NAMESPACES, REPLICASETS, REPLICATIONCONTROLLERS
 
 __all__ = ["ApiLookup", "Lookup", "StaticLookup"]
 
@@ -57,16 +59,9 @@ class Lookup(Protocol):
         ...
 
 
-def _resource(kind: str) -> Resource:
-    info = KINDS[kind]
-    return Resource(info.group, info.version, info.plural, kind)
+_resource = resource_of
 
-
-_OWNER_RESOURCES = {
-    "ReplicaSet": Resource("apps", "v1", "replicasets", "ReplicaSet"),
-    "ReplicationController": Resource("", "v1", "replicationcontrollers", "ReplicationController"),
-}
-_NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
+_OWNER_RESOURCES = {r.kind: r for r in (REPLICASETS, REPLICATIONCONTROLLERS)}
 
 
 def _parse(model: type[_M], item: JSON) -> _M | None:
@@ -140,7 +135,7 @@ class ApiLookup:
     async def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
         """The labels of a namespace, None when it does not exist."""
         try:
-            obj = await self.kube.get(_NAMESPACES, namespace)
+            obj = await self.kube.get(NAMESPACES, namespace)
         except NotFound:
             return None
         labels: Mapping[str, str] = (obj.get("metadata") or {}).get("labels") or {}

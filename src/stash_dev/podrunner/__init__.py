@@ -11,7 +11,13 @@ RBAC work as in a real pod. Nothing is special-cased for any image or workload.
     handle = await runner.run(pod, "app", volumes={"data": tmp}, report_status=True)
     code = await handle.wait()
 
-Not for: production use, images, restarts, probes, lifecycle hooks, networking.
+A long-lived container (a server, an operator) keeps running in the background until
+its handle's `stop()`, `release(pod)` or `close()`; it shares the host's network and is
+reached at the pod's IP (`status.podIP`, an address of this host the stand-in kubelet
+reported, which a Service's EndpointSlice leads to) when it binds that address or
+0.0.0.0.
+
+Not for: production use, images, restarts, probes, lifecycle hooks, network isolation.
 """
 
 from stash_dev.podrunner.objects import PodRunnerError

@@ -27,7 +27,7 @@ JSON = dict[str, Any]
 #: What runc gives a process whose image declares no PATH.
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-#: The pod IP the stand-in kubelet reports; every pod here is on loopback.
+#: The node's address: status.hostIP, and status.podIP of a pod no kubelet gave one.
 LOOPBACK_IP = "127.0.0.1"
 
 _SELECTOR = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")

@@ -7,7 +7,9 @@ mountPaths in a private mount namespace, its ServiceAccount token where in-clust
 config looks for it, its hostname and user; optionally its state reported back into the
 Pod's status. Not for: image handling (there are no images; a container without
 `command` needs an `entrypoints` entry for its image), restarts, probes, lifecycle
-hooks, resource limits, or networking (every pod shares the host's loopback).
+hooks, resource limits, or network isolation: every process shares the host's network;
+the pod's IP (`status.podIP`, an address of this host the stand-in kubelet gave it,
+waited for before a container starts) reaches a process bound to it or to 0.0.0.0.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from stash.kube.client import Kube, NotFound
 from stash_dev.podrunner import status
 from stash_dev.podrunner.environment import container_env, runtime_env, service_env
 from stash_dev.podrunner.expansion import expand
+from stash_dev.podrunner.image import image_roots, traversal_dirs
 from stash_dev.podrunner.objects import PODS, PodObjects, PodRunnerError
 from stash_dev.podrunner.process import (
     START_ERROR_EXIT,
@@ -109,7 +112,7 @@ class PodRunner:
         reason = namespace_support()
         if reason:
             raise PodRunnerError(reason)
-        current = await self._current(pod)
+        current = await status.with_pod_ip(self.kube, await self._current(pod))
         async with self._sandbox_lock:
             box = await self._sandbox(current, volumes or {})
         spec, init = _container(box.pod, container)
@@ -118,13 +121,17 @@ class PodRunner:
             box.pod, spec, objects, service_env(self.service_host, self.service_port)
         )
         argv = self._argv(spec, kenv)
+        env = {**runtime_env(box.pod), **kenv}
+        user = _user(box.pod, spec)
         plan = {
             "argv": argv,
-            "env": {**runtime_env(box.pod), **kenv},
+            "env": env,
             "mounts": [asdict(m) for m in await box.volumes.mounts(spec, kenv)],
             "working_dir": spec.get("workingDir") or "/",
             "hostname": runtime_env(box.pod)["HOSTNAME"],
-            "user": _user(box.pod, spec),
+            "user": user,
+            "traversable": traversal_dirs(argv[0], env, user["uid"]),
+            "image": image_roots(argv[0], env),
             "staging": str(self._staging(box, container)),
         }
         log_path = box.directory / f"{container}.log"

@@ -138,3 +138,20 @@ async def wait_until_started(kube: Kube, pod: JSON, timeout: float = 10.0) -> No
         if status.get("phase", "Pending") != "Pending" or status.get("containerStatuses"):
             return
         await asyncio.sleep(0.2)
+
+
+async def with_pod_ip(kube: Kube, pod: JSON, timeout: float = 10.0) -> JSON:
+    """`pod` once its node's kubelet has given it an IP (a kubelet starts no container
+    before the pod's sandbox has one), re-read; as given when none comes in `timeout`."""
+    meta = pod["metadata"]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    current = pod
+    while not (current.get("status") or {}).get("podIP"):
+        if loop.time() >= deadline:
+            return pod
+        await asyncio.sleep(0.2)
+        current = await kube.get(PODS, meta["name"], meta["namespace"])
+        if current["metadata"]["uid"] != meta["uid"]:
+            raise PodRunnerError(f"pod {meta['namespace']}/{meta['name']} was replaced")
+    return current

@@ -11,7 +11,11 @@ mount point without touching the host: a missing mount point is made inside a vo
 it is under one, and otherwise the deepest existing directory is covered, in this
 namespace only, by a tmpfs that re-binds every entry it had (for `/` that tmpfs becomes
 a new root and the process is chrooted into it). Read-only mounts are remounted
-read-only last. Then it sets the hostname, working directory and user, and execs the
+read-only last. The plan's `image` directories (the executable's virtualenv and sources,
+image.py) that a volume covers are bound back on top of it, read-only, as an image's files
+would be. Directories the plan names `traversable` (root-only ones on the way to
+the executable, see image.py) are covered first the same way, with the search bit set
+for everyone. Then it sets the hostname, working directory and user, and execs the
 container's argv. It writes one NUL byte to the plan's `error_fd` when it starts and, on
 a failure before exec, the reason after it, then exits 128; a successful exec closes it.
 Not for: anything after exec.
@@ -129,8 +133,9 @@ class View:
                 self.private.add(cur)
         return cur
 
-    def shadow(self, directory: str) -> None:
-        """Cover `directory` with a tmpfs that shows the same entries, in this view only."""
+    def shadow(self, directory: str, search: bool = False) -> None:
+        """Cover `directory` with a tmpfs that shows the same entries, in this view only
+        (with `search`, anyone may pass through it, as through an image's directories)."""
         if directory == "/":
             self._new_root()
             return
@@ -138,7 +143,8 @@ class View:
         st = os.stat(target)
         fd = os.open(target, os.O_PATH | os.O_DIRECTORY)
         entries = os.listdir(f"/proc/self/fd/{fd}")
-        opts = f"mode={stat.S_IMODE(st.st_mode):o},uid={st.st_uid},gid={st.st_gid}"
+        mode = stat.S_IMODE(st.st_mode) | (0o111 if search else 0)
+        opts = f"mode={mode:o},uid={st.st_uid},gid={st.st_gid}"
         mount("tmpfs", target, "tmpfs", 0, opts)
         for entry in entries:
             with contextlib.suppress(FileNotFoundError):  # gone since listed
@@ -198,6 +204,10 @@ def run(plan: dict[str, Any]) -> None:
     view = View(plan["staging"])
     # Hold every source open first: covering a directory later must not hide one.
     sources = [os.open(m["source"], os.O_PATH) for m in plan["mounts"]]
+    images = [(p, os.open(p, os.O_PATH)) for p in plan.get("image") or [] if os.path.isdir(p)]
+    # The user reaches the executable and its interpreter, as in an image (image.py).
+    for directory in plan.get("traversable") or []:
+        view.shadow(directory, search=True)
     done: list[tuple[str, bool]] = []
     for m, fd in zip(plan["mounts"], sources, strict=True):
         is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
@@ -206,6 +216,15 @@ def run(plan: dict[str, Any]) -> None:
         if is_dir:
             view.volumes.append(target)
         done.append((view.host(target), bool(m["read_only"])))
+        os.close(fd)
+    # The "image" (the checkout's venv and sources) stays visible where a volume covers it.
+    for path, fd in images:
+        if view._is_private(path) and any(
+            path.startswith(v.rstrip("/") + "/") for v in view.volumes
+        ):
+            target = view.prepare(path, True)
+            mount(f"/proc/self/fd/{fd}", view.host(target), None, MS_BIND | MS_REC)
+            done.append((view.host(target), True))
         os.close(fd)
     for host_path, read_only in done:
         if read_only:

@@ -13,7 +13,9 @@ import pytest
 import yaml
 from kubernetes_asyncio import client
 
+from stash.kube.client import Kube
 from tests.support.chart_tools import CHART, helm
+from tests.support.helm_release import HelmRelease
 
 if TYPE_CHECKING:  # the control plane's module is moving (devcluster); only its type is used
     from stash_dev import ControlPlane
@@ -111,6 +113,14 @@ async def test_operator_pod_is_admitted_under_restricted(
 async def test_helm_install_dry_run_prints_the_next_steps(
     control_plane: ControlPlane, namespace: str, helm_bin: str
 ) -> None:
+    # An in-process operator of an earlier test made the agent ClusterRoles without helm;
+    # helm (also in a dry run) refuses to adopt them, as it would in a real cluster.
+    kube = await Kube.connect(control_plane.kubeconfig)
+    try:
+        release = HelmRelease(kube, control_plane.kubeconfig, namespace, "rel")
+        await release.clear_unowned(await release.template())
+    finally:
+        await kube.close()
     done = await asyncio.to_thread(
         helm,
         "install",

@@ -43,6 +43,7 @@ async def test_ready_then_not_ready_without_secret_then_ready_again(
         "BackendSecretFound",
         "ValidationPassed",
         "BackupTargetFound",
+        "StashSidecarInjected",
         "ScheduleRegistered",
     ):
         assert conds[kind][0] == "True", (kind, conds[kind])
@@ -58,6 +59,29 @@ async def test_ready_then_not_ready_without_secret_then_ready_again(
 
     await rawkube.create(SECRETS, secret(), namespace)
     await _phase(rawkube, namespace, "Ready")
+
+
+async def test_a_configuration_whose_sidecar_cannot_be_injected_is_never_ready(
+    rawkube: Kube, run_operator: OperatorFactory, namespace: str
+) -> None:
+    # it used to be Ready while the only trace of the refusal was an Event on the workload
+    await run_operator()
+    target = {
+        "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+        "paths": ["/data"],
+        "volumeMounts": [{"name": "no-such-volume", "mountPath": "/data"}],
+    }
+    await create_world(rawkube, namespace, target=target)
+    bc = await _phase(rawkube, namespace, "NotReady")
+
+    async def condition() -> tuple[str, str, str] | None:
+        obj = await rawkube.get(BACKUPCONFIGURATIONS, "bc", namespace)
+        return _conds(obj).get("StashSidecarInjected")
+
+    status, reason, message = await eventually(condition, timeout=30, what="StashSidecarInjected")
+    assert (status, reason) == ("False", "SidecarInjectionFailed")
+    assert '"no-such-volume"' in message
+    assert bc["status"]["phase"] == "NotReady"
 
 
 async def test_bad_schedule_past_the_webhook_is_invalid_with_the_problem(

@@ -1,0 +1,132 @@
+"""What the installed chart lets its ServiceAccounts do, asked the way an admin would:
+`kubectl auth can-i --as=system:serviceaccount:NS:NAME` (real kubectl, answered by the
+apiserver's RBAC authorizer).
+
+The operator's account may do what docs/rbac.md lists and nothing it has no reason to:
+no `pods/exec`, no Pods, no Secret writes outside its own certificate Secret, no
+ClusterRole writes, no webhook configurations but its own. A workload's account, once
+the operator bound the sidecar's role to it, reads the Repository's storage Secret and
+no other Secret of its namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+from stash.kube.client import JSON, Kube
+from stash.kube.resources import ROLEBINDINGS
+from stash_dev import ControlPlane
+from tests.integration.chart.conftest import IMAGE
+from tests.support.chart_tools import ROOT, kubectl
+from tests.support.cluster import eventually
+from tests.support.helm_release import HelmRelease
+
+pytestmark = pytest.mark.cluster
+
+OPERATOR = "stash-operator"
+WEBHOOK_SECRET = "stash-operator-webhook-tls"
+WEBHOOK_CONFIG = "admission.stash.appscode.com"
+SECRET_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
+
+
+def documented_secret_verbs() -> set[str]:
+    """The verbs docs/rbac.md's operator ClusterRole table gives on `secrets`."""
+    text = (ROOT / "docs" / "rbac.md").read_text()
+    table = text.split("## Operator ClusterRole", 1)[1].split("\n## ", 1)[0]
+    row = re.search(r"^\| `\"\"` \| `secrets` \| ([^|]+) \|", table, re.MULTILINE)
+    assert row, "docs/rbac.md has no `secrets` row in the operator ClusterRole table"
+    return {v.strip() for v in row.group(1).split(",")}
+
+
+async def can_i(
+    control_plane: ControlPlane, who: str, verb: str, resource: str, namespace: str | None
+) -> bool:
+    """`kubectl auth can-i VERB TYPE[/NAME] [--subresource S] [-n NS] --as WHO` (written
+    here `TYPE[/NAME][:SUBRESOURCE]`): the apiserver's yes or no."""
+    resource, _, subresource = resource.partition(":")
+    args = ["auth", "can-i", verb, resource, f"--as={who}"]
+    args += [f"--subresource={subresource}"] if subresource else []
+    args += ["-n", namespace] if namespace else []
+    done = await asyncio.to_thread(kubectl, control_plane.kubeconfig, *args)
+    answer = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    assert answer in ("yes", "no"), f"kubectl auth can-i {verb} {resource}: {done.stderr}"
+    return answer == "yes"
+
+
+async def _mismatches(
+    control_plane: ControlPlane, who: str, expected: list[tuple[str, str, str | None, bool]]
+) -> list[str]:
+    wrong = []
+    for verb, resource, ns, allowed in expected:
+        got = await can_i(control_plane, who, verb, resource, ns)
+        if got != allowed:
+            where = f" -n {ns}" if ns else ""
+            answer = "yes" if got else "no"
+            wrong.append(f"{verb} {resource.replace(':', ' --subresource=')}{where}: {answer}")
+    return wrong
+
+
+async def test_the_operator_account_cannot_do_what_it_has_no_reason_to(
+    control_plane: ControlPlane, release: HelmRelease, apps_namespace: str, kubectl_bin: str
+) -> None:
+    await release.install(f"image.repository={IMAGE}")
+    ns, apps = release.namespace, apps_namespace
+    who = f"system:serviceaccount:{ns}:{OPERATOR}"
+    documented = documented_secret_verbs()
+    expected: list[tuple[str, str, str | None, bool]] = [
+        # No hooks in this chart: nothing to exec into, no Pods to read.
+        ("create", "pods:exec", apps, False),
+        ("create", "pods:exec", ns, False),
+        ("get", "pods:log", apps, False),
+        ("get", "pods", apps, False),
+        ("create", "pods", apps, False),
+        # Secrets: reading is justified in docs/rbac.md (storage Secrets, any namespace);
+        # writing only its own certificate Secret in the release namespace.
+        *[(v, "secrets", "kube-system", v in documented) for v in SECRET_VERBS],
+        ("update", f"secrets/{WEBHOOK_SECRET}", ns, True),
+        ("update", "secrets/someone-elses", ns, False),
+        ("delete", f"secrets/{WEBHOOK_SECRET}", ns, False),
+        ("create", "secrets", apps, False),
+        # RBAC: bind the four agent roles by name; never write or escalate roles.
+        ("bind", "clusterroles/stash-sidecar", None, True),
+        ("bind", "clusterroles/cluster-admin", None, False),
+        ("create", "clusterroles", None, False),
+        ("escalate", "clusterroles", None, False),
+        ("create", "clusterrolebindings", None, False),
+        # Webhook configurations: its own caBundle only; never create or delete one.
+        ("update", f"mutatingwebhookconfigurations/{WEBHOOK_CONFIG}", None, True),
+        ("update", f"validatingwebhookconfigurations/{WEBHOOK_CONFIG}", None, True),
+        ("update", "validatingwebhookconfigurations/another-product", None, False),
+        ("delete", f"mutatingwebhookconfigurations/{WEBHOOK_CONFIG}", None, False),
+        ("create", "mutatingwebhookconfigurations", None, False),
+        # Leases: its own, in its namespace.
+        ("update", f"leases/{OPERATOR}", ns, True),
+        ("update", "leases/kube-scheduler", "kube-system", False),
+        ("create", "leases", "kube-system", False),
+        # Nothing else it has no use for.
+        ("get", "configmaps", apps, False),
+        ("create", "customresourcedefinitions", None, False),
+        ("impersonate", "serviceaccounts", apps, False),
+        ("create", "serviceaccounts:token", apps, False),
+        ("*", "*", None, False),
+    ]
+    wrong = await _mismatches(control_plane, who, expected)
+    assert not wrong, "the operator's ServiceAccount is allowed or refused unexpectedly:\n" + (
+        "\n".join(wrong)
+    )
+
+
+async def _sidecar_binding(kube: Kube, ns: str) -> JSON:
+    async def probe() -> JSON | None:
+        for rb in (await kube.list(ROLEBINDINGS, ns))["items"]:
+            subjects = rb.get("subjects") or []
+            if rb["roleRef"]["name"] == "stash-sidecar" and any(
+                s.get("kind") == "ServiceAccount" and s.get("name") == "default" for s in subjects
+            ):
+                return dict(rb)
+        return None
+
+    return await eventually(probe, timeout=60, what="the sidecar's RoleBinding for `default`")
