@@ -64,6 +64,7 @@ from stash.kube.leader import LeaderElector
 from stash.kube.resources import JOBS, NAMESPACES, PODS, SECRETS
 from stash.kube.supervisor import Supervisor
 from stash.scheduler import CronEngine
+from stash.sessionmetrics import MetricLabels, SessionMetricsSink
 from stash.settings import OperatorSettings
 from stash.webhook.server import WebhookServer
 
@@ -135,6 +136,9 @@ class Operator:
             engine=self.engine,
             settings=settings,
             workloads=self.workloads,
+            session_metrics=SessionMetricsSink(
+                settings.pushgateway_url or None, settings.pushgateway_timeout
+            ),
         )
         self.controllers = self._wire()
         observer = metrics.ControllerObserver()
@@ -145,6 +149,8 @@ class Operator:
         self.metrics_port: int | None = None
         self._phase_of: dict[str, str] = {}
         c.backupsessions.add_handler(self._count_phases)
+        c.backupconfigurations.add_handler(self._forget_metrics_of("BackupConfiguration"))
+        c.restoresessions.add_handler(self._forget_metrics_of("RestoreSession"))
 
     def _for_objects(
         self, reconciler: ObjectReconciler[Any], cache: Informer, res: Resource
@@ -243,6 +249,17 @@ class Operator:
             phase = (obj.get("status") or {}).get("phase") or "Pending"
             self._phase_of[key] = phase
             metrics.SESSIONS_BY_PHASE.labels(phase).inc()
+
+    def _forget_metrics_of(self, invoker_kind: str) -> Callable[[str, JSON, JSON | None], None]:
+        """An informer handler: a deleted invoker's session metrics leave /metrics."""
+
+        def forget(kind: str, obj: JSON, _old: JSON | None) -> None:
+            if kind == "DELETED":
+                meta = obj["metadata"]
+                labels = MetricLabels(invoker_kind, meta["name"], meta["namespace"], "")
+                self.ctx.session_metrics.local.forget(labels.job)
+
+        return forget
 
     # ------------------------------------------------------------------ cron tick
     async def _fire(self, ekey: str, when: Any) -> None:
@@ -399,9 +416,10 @@ class Operator:
         async def metrics_handler(_: web.Request) -> web.Response:
             for ctrl in self.controllers:
                 metrics.QUEUE_DEPTH.labels(ctrl.name).set(ctrl.queue.depth)
-            return web.Response(
-                body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST}
-            )
+            # The operator's families, then the session metrics it keeps when no
+            # Pushgateway is configured (docs/metrics.md).
+            body = generate_latest() + self.ctx.session_metrics.exposition()
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         async def healthz(_: web.Request) -> web.Response:
             down = "\n".join(f"{k}: {v}" for k, v in sorted(self.supervisor.problems().items()))

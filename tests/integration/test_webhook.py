@@ -122,7 +122,7 @@ async def test_deployment_gets_one_sidecar_and_reapplying_keeps_one(
         "--enable-cache=true",
         "--max-connections=0",
         "--metrics-enabled=true",
-        "--pushgateway-url=http://stash-operator.stash-system.svc:56789",
+        "--pushgateway-url=",
     ]
     assert [e["name"] for e in sidecar["env"]] == ["NODE_NAME", "POD_NAME", "POD_NAMESPACE"]
     assert sidecar["volumeMounts"] == [

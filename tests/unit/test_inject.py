@@ -129,7 +129,7 @@ def test_backup_sidecar_has_documented_command_args_env_and_mounts() -> None:
         "--enable-cache=true",
         "--max-connections=0",
         "--metrics-enabled=true",
-        "--pushgateway-url=http://stash-operator.stash.svc:56789",
+        "--pushgateway-url=",
     ]
     env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in sc["env"]}
     assert env == {

@@ -15,7 +15,7 @@ from stash.api.backupsession import (
 )
 from stash.api.common import Condition
 from stash.api.restoresession import RestoreSessionStatus
-from stash.kube.conditions import is_false, is_true, is_unknown
+from stash.kube.conditions import get_condition, is_false, is_true, is_unknown
 
 # BackupConfiguration / BackupBatch condition types (§1.3). `ScheduleRegistered` replaces
 # upstream's `CronJobCreated`: our cron engine runs in the operator (docs/compatibility.md).
@@ -95,14 +95,19 @@ def target_phase(target: BackupTargetStatus) -> TargetPhase:
     return "Running"
 
 
+def ended(conditions: list[Condition] | None) -> bool:
+    """Whether the operator recorded the session's end: `MetricsPushed` is set, True
+    or False. A metrics push that failed (False) never fails a session: the phase
+    follows the backup or restore alone (docs/compatibility.md)."""
+    return get_condition(conditions, METRICS_PUSHED) is not None
+
+
 def backup_session_phase(status: BackupSessionStatus) -> BackupSessionPhase:
     """The phase of a BackupSession from its conditions and targets (§1.4, in order)."""
     conds = status.conditions
-    if is_false(conds, METRICS_PUSHED):
-        return "Failed"
     if is_true(conds, BACKUP_SKIPPED):
         return "Skipped"
-    if is_true(conds, METRICS_PUSHED) and (
+    if ended(conds) and (
         is_true(conds, DEADLINE_EXCEEDED)
         or is_false(conds, BACKUP_HISTORY_CLEANED)
         or is_false(conds, GLOBAL_PRE_BACKUP_HOOK)
@@ -113,11 +118,10 @@ def backup_session_phase(status: BackupSessionStatus) -> BackupSessionPhase:
     phases = [target_phase(t) for t in targets]
     if not targets or all(p == "Pending" for p in phases):
         return "Pending"
-    if all(p in ("Succeeded", "Failed") for p in phases) and is_true(conds, METRICS_PUSHED):
+    if all(p in ("Succeeded", "Failed") for p in phases) and ended(conds):
         if (
             "Failed" in phases
             or is_false(conds, RETENTION_POLICY_APPLIED)
-            or is_false(conds, REPOSITORY_METRICS_PUSHED)
             or is_false(conds, REPOSITORY_INTEGRITY_VERIFIED)
         ):
             return "Failed"
@@ -144,9 +148,7 @@ RESTORE_COMPLETED = "RestoreCompleted"
 def restore_session_phase(status: RestoreSessionStatus) -> str:
     """The phase of a RestoreSession (§1.5)."""
     conds = status.conditions
-    if is_false(conds, METRICS_PUSHED):
-        return "Failed"
-    if is_true(conds, METRICS_PUSHED) and is_true(conds, DEADLINE_EXCEEDED):
+    if ended(conds) and is_true(conds, DEADLINE_EXCEEDED):
         return "Failed"
     if is_false(conds, VALIDATION_PASSED):
         return "Invalid"
@@ -162,7 +164,7 @@ def restore_session_phase(status: RestoreSessionStatus) -> str:
     stats = status.stats or []
     final = [s for s in stats if s.phase in ("Succeeded", "Failed", "Unknown")]
     if len(final) >= status.total_hosts:
-        if not is_true(conds, METRICS_PUSHED):
+        if not ended(conds):
             return "Running"
         if any(s.phase == "Unknown" for s in final):
             return "Unknown"

@@ -38,6 +38,7 @@ from stash.controllers.conditions import (
 )
 from stash.controllers.context import ControllerContext
 from stash.controllers.liveness import ChangeClock
+from stash.controllers.metricspush import PROJECTED, MetricsRecord, restore_session_metrics
 from stash.controllers.provisioning import (
     ensure_binding,
     ensure_restore_executor,
@@ -234,13 +235,9 @@ class RestoreSessionReconciler:
         return DONE
 
     async def _complete(self, obj: JSON, created: dt.datetime, now: dt.datetime) -> None:
-        def finish(st: RestoreSessionStatus) -> RestoreSessionStatus:
+        def finish(st: RestoreSessionStatus, pushed: MetricsRecord) -> RestoreSessionStatus:
             st.conditions = set_condition(
-                st.conditions,
-                P.METRICS_PUSHED,
-                True,
-                "SuccessfullyPushedMetrics",
-                "no Pushgateway configured; nothing to push",
+                st.conditions, P.METRICS_PUSHED, pushed.status, pushed.reason, pushed.message
             )
             st.conditions = set_condition(
                 st.conditions,
@@ -255,7 +252,12 @@ class RestoreSessionReconciler:
             st.phase = P.restore_session_phase(st)  # type: ignore[assignment]
             return st
 
-        written = await self._write(obj, finish)
+        # The phase does not depend on the push: publish what the restore ends as.
+        status = RestoreSessionStatus.model_validate(obj.get("status") or {})
+        ending = finish(status, PROJECTED)
+        rs = self.ctx.parse(RestoreSession, obj)
+        pushed = await restore_session_metrics(self.ctx, rs, ending, now)
+        written = await self._write(obj, lambda st: finish(st, pushed))
         if written is not None:
             done = RestoreSessionStatus.model_validate(written.get("status") or {})
             phase = done.phase
