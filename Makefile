@@ -8,8 +8,10 @@ BIN := $(VENV)/bin
 # Heavy builds (test control plane, restic, rest-server, helm) are cached outside the
 # clone, keyed by their inputs, so CI's fresh clone reuses them.
 export STASH_CACHE ?= $(HOME)/.cache/stash
-# prometheus: promtool for the chart's alert rules (its daemon is never started, below).
-DEB_PACKAGES := ca-certificates util-linux procps prometheus
+# prometheus: promtool for the chart's alert rules, and with prometheus-pushgateway the
+# real Prometheus and Pushgateway the metrics tests start on free loopback ports (their
+# daemons are never started by the packages, below).
+DEB_PACKAGES := ca-certificates util-linux procps prometheus prometheus-pushgateway
 STAMP := $(VENV)/.installed
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE ?= stash:$(VERSION)
@@ -29,7 +31,8 @@ help:
 
 $(STAMP): pyproject.toml dev/pyproject.toml constraints.txt
 	@# A policy-rc.d that answers 101 keeps postinst scripts from starting daemons
-	@# (prometheus would take :9090); it is removed again if we put it there.
+	@# (prometheus would take :9090, the pushgateway :9091); it is removed again if we
+	@# put it there.
 	@if ! dpkg -s $(DEB_PACKAGES) >/dev/null 2>&1; then \
 	  rc_policy=; if [ ! -e /usr/sbin/policy-rc.d ]; then rc_policy=/usr/sbin/policy-rc.d; \
 	    printf '#!/bin/sh\nexit 101\n' > $$rc_policy; chmod 755 $$rc_policy; fi; \

@@ -57,10 +57,13 @@ class ControllerObserver:
     """The reconcile and queue families, as `stash.kube.controller.ControllerMetrics`."""
 
     def reconciled(self, controller: str, seconds: float, failed: bool) -> None:
-        """Count one reconcile (and its failure) and observe its duration."""
+        """Count one reconcile (and its failure) and observe its duration. The error
+        counter exists from the first reconcile on, at 0 until one fails, so rates and
+        dashboards see a series rather than nothing."""
         RECONCILE_TOTAL.labels(controller).inc()
+        errors = RECONCILE_ERRORS.labels(controller)
         if failed:
-            RECONCILE_ERRORS.labels(controller).inc()
+            errors.inc()
         RECONCILE_SECONDS.labels(controller).observe(seconds)
 
     def queue_depth(self, controller: str, depth: int) -> None:

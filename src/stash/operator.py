@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -64,6 +65,7 @@ from stash.controllers.mappers import (
     secret_key,
     sessions_of_invoker,
     targets_of_blueprint,
+    workloads_of_repository,
 )
 from stash.controllers.provisioning import FIELD_MANAGER, install_cluster_roles
 from stash.controllers.repository import RepositoryReconciler
@@ -85,6 +87,7 @@ from stash.kube.leader import LeaderElector
 from stash.kube.resources import JOBS, NAMESPACES, PODS, PVCS, SECRETS
 from stash.kube.supervisor import Supervisor
 from stash.scheduler import CronEngine
+from stash.sessionmetrics import MetricLabels, SessionMetricsSink
 from stash.settings import OperatorSettings
 from stash.webhook.server import WebhookServer
 
@@ -133,6 +136,42 @@ class Operator:
             restorebatches=self.restorebatches,
         )
         c = self.caches
+        self.supervisor = Supervisor()
+        self.workloads = {kind: informer(res) for kind, res in WATCHED_WORKLOADS.items()}
+        #: What auto-backup reads annotations from (AppBinding joins when it is served).
+        self.auto_targets: dict[str, Informer] = {
+            **self.workloads,
+            "PersistentVolumeClaim": claims,
+        }
+        self._add_indexes()
+        self.engine = CronEngine(self._fire, missed_grace=settings.missed_schedule_grace)
+        self.ctx = ControllerContext(
+            kube=kube,
+            caches=c,
+            recorder=EventRecorder(kube, "stash-operator", self.identity),
+            engine=self.engine,
+            settings=settings,
+            workloads=self.workloads,
+            session_metrics=SessionMetricsSink(
+                settings.pushgateway_url or None, settings.pushgateway_timeout
+            ),
+        )
+        self.controllers = self._wire()
+        observer = metrics.ControllerObserver()
+        for ctrl in self.controllers:
+            ctrl.metrics = observer
+        self.ready = asyncio.Event()
+        self.webhook: WebhookServer | None = None
+        self.metrics_port: int | None = None
+        self._phase_of: dict[str, str] = {}
+        c.backupsessions.add_handler(self._count_phases)
+        c.backupconfigurations.add_handler(self._forget_metrics_of("BackupConfiguration"))
+        c.restoresessions.add_handler(self._forget_metrics_of("RestoreSession"))
+        self.backupbatches.add_handler(self._forget_metrics_of("BackupBatch"))
+
+    def _add_indexes(self) -> None:
+        """The cache indexes the mappers and readers look objects up by."""
+        c = self.caches
         for inv in (
             c.backupconfigurations,
             c.restoresessions,
@@ -147,33 +186,8 @@ class Operator:
         c.repositories.add_index(AUTO_TARGET_INDEX, auto_target_keys)
         c.jobs.add_index("owner", job_owner_key)
         c.pods.add_index("job", pod_job_key)
-        self.supervisor = Supervisor()
-        self.workloads = {kind: informer(res) for kind, res in WATCHED_WORKLOADS.items()}
-        #: What auto-backup reads annotations from (AppBinding joins when it is served).
-        self.auto_targets: dict[str, Informer] = {
-            **self.workloads,
-            "PersistentVolumeClaim": claims,
-        }
         for inf in self.auto_targets.values():
             inf.add_index(BLUEPRINT_INDEX, target_blueprints)
-        self.engine = CronEngine(self._fire, missed_grace=settings.missed_schedule_grace)
-        self.ctx = ControllerContext(
-            kube=kube,
-            caches=c,
-            recorder=EventRecorder(kube, "stash-operator", self.identity),
-            engine=self.engine,
-            settings=settings,
-            workloads=self.workloads,
-        )
-        self.controllers = self._wire()
-        observer = metrics.ControllerObserver()
-        for ctrl in self.controllers:
-            ctrl.metrics = observer
-        self.ready = asyncio.Event()
-        self.webhook: WebhookServer | None = None
-        self.metrics_port: int | None = None
-        self._phase_of: dict[str, str] = {}
-        c.backupsessions.add_handler(self._count_phases)
 
     def _for_objects(
         self, reconciler: ObjectReconciler[Any], cache: Informer, res: Resource
@@ -228,6 +242,9 @@ class Operator:
             wl.watch(inf, own_kind_key(kind))
         for inv in (c.backupconfigurations, c.restoresessions, bbs, rbs):
             wl.watch(inv, target_workload_keys, when=spec_changed)
+        # a usage policy that starts or stops allowing an invoker adds or removes its agent
+        invokers = [c.backupconfigurations, c.restoresessions, bbs, rbs]
+        wl.watch(c.repositories, workloads_of_repository(invokers), when=spec_changed)
         assert c.backupblueprints is not None
         wl.watch(c.backupblueprints, targets_of_blueprint(self.workloads))
 
@@ -252,6 +269,17 @@ class Operator:
             phase = (obj.get("status") or {}).get("phase") or "Pending"
             self._phase_of[key] = phase
             metrics.SESSIONS_BY_PHASE.labels(phase).inc()
+
+    def _forget_metrics_of(self, invoker_kind: str) -> Callable[[str, JSON, JSON | None], None]:
+        """An informer handler: a deleted invoker's session metrics leave /metrics."""
+
+        def forget(kind: str, obj: JSON, _old: JSON | None) -> None:
+            if kind == "DELETED":
+                meta = obj["metadata"]
+                labels = MetricLabels(invoker_kind, meta["name"], meta["namespace"], "")
+                self.ctx.session_metrics.local.forget(labels.job)
+
+        return forget
 
     # ------------------------------------------------------------------ cron tick
     async def _fire(self, ekey: str, when: Any) -> None:
@@ -430,9 +458,10 @@ class Operator:
         async def metrics_handler(_: web.Request) -> web.Response:
             for ctrl in self.controllers:
                 metrics.QUEUE_DEPTH.labels(ctrl.name).set(ctrl.queue.depth)
-            return web.Response(
-                body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST}
-            )
+            # The operator's families, then the session metrics it keeps when no
+            # Pushgateway is configured (docs/metrics.md).
+            body = generate_latest() + self.ctx.session_metrics.exposition()
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         async def healthz(_: web.Request) -> web.Response:
             down = "\n".join(f"{k}: {v}" for k, v in sorted(self.supervisor.problems().items()))

@@ -46,7 +46,10 @@ class OperatorSettings(BaseSettings):
 
     # --- metrics
     pushgateway_url: str | None = None
-    """Where agents push metrics; default `http://<service>.<namespace>.svc:56789`."""
+    """The Pushgateway the operator and the agents push session metrics to. None: no
+    push; the operator exports the same families on its /metrics (docs/metrics.md)."""
+    pushgateway_timeout: float = Field(default=10.0, gt=0)
+    """Seconds one push may take, connecting included."""
 
     # --- the operator itself
     namespace: str = "stash"
@@ -121,13 +124,6 @@ class OperatorSettings(BaseSettings):
         """The agent image, `<registry>/<image>:<tag>` (no registry part when empty)."""
         name = f"{self.docker_registry}/{self.image}" if self.docker_registry else self.image
         return f"{name}:{self.image_tag}"
-
-    @property
-    def effective_pushgateway_url(self) -> str:
-        """The configured Pushgateway URL, or the operator Service's Pushgateway port."""
-        if self.pushgateway_url:
-            return self.pushgateway_url
-        return f"http://{self.service_name}.{self.namespace}.svc:56789"
 
     @property
     def webhook_url_base(self) -> str | None:

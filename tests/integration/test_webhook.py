@@ -122,7 +122,7 @@ async def test_deployment_gets_one_sidecar_and_reapplying_keeps_one(
         "--enable-cache=true",
         "--max-connections=0",
         "--metrics-enabled=true",
-        "--pushgateway-url=http://stash-operator.stash-system.svc:56789",
+        "--pushgateway-url=",
     ]
     assert [e["name"] for e in sidecar["env"]] == ["NODE_NAME", "POD_NAME", "POD_NAMESPACE"]
     assert sidecar["volumeMounts"] == [
@@ -216,19 +216,37 @@ async def test_invalid_objects_are_refused_with_the_webhooks_message(
 
 
 async def test_metadata_only_updates_pass_even_for_objects_that_no_longer_validate(
-    raw: Kube, webhook: WebhookServer, namespace: str
+    raw: Kube, stash_crds: list[str], namespace: str
 ) -> None:
     # Admitted before the webhook existed (or by an older, laxer version).
     repo = repository()
-    repo["metadata"]["labels"] = {"stash.appscode.com/webhook": "disabled"}
     repo["spec"]["wipeOut"] = True
-    stored = await create(raw, REPOSITORIES, repo, namespace)
-    stored["metadata"]["labels"] = {"owner": "me"}  # opt-out label gone: the webhook applies
-    stored["metadata"]["finalizers"] = ["example.com/keep"]
-    updated = await raw.replace(REPOSITORIES, stored, namespace)
-    assert updated["metadata"]["finalizers"] == ["example.com/keep"]
-    updated["metadata"]["finalizers"] = []
-    await raw.replace(REPOSITORIES, updated, namespace)
+    await create(raw, REPOSITORIES, repo, namespace)
+    server = WebhookServer(
+        local_settings(namespace),
+        raw,
+        namespace_selector={"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+    )
+    await server.start()
+    try:
+        await wait_until_active(raw, namespace)
+        # an object's own label no longer opts it out of validation (its author could
+        # skip the rules that protect others); only a namespace's labels do
+        labelled = repository("labelled")
+        labelled["metadata"]["labels"] = {"stash.appscode.com/webhook": "disabled"}
+        labelled["spec"]["wipeOut"] = True
+        msg = await expect_denied(raw, REPOSITORIES, labelled, namespace)
+        assert "wipeOut is not supported for the local backend" in msg
+
+        stored = await raw.get(REPOSITORIES, "repo", namespace)
+        stored["metadata"]["labels"] = {"owner": "me"}
+        stored["metadata"]["finalizers"] = ["example.com/keep"]
+        updated = await raw.replace(REPOSITORIES, stored, namespace)
+        assert updated["metadata"]["finalizers"] == ["example.com/keep"]
+        updated["metadata"]["finalizers"] = []
+        await raw.replace(REPOSITORIES, updated, namespace)
+    finally:
+        await server.stop()
 
 
 async def test_deployment_is_admitted_when_the_webhook_is_down(

@@ -19,34 +19,23 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from stash import __version__
 from stash import metrics as operator_metrics
-from stash.agent.metrics import (
-    MetricLabels,
-    RepositoryFacts,
-    host_backup_registry,
-    host_restore_registry,
-    repository_registry,
-)
-from stash.api.backupsession import FileStats, HostBackupStats, SnapshotStats
 from stash.cli.main import main as stash_main
+from stash.sessionmetrics import FAMILIES
 from stash.settings import OperatorSettings
 from stash.webhook.registration import configurations
+from tests.support.chart_metrics import (
+    APISERVER_METRICS,
+    promql_metric_names,
+    rule_exprs,
+    used_metric_names,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "stash"
-
-# Metrics the rules use that neither the operator nor the agent exports: the
-# kube-apiserver's admission-webhook counters (k8s.io/apiserver
-# pkg/admission/metrics/metrics.go, namespace "apiserver", subsystem "admission"),
-# the only place a failed call to the webhook is seen.
-APISERVER_METRICS = {
-    "apiserver_admission_webhook_fail_open_count",
-    "apiserver_admission_webhook_rejection_count",
-}
 
 
 def _generator() -> ModuleType:
@@ -118,41 +107,6 @@ def test_schema_refuses_a_wrong_value(override: dict[str, Any], message: str) ->
 
 # ---------------------------------------------------------------- metric names
 
-_PROMQL_WORDS = {
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "and",
-    "or",
-    "unless",
-    "bool",
-    "offset",
-    "inf",
-    "nan",
-}
-
-
-def promql_metric_names(expr: str) -> set[str]:
-    """Metric names in a PromQL expression (Helm and Grafana placeholders removed)."""
-    text = re.sub(r"\{\{.*?\}\}", "0", expr, flags=re.DOTALL)  # Helm template actions
-    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', text)  # strings
-    text = re.sub(r"\{[^{}]*\}", "", text)  # label matchers
-    text = re.sub(r"\[[^\]]*\]", "", text)  # ranges
-    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
-    names = set()
-    text = re.sub(r"\boffset\s+[0-9a-z]+", " ", text)
-    for match in re.finditer(r"(?<![\w.])[A-Za-z_:][A-Za-z0-9_:]*", text):
-        word, after = match.group(0), text[match.end() :].lstrip()
-        if word.lower() in _PROMQL_WORDS or after.startswith("("):
-            continue
-        if text[: match.start()].rstrip().endswith("$"):
-            continue  # a Grafana variable
-        names.add(word)
-    return names
-
 
 def test_promql_names_are_found() -> None:
     expr = (
@@ -171,59 +125,20 @@ def _family_samples(kind: str, name: str) -> set[str]:
 
 
 def exported_metric_names() -> set[str]:
-    """Every sample name the operator's families and the agent's registries produce."""
+    """Every sample name the operator's families and the session metrics produce."""
     names: set[str] = set()
     for value in vars(operator_metrics).values():
         if isinstance(value, MetricWrapperBase):
             for family in value.describe():
                 names |= _family_samples(family.type, family.name)
-    labels = MetricLabels("BackupConfiguration", "bc", "ns", "repo", "Deployment", "apps", "app")
-    snap = SnapshotStats(
-        total_size="1 MiB",
-        uploaded="1 KiB",
-        processing_time="0:01",
-        file_stats=FileStats(total_files=1, new_files=1, modified_files=0, unmodified_files=0),
-    )
-    facts = RepositoryFacts("repo", "ns", "s3", "b", "p", True, 1, 1, 0)
-    registries: list[CollectorRegistry] = [
-        host_backup_registry(
-            labels, HostBackupStats(hostname="h", phase="Succeeded", snapshots=[snap])
-        ),
-        host_restore_registry(labels, "h", True, 1.0),
-        repository_registry(labels, facts),
-    ]
-    for registry in registries:
-        for family in registry.collect():
-            names |= {s.name for s in family.samples}
+    # The session metrics: all gauges, one sample name each (stash.sessionmetrics).
+    names |= {n for families in FAMILIES.values() for f in families for n in f.names}
     return names
-
-
-def _rule_exprs() -> dict[str, str]:
-    doc = yaml.safe_load((CHART / "files" / "prometheus-rules.yaml").read_text())
-    return {r["alert"]: r["expr"] for g in doc["groups"] for r in g["rules"]}
-
-
-def _dashboard_exprs() -> list[str]:
-    dash = json.loads((CHART / "files" / "dashboards" / "stash.json").read_text())
-    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
-    for var in dash["templating"]["list"]:
-        query = var.get("query")
-        if isinstance(query, dict):
-            found = re.fullmatch(r"label_values\((\w+)(\{.*\})?,\s*\w+\)", query["query"])
-            assert found, f"unexpected dashboard variable query {query['query']}"
-            exprs.append(found.group(1))
-    return exprs
 
 
 def test_every_metric_in_rules_and_dashboard_is_exported() -> None:
     exported = exported_metric_names()
-    used: dict[str, set[str]] = {}
-    for alert, expr in _rule_exprs().items():
-        for name in promql_metric_names(expr):
-            used.setdefault(name, set()).add(f"alert {alert}")
-    for expr in _dashboard_exprs():
-        for name in promql_metric_names(expr):
-            used.setdefault(name, set()).add("dashboard")
+    used = used_metric_names()
     assert used, "no metric names found"
     unknown = {n: w for n, w in used.items() if n not in exported | APISERVER_METRICS}
     assert not unknown, f"metrics nobody exports: {unknown}"
@@ -248,7 +163,7 @@ def test_rules_cover_what_users_are_alerted_about() -> None:
 
 
 def test_webhook_alert_matches_every_webhook_the_code_registers() -> None:
-    expr = _rule_exprs()["StashWebhookErrors"]
+    expr = rule_exprs()["StashWebhookErrors"]
     patterns = set(re.findall(r'name=~"([^"]+)"', expr))
     assert patterns
     mutating, validating = configurations(OperatorSettings())

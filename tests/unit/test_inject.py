@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -128,7 +129,7 @@ def test_backup_sidecar_has_documented_command_args_env_and_mounts() -> None:
         "--enable-cache=true",
         "--max-connections=0",
         "--metrics-enabled=true",
-        "--pushgateway-url=http://stash-operator.stash.svc:56789",
+        "--pushgateway-url=",
     ]
     env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in sc["env"]}
     assert env == {
@@ -153,8 +154,11 @@ def test_backup_records_invoker_on_workload_and_hash_on_template() -> None:
     out = inject_backup(workload(), bc, SETTINGS)
     anns = out["metadata"]["annotations"]
     assert anns[ANN_BACKUP_INVOKER_KIND] == "BackupConfiguration"
-    assert '"name":"web-backup"' in anns[ANN_BACKUP_INVOKER]
-    assert '"status"' not in anns[ANN_BACKUP_INVOKER]
+    assert json.loads(anns[ANN_BACKUP_INVOKER]) == {
+        "apiVersion": "stash.appscode.com/v1beta1",
+        "kind": "BackupConfiguration",
+        "metadata": {"name": "web-backup", "namespace": "demo"},
+    }
     assert out["spec"]["template"]["metadata"]["annotations"][ANN_BACKUP_HASH] == invoker_hash(bc)
     assert out["spec"]["template"]["metadata"]["labels"] == {"app": "web"}
 
@@ -467,3 +471,51 @@ def test_removal_from_a_workload_never_injected_changes_nothing() -> None:
     pod_spec(w)["imagePullSecrets"] = []
     w["metadata"]["annotations"] = {}
     assert desired_workload(w, None, None, SETTINGS, {}).workload == w
+
+
+def test_the_workload_never_gets_a_copy_of_the_invokers_spec() -> None:
+    # Anyone who may read the Deployment (or reach the webhook) read the spec, env values
+    # included, from the last-applied annotation.
+    secret = "s3cr3t-value"
+    env = [{"name": "API_TOKEN", "value": secret}]
+    bc = backup_config(runtimeSettings={"container": {"env": env}})
+    out = inject_backup(workload(), bc, SETTINGS)
+    assert secret not in json.dumps(out["metadata"])
+    assert secret not in json.dumps(out["spec"]["template"]["metadata"])
+
+
+def _names(items: list[dict[str, Any]]) -> list[str]:
+    return [i["name"] for i in items]
+
+
+def _shared_repository(policy: dict[str, Any] | None) -> Repository:
+    spec: dict[str, Any] = {
+        "backend": {"storageSecretName": "s", "s3": {"endpoint": "e", "bucket": "b"}}
+    }
+    if policy:
+        spec["usagePolicy"] = {"allowedNamespaces": policy}
+    return Repository.model_validate(
+        {"metadata": {"name": "shared", "namespace": "backups"}, "spec": spec}
+    )
+
+
+def test_no_agent_for_an_invoker_the_repositorys_usage_policy_refuses() -> None:
+    bc = backup_config(repository={"name": "shared", "namespace": "backups"})
+    refused = desired_workload(
+        workload(), bc, None, SETTINGS, {"backups/shared": _shared_repository(None)}
+    )
+    assert _names(pod_spec(refused.workload)["containers"]) == ["app"]
+    assert 'does not allow use from namespace "demo"' in refused.problems[0]
+    # unknown: not found, or labels unknown for a selector
+    missing = desired_workload(workload(), bc, None, SETTINGS, {})
+    assert _names(pod_spec(missing.workload)["containers"]) == ["app"]
+    assert "cannot be checked" in missing.problems[0]
+    selector = {"from": "Selector", "selector": {"matchLabels": {"team": "a"}}}
+    repos = {"backups/shared": _shared_repository(selector)}
+    assert desired_workload(workload(), bc, None, SETTINGS, repos).problems
+    allowed = desired_workload(workload(), bc, None, SETTINGS, repos, {"team": "a"})
+    assert _names(pod_spec(allowed.workload)["containers"]) == ["app", "stash"]
+    assert not allowed.problems
+    # an injected workload whose invoker became refused loses the agent
+    again = desired_workload(allowed.workload, bc, None, SETTINGS, repos, {"team": "b"})
+    assert _names(pod_spec(again.workload)["containers"]) == ["app"]

@@ -17,7 +17,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("stash.cli",),
     ("stash.operator",),
     ("stash.controllers", "stash.webhook", "stash.agent"),
-    ("stash.scheduler", "stash.inject", "stash.validation"),
+    ("stash.scheduler", "stash.inject", "stash.validation", "stash.sessionmetrics"),
     ("stash.contract", "stash.restic"),
     ("stash.kube",),
     ("stash.api", "stash.cron", "stash.settings", "stash.metrics", "stash.pki", "stash.logs"),

@@ -187,31 +187,14 @@ def test_target_cannot_change_while_ready() -> None:
     assert validate(new, old).ok
 
 
-def test_repository_usage_policy_is_checked_when_the_repository_is_known() -> None:
+def test_the_usage_policy_is_not_a_validation_rule() -> None:
+    # The webhook refuses with stash.contract.usage; reconcilers report NotReady.
     shared = Repository.model_validate(
         repo({"s3": {"endpoint": "s3.amazonaws.com", "bucket": "b"}})
         | {"metadata": {"name": "repo", "namespace": "backups"}}
     )
     obj = bc(repository={"name": "repo", "namespace": "backups"})
-    verdict = validate(obj, facts=ValidationFacts(repository=shared))
-    assert fields(verdict) == ["spec.repository"]
-    assert "usagePolicy.allowedNamespaces.from: Same" in verdict.message
-
-    assert shared.spec is not None
-    selector_repo = shared.model_copy(deep=True)
-    selector_repo.spec = Repository.model_validate(
-        repo(
-            {"s3": {"endpoint": "e", "bucket": "b"}},
-            usagePolicy={
-                "allowedNamespaces": {
-                    "from": "Selector",
-                    "selector": {"matchLabels": {"team": "a"}},
-                }
-            },
-        )
-    ).spec
-    assert validate(obj, facts=ValidationFacts(selector_repo, {"team": "a"})).ok
-    assert not validate(obj, facts=ValidationFacts(selector_repo, {"team": "b"})).ok
+    assert validate(obj, facts=ValidationFacts(repository=shared)).ok
 
 
 def test_durations_and_counters() -> None:
@@ -298,7 +281,27 @@ def test_wipe_out_is_refused_for_local_and_b2() -> None:
     assert fields(verdict) == ["spec.wipeOut"]
     assert "not supported for the local backend" in verdict.message
     assert fields(validate(repo({"b2": {"bucket": "b"}}, wipeOut=True))) == ["spec.wipeOut"]
-    assert validate(repo({"s3": {"endpoint": "e", "bucket": "b"}}, wipeOut=True)).ok
+    s3 = {"endpoint": "e", "bucket": "b", "prefix": "team/repo"}
+    assert validate(repo({"s3": s3}, wipeOut=True)).ok
+
+
+@pytest.mark.parametrize(
+    ("backend", "field"),
+    [
+        ({"s3": {"endpoint": "e", "bucket": "b"}}, "spec.backend.s3.prefix"),
+        ({"s3": {"endpoint": "e", "bucket": "b", "prefix": "/"}}, "spec.backend.s3.prefix"),
+        ({"gcs": {"bucket": "b", "prefix": "//"}}, "spec.backend.gcs.prefix"),
+        ({"azure": {"container": "c"}}, "spec.backend.azure.prefix"),
+        ({"swift": {"container": "c", "prefix": ""}}, "spec.backend.swift.prefix"),
+        ({"rest": {"url": "https://rest.example:8000/"}}, "spec.backend.rest.url"),
+    ],
+)
+def test_wipe_out_without_a_prefix_is_refused(backend: dict[str, Any], field: str) -> None:
+    # it deleted the whole bucket, other repositories included
+    verdict = validate(repo(backend, wipeOut=True))
+    assert fields(verdict) == [field]
+    assert "whole" in verdict.message
+    assert validate(repo(backend)).ok  # without wipeOut nothing is deleted
 
 
 @pytest.mark.parametrize(
@@ -369,3 +372,68 @@ def test_restic_args_that_would_run_commands_or_read_agent_files_are_refused() -
     verdict = validate(bc(target=target))
     assert fields(verdict) == ["spec.target.args"]
     assert '"--password-command" is not allowed' in verdict.message
+
+
+# ------------------------------------------------------------------ Pod Security
+
+
+def _level(level: str) -> ValidationFacts:
+    return ValidationFacts(namespace_labels={"pod-security.kubernetes.io/enforce": level})
+
+
+def test_what_baseline_forbids_is_refused_with_the_field() -> None:
+    obj = bc(
+        runtimeSettings={
+            "container": {
+                "securityContext": {
+                    "capabilities": {"add": ["CHOWN", "CAP_SYS_ADMIN"]},
+                    "procMount": "Unmasked",
+                    "seccompProfile": {"type": "Unconfined"},
+                }
+            },
+            "pod": {"securityContext": {"sysctls": [{"name": "kernel.msgmax", "value": "1"}]}},
+        }
+    )
+    verdict = validate(obj, facts=_level("baseline"))
+    prefix = "spec.runtimeSettings."
+    assert set(fields(verdict)) == {
+        prefix + "container.securityContext.capabilities.add",
+        prefix + "container.securityContext.procMount",
+        prefix + "container.securityContext.seccompProfile.type",
+        prefix + "pod.securityContext.sysctls[0]",
+    }
+    assert "CAP_SYS_ADMIN may not be added" in verdict.message
+    assert "CHOWN" not in verdict.message.split("may not be added")[0].split(":")[-1]
+    assert validate(obj, facts=_level("privileged")).ok
+    assert validate(obj).ok  # no label: the cluster default is not known here
+
+
+def test_restricted_also_refuses_root_and_escalation() -> None:
+    obj = bc(
+        runtimeSettings={
+            "container": {
+                "securityContext": {
+                    "allowPrivilegeEscalation": True,
+                    "capabilities": {"add": ["NET_BIND_SERVICE", "CHOWN"]},
+                }
+            },
+            "pod": {"securityContext": {"runAsNonRoot": False}},
+        }
+    )
+    assert validate(obj, facts=_level("baseline")).ok
+    verdict = validate(obj, facts=_level("restricted"))
+    assert set(fields(verdict)) == {
+        "spec.runtimeSettings.container.securityContext.allowPrivilegeEscalation",
+        "spec.runtimeSettings.container.securityContext.capabilities.add",
+        "spec.runtimeSettings.pod.securityContext.runAsNonRoot",
+    }
+
+
+def test_a_host_path_repository_is_refused_where_pod_security_forbids_host_paths() -> None:
+    local = Repository.model_validate(
+        repo({"local": {"mountPath": "/safe", "hostPath": {"path": "/srv"}}})
+    )
+    facts = ValidationFacts(local, {"pod-security.kubernetes.io/enforce": "baseline"})
+    verdict = validate(bc(), facts=facts)
+    assert fields(verdict) == ["spec.repository"]
+    assert "hostPath" in verdict.message

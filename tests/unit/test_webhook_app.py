@@ -104,8 +104,12 @@ class SlowLookup(StaticLookup):
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[TestClient[Any, Any]]:
-    lookup = StaticLookup([BackupConfiguration.model_validate(backup_config())])
+def lookup() -> StaticLookup:
+    return StaticLookup([BackupConfiguration.model_validate(backup_config())])
+
+
+@pytest.fixture
+async def client(lookup: StaticLookup) -> AsyncIterator[TestClient[Any, Any]]:
     async with TestClient(TestServer(make_app(SETTINGS, lookup))) as c:
         yield c
 
@@ -128,22 +132,28 @@ def apply_patch(obj: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]
     return patched
 
 
-async def test_targeted_deployment_gets_exactly_one_sidecar(client: TestClient[Any, Any]) -> None:
+async def test_targeted_deployment_gets_exactly_one_sidecar(
+    client: TestClient[Any, Any], lookup: StaticLookup
+) -> None:
     resp = await post(client, "/mutate/deployments", review(deployment()))
     assert resp["allowed"] is True
     stored = apply_patch(deployment(), resp)
     names = [c["name"] for c in stored["spec"]["template"]["spec"]["containers"]]
     assert names == ["app", "stash"]
+    stored["metadata"]["uid"] = "uid-of-web"  # the apiserver stored it
+    lookup.uids[("demo", "Deployment", "web")] = "uid-of-web"
 
     again = await post(
         client, "/mutate/deployments", review(stored, operation="UPDATE", old=stored)
     )
     assert "patch" not in again  # nothing to change: no rollout
 
+    sent = deployment()  # kubectl replace sends the object with its uid
+    sent["metadata"]["uid"] = "uid-of-web"
     reapplied = await post(
-        client, "/mutate/deployments", review(deployment(), operation="UPDATE", old=stored)
+        client, "/mutate/deployments", review(sent, operation="UPDATE", old=stored)
     )
-    assert apply_patch(deployment(), reapplied) == stored
+    assert apply_patch(sent, reapplied) == stored
 
 
 async def test_untargeted_deployment_is_left_alone(client: TestClient[Any, Any]) -> None:
@@ -198,6 +208,7 @@ async def test_pod_mode_injects_pods_of_a_targeted_deployment() -> None:
     lookup = StaticLookup(
         [BackupConfiguration.model_validate(backup_config())],
         owners={("demo", "ReplicaSet", "web-5d4f"): ("Deployment", "web")},
+        uids={("demo", "ReplicaSet", "web-5d4f"): "u"},
     )
     settings = SETTINGS.model_copy(update={"injection_mode": "pod"})
     pod = {
@@ -343,10 +354,44 @@ async def test_validation_that_cannot_run_denies() -> None:
         resp = await post(
             c, "/validate/backupconfigurations", stash_review(bc, "backupconfigurations")
         )
-    # the usage-policy check is skipped with a warning; the rest still ran
-    assert resp["allowed"] is True and "usage policy" in resp["warnings"][0]
+    # the usage policy is never skipped: a lookup that fails refuses, saying to retry
+    assert resp["allowed"] is False
+    assert "could not validate" in resp["status"]["message"] and "down" in resp["status"]["message"]
 
 
 async def test_health_endpoints(client: TestClient[Any, Any]) -> None:
     assert (await client.get("/healthz")).status == 200
     assert (await client.get("/readyz")).status == 200
+
+
+async def test_a_hand_made_review_gets_no_invokers_settings() -> None:
+    """Anyone who can reach the webhook may post an AdmissionReview about another
+    namespace's workload; the answer must not carry the invoker's settings (env values),
+    which only a request about the object that exists, by the apiserver, may get."""
+    secret = "s3cr3t-token-value"
+    env = [{"name": "API_TOKEN", "value": secret}]
+    bc = BackupConfiguration.model_validate(
+        backup_config(runtimeSettings={"container": {"env": env}})
+    )
+    lookup = StaticLookup([bc], uids={("demo", "Deployment", "web"): "real-uid"})
+    async with TestClient(TestServer(make_app(SETTINGS, lookup))) as c:
+        # a CREATE of a workload that exists cannot be the apiserver's
+        created = await post(c, "/mutate/deployments", review(deployment()))
+        # an UPDATE whose old object is not the stored one (uid unknown to the caller)
+        forged = deployment()
+        forged["metadata"]["uid"] = "guessed"
+        updated = await post(
+            c, "/mutate/deployments", review(deployment(), operation="UPDATE", old=forged)
+        )
+        # the real UPDATE still gets its sidecar, settings included
+        real = deployment()
+        real["metadata"]["uid"] = "real-uid"
+        genuine = await post(c, "/mutate/deployments", review(real, operation="UPDATE", old=real))
+    for resp in (created, updated):
+        assert resp["allowed"] is True and "patch" not in resp
+        assert secret not in json.dumps(resp)
+        assert "web-backup" not in json.dumps(resp)
+    assert secret in base64.b64decode(genuine["patch"]).decode()
+    # even the real answer never carries the invoker's spec in an annotation
+    patched = apply_patch(real, genuine)
+    assert secret not in json.dumps(patched["metadata"])

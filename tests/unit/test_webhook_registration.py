@@ -64,6 +64,10 @@ def test_workloads_and_sessions_are_mutated_and_every_kind_validated() -> None:
         "deploymentconfigs",
         "restoresessions",
         "backupsessions",
+        # the author record (stash.contract.authority)
+        "backupconfigurations",
+        "backupbatches",
+        "restorebatches",
     }
     assert resources["backupsessions"]["rules"][0]["operations"] == ["CREATE"]
     validated = {h["rules"][0]["resources"][0]: h for h in hooks(validating).values()}
@@ -86,6 +90,23 @@ def test_system_operator_and_opted_out_namespaces_are_skipped() -> None:
         "values": ["disabled"],
     } in expressions
     assert hook["objectSelector"]["matchExpressions"][0]["key"] == "stash.appscode.com/webhook"
+
+
+def test_an_object_label_cannot_opt_out_of_validation() -> None:
+    # The author of a BackupConfiguration could otherwise skip the rules that protect
+    # other teams (usage policy, who may target what); namespaces still opt out, and a
+    # namespace's labels are the cluster admin's.
+    _, validating = configurations(OperatorSettings())
+    for hook in hooks(validating).values():
+        assert "objectSelector" not in hook
+        selector = hook["namespaceSelector"]["matchExpressions"]
+        assert {
+            "key": "stash.appscode.com/webhook",
+            "operator": "NotIn",
+            "values": ["disabled"],
+        } in selector
+        # a metadata-only update that changes the author record is still judged
+        assert "stash.appscode.com/author" in hook["matchConditions"][0]["expression"]
 
 
 def test_local_runs_register_urls_with_the_ca_bundle() -> None:
@@ -112,7 +133,14 @@ def test_local_runs_register_urls_with_the_ca_bundle() -> None:
 def test_pod_mode_mutates_pods_instead_of_workload_templates() -> None:
     mutating, _ = configurations(OperatorSettings(injection_mode="pod"))
     resources = {h["rules"][0]["resources"][0] for h in hooks(mutating).values()}
-    assert resources == {"pods", "restoresessions", "backupsessions"}
+    assert resources == {
+        "pods",
+        "restoresessions",
+        "backupsessions",
+        "backupconfigurations",
+        "backupbatches",
+        "restorebatches",
+    }
 
 
 def test_disabled_webhooks_are_not_rendered() -> None:

@@ -12,7 +12,9 @@ operator's Jobs run (`stash.cli.agent`): `run-backup` (`sidecar`), `restore`
 * `hostbackup`, `executor`, `postbackup` — one host's backup from heartbeat to stats,
   and the post-backup actions of the host that completes a session;
 * `leases`, `lockpolicy` — heartbeats, taking turns, and which restic locks are stale;
-* `metrics` — what is pushed to a Pushgateway; `rbac` — the ClusterRoles the pods need.
+* the host and repository metrics they push are built and sent by
+  `stash.sessionmetrics` (shared with the operator); the ClusterRoles the pods need are
+  in `stash.contract.rbac`.
 
 Contracts other components rely on:
 

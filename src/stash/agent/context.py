@@ -15,20 +15,17 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from stash.agent.identity import PodIdentity
-from stash.agent.metrics import MetricLabels
 from stash.agent.repository import AgentError, ResticSettings
 from stash.agent.stats import TargetKey
 from stash.api import BackupBatch, BackupConfiguration
 from stash.api.common import BackupTarget, RetentionPolicy
 from stash.contract.batches import backup_members, member_index
-from stash.contract.resources import BACKUPBATCHES, BACKUPCONFIGURATIONS, TARGET_KINDS
+from stash.contract.resources import BACKUPBATCHES, BACKUPCONFIGURATIONS
 from stash.kube.client import JSON, Forbidden, Kube, NotFound
 from stash.kube.events import EventRecorder
+from stash.sessionmetrics import MetricLabels, target_group
 
 __all__ = ["AgentContext", "BackupInvoker", "load_backup_invoker"]
-
-#: The API group of each target kind, for metric labels (from the one table of kinds).
-_API_GROUPS = {kind: res.group for kind, res in TARGET_KINDS.items()}
 
 
 @dataclass
@@ -61,7 +58,7 @@ class AgentContext:
             namespace=self.namespace,
             repository=repository,
             target_kind=self.target.kind,
-            target_group=_API_GROUPS.get(self.target.kind, ""),
+            target_group=target_group(self.target.kind),
             target_name=self.target.name,
         )
 

@@ -34,7 +34,6 @@ from stash.agent.hostbackup import (
     request_from_target,
 )
 from stash.agent.leases import Heartbeat
-from stash.agent.metrics import host_backup_registry, push
 from stash.agent.postbackup import run_post_backup_actions
 from stash.agent.repository import AgentError, RepositoryHandle, describe, open_repository
 from stash.agent.stats import (
@@ -52,6 +51,7 @@ from stash.kube.conditions import is_true
 from stash.kube.events import NORMAL
 from stash.kube.status import update_status
 from stash.restic import ResticError
+from stash.sessionmetrics import host_backup_registry, push
 
 __all__ = ["BackupOutcome", "back_up_host", "report_host", "take_backup"]
 
@@ -183,8 +183,10 @@ async def report_host(
     if ctx.push_url:
         repo_name = outcome.repo.name if outcome.repo else invoker.repository_name
         labels = ctx.metric_labels(repo_name)
-        result = await push(ctx.push_url, labels.job, host_backup_registry(labels, host))
-        log.info("%s: host metrics: %s", name, result.message)
+        registry = host_backup_registry(labels, host)
+        result = await push(ctx.push_url, labels.grouping(hostname), registry)
+        level = logging.INFO if result.ok else logging.WARNING
+        log.log(level, "%s: host metrics: %s", name, result.message)
 
 
 async def back_up_host(

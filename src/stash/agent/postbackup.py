@@ -12,13 +12,14 @@ operator assigned to the target:
 2. `VerifyRepositoryIntegrity` — `restic check` and `restic stats --mode raw-data`
    (both `--no-lock`, as Stash, so other writers are not blocked).
    -> `RepositoryIntegrityVerified`.
-3. `SendRepositoryMetrics` — push the repository metrics (`metrics.push`).
-   -> `RepositoryMetricsPushed`.
+3. `SendRepositoryMetrics` — push the repository metrics to the Pushgateway (with none
+   configured the operator exports them on its /metrics). -> `RepositoryMetricsPushed`,
+   False when the push failed (which does not fail the session).
 
 then writes the Repository's status: integrity, totalSize (restic's human string),
 snapshotCount, snapshotsRemovedOnLastCleanup, lastBackupTime (the session's creation
-time) and firstBackupTime when unset. A failed action sets its condition False with
-restic's message, and the session ends Failed although the data was uploaded.
+time) and firstBackupTime when unset. A failed retention or check sets its condition False
+with restic's message, and the session ends Failed although the data was uploaded.
 
 Not for: deciding who is the last host (`stats.is_last_host`) or the backup itself.
 """
@@ -33,7 +34,6 @@ from dataclasses import dataclass
 
 from stash.agent.context import AgentContext, BackupInvoker
 from stash.agent.lockpolicy import clear_stale_locks
-from stash.agent.metrics import RepositoryFacts, push, repository_registry
 from stash.agent.repository import RepositoryHandle
 from stash.agent.stats import (
     APPLY_RETENTION,
@@ -51,6 +51,12 @@ from stash.kube.client import JSON
 from stash.kube.conditions import get_condition
 from stash.kube.status import update_status
 from stash.restic import ForgetResult, RepositoryLocked, ResticError, format_bytes
+from stash.sessionmetrics import (
+    RepositoryFacts,
+    backend_location,
+    push,
+    repository_registry,
+)
 
 __all__ = ["run_post_backup_actions", "wait_for_other_targets"]
 
@@ -152,27 +158,30 @@ async def _verify(repo: RepositoryHandle, facts: _Facts) -> tuple[bool, str]:
     return True, f"restic check found no errors; the repository stores {size}"
 
 
-def _bucket_prefix(repo: RepositoryHandle) -> tuple[str, str]:
-    backend = repo.model.spec.backend if repo.model.spec else None
-    for spec in (
-        backend.s3 if backend else None,
-        backend.gcs if backend else None,
-        backend.b2 if backend else None,
-    ):
-        if spec is not None:
-            return spec.bucket, spec.prefix or ""
-    for box in (backend.azure if backend else None, backend.swift if backend else None):
-        if box is not None:
-            return box.container, box.prefix or ""
-    return "", ""
-
-
 async def _send_metrics(
     ctx: AgentContext, repo: RepositoryHandle, facts: _Facts
-) -> tuple[bool, str]:
-    bucket, prefix = _bucket_prefix(repo)
+) -> tuple[bool, str, str]:
+    """(ok, reason, message) of `RepositoryMetricsPushed`: pushed, failed with the
+    Pushgateway's reason, or left to the operator's /metrics when none is configured."""
+    if not ctx.metrics_enabled:
+        return (
+            True,
+            "RepositoryMetricsDisabled",
+            "metrics are disabled (--metrics-enabled=false); nothing pushed",
+        )
+    if not ctx.pushgateway_url:
+        return (
+            True,
+            "RepositoryMetricsExportedByOperator",
+            "no Pushgateway configured: the operator exports the repository metrics on "
+            "its /metrics",
+        )
+    _provider, bucket, prefix = backend_location(
+        repo.model.spec.backend if repo.model.spec else None
+    )
+    labels = ctx.metric_labels(repo.name)
     registry = repository_registry(
-        ctx.metric_labels(repo.name),
+        labels,
         RepositoryFacts(
             name=repo.name,
             namespace=repo.namespace,
@@ -185,10 +194,14 @@ async def _send_metrics(
             snapshots_removed=facts.removed or 0,
         ),
     )
-    if not ctx.metrics_enabled:
-        return True, "metrics are disabled (--metrics-enabled=false); nothing pushed"
-    result = await push(ctx.pushgateway_url, ctx.metric_labels(repo.name).job, registry)
-    return result.ok, result.message
+    result = await push(ctx.pushgateway_url, labels.grouping(), registry)
+    if result.ok:
+        return True, "SuccessfullyPushedRepositoryMetrics", f"repository metrics {result.message}"
+    return (
+        False,
+        "FailedToPushRepositoryMetrics",
+        f"repository metrics not pushed: {result.message}",
+    )
 
 
 async def _write_repository_status(
@@ -248,8 +261,7 @@ async def run_post_backup_actions(
         except ResticError as exc:
             log.warning("could not count the snapshots of %s: %s", repo.display, exc)
     if SEND_METRICS in actions:
-        ok, message = await _send_metrics(ctx, repo, facts)
-        reason = "SuccessfullyPushedRepositoryMetrics" if ok else "FailedToPushRepositoryMetrics"
+        ok, reason, message = await _send_metrics(ctx, repo, facts)
         await _condition(ctx, name, P.REPOSITORY_METRICS_PUSHED, ok, reason, message)
     created = session["metadata"].get("creationTimestamp")
     when = (

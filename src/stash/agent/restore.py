@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from stash.agent.context import AgentContext
 from stash.agent.identity import backup_hostname, workload_lease_name
 from stash.agent.leases import take_turn
-from stash.agent.metrics import host_restore_registry, push
 from stash.agent.repository import AgentError, describe, open_repository
 from stash.agent.restoretarget import RestoreInvoker
 from stash.api import RestoreSession
@@ -45,6 +44,7 @@ from stash.kube.leader import LeaderElector
 from stash.kube.status import update_status
 from stash.logs import log_key, object_key
 from stash.restic import ResticError, SnapshotNotFound
+from stash.sessionmetrics import host_restore_registry, push
 
 __all__ = ["RestoreRequest", "request_from_rule", "run_restore", "select_rule"]
 
@@ -237,7 +237,9 @@ async def _restore_turn(
         repo = (rs.spec.repository.name if rs and rs.spec and rs.spec.repository else "") or ""
         labels = ctx.metric_labels(repo)
         registry = host_restore_registry(labels, hostname, not error, seconds)
-        log.info("restore metrics: %s", (await push(ctx.push_url, labels.job, registry)).message)
+        result = await push(ctx.push_url, labels.grouping(hostname), registry)
+        level = logging.INFO if result.ok else logging.WARNING
+        log.log(level, "restore metrics: %s", result.message)
     return 1 if error else 0
 
 

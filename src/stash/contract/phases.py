@@ -18,7 +18,7 @@ from stash.api.backupsession import (
 from stash.api.batch import RestoreBatchStatus, RestoreMemberStatus
 from stash.api.common import Condition
 from stash.api.restoresession import RestorePhase, RestoreSessionStatus
-from stash.kube.conditions import is_false, is_true, is_unknown
+from stash.kube.conditions import get_condition, is_false, is_true, is_unknown
 
 # BackupConfiguration / BackupBatch condition types (§1.3). `ScheduleRegistered` replaces
 # upstream's `CronJobCreated`: our cron engine runs in the operator (docs/compatibility.md).
@@ -27,6 +27,8 @@ BACKEND_SECRET_FOUND = "BackendSecretFound"
 VALIDATION_PASSED = "ValidationPassed"
 BACKUP_TARGET_FOUND = "BackupTargetFound"
 SCHEDULE_REGISTERED = "ScheduleRegistered"
+REPOSITORY_USAGE_ALLOWED = "RepositoryUsageAllowed"
+"""Ours: the Repository's usage policy allows the invoker's namespace (docs/compatibility.md)."""
 STASH_SIDECAR_INJECTED = "StashSidecarInjected"
 
 # BackupSession conditions (§1.4).
@@ -56,7 +58,9 @@ def backup_invoker_phase(conditions: list[Condition] | None, driver: str | None)
         return "Invalid"
     restic = (driver or "Restic") == "Restic"
     if restic and (
-        not is_true(conditions, REPOSITORY_FOUND) or not is_true(conditions, BACKEND_SECRET_FOUND)
+        not is_true(conditions, REPOSITORY_FOUND)
+        or not is_true(conditions, BACKEND_SECRET_FOUND)
+        or is_false(conditions, REPOSITORY_USAGE_ALLOWED)
     ):
         return "NotReady"
     if is_false(conditions, BACKUP_TARGET_FOUND):
@@ -94,14 +98,19 @@ def target_phase(target: BackupTargetStatus) -> TargetPhase:
     return "Running"
 
 
+def ended(conditions: list[Condition] | None) -> bool:
+    """Whether the operator recorded the session's end: `MetricsPushed` is set, True
+    or False. A metrics push that failed (False) never fails a session: the phase
+    follows the backup or restore alone (docs/compatibility.md)."""
+    return get_condition(conditions, METRICS_PUSHED) is not None
+
+
 def backup_session_phase(status: BackupSessionStatus) -> BackupSessionPhase:
     """The phase of a BackupSession from its conditions and targets (§1.4, in order)."""
     conds = status.conditions
-    if is_false(conds, METRICS_PUSHED):
-        return "Failed"
     if is_true(conds, BACKUP_SKIPPED):
         return "Skipped"
-    if is_true(conds, METRICS_PUSHED) and (
+    if ended(conds) and (
         is_true(conds, DEADLINE_EXCEEDED)
         or is_false(conds, BACKUP_HISTORY_CLEANED)
         or is_false(conds, GLOBAL_PRE_BACKUP_HOOK)
@@ -112,11 +121,10 @@ def backup_session_phase(status: BackupSessionStatus) -> BackupSessionPhase:
     phases = [target_phase(t) for t in targets]
     if not targets or all(p == "Pending" for p in phases):
         return "Pending"
-    if all(p in ("Succeeded", "Failed") for p in phases) and is_true(conds, METRICS_PUSHED):
+    if all(p in ("Succeeded", "Failed") for p in phases) and ended(conds):
         if (
             "Failed" in phases
             or is_false(conds, RETENTION_POLICY_APPLIED)
-            or is_false(conds, REPOSITORY_METRICS_PUSHED)
             or is_false(conds, REPOSITORY_INTEGRITY_VERIFIED)
         ):
             return "Failed"
@@ -143,9 +151,7 @@ RESTORE_COMPLETED = "RestoreCompleted"
 def restore_session_phase(status: RestoreSessionStatus) -> str:
     """The phase of a RestoreSession (§1.5)."""
     conds = status.conditions
-    if is_false(conds, METRICS_PUSHED):
-        return "Failed"
-    if is_true(conds, METRICS_PUSHED) and is_true(conds, DEADLINE_EXCEEDED):
+    if ended(conds) and is_true(conds, DEADLINE_EXCEEDED):
         return "Failed"
     if is_false(conds, VALIDATION_PASSED):
         return "Invalid"
@@ -154,13 +160,14 @@ def restore_session_phase(status: RestoreSessionStatus) -> str:
         or status.total_hosts is None
         or is_false(conds, REPOSITORY_FOUND)
         or is_false(conds, BACKEND_SECRET_FOUND)
+        or is_false(conds, REPOSITORY_USAGE_ALLOWED)
         or is_false(conds, RESTORE_TARGET_FOUND)
     ):
         return "Pending"
     stats = status.stats or []
     final = [s for s in stats if s.phase in ("Succeeded", "Failed", "Unknown")]
     if len(final) >= status.total_hosts:
-        if not is_true(conds, METRICS_PUSHED):
+        if not ended(conds):
             return "Running"
         if any(s.phase == "Unknown" for s in final):
             return "Unknown"

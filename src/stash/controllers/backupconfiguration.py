@@ -23,6 +23,7 @@ from stash.contract import phases as P
 from stash.contract.resources import BACKUPCONFIGURATIONS, TARGET_KINDS
 from stash.contract.sessions import INVOKER_FINALIZER
 from stash.contract.workloads import runs_in_workload
+from stash.controllers.access import revoke_repository_access
 from stash.controllers.conditions import (
     Check,
     InvokerFacts,
@@ -30,6 +31,7 @@ from stash.controllers.conditions import (
     apply_checks,
     repository_checks,
     target_check,
+    usage_check,
 )
 from stash.controllers.context import ControllerContext
 from stash.cron import CronError, CronSchedule, parse_schedule
@@ -129,6 +131,9 @@ def _decide(bc: BackupConfiguration, facts: InvokerFacts, default_tz: str) -> _D
     checks: list[Check] = []
     if facts.repository is not None:
         checks.extend(repository_checks(facts.repository))
+    usage = usage_check(facts, str(bc.metadata.namespace))
+    if usage is not None:
+        checks.append(usage)
     valid, schedule = _validation(bc, facts, default_tz)
     checks.append(valid)
     recheck = False
@@ -136,7 +141,8 @@ def _decide(bc: BackupConfiguration, facts: InvokerFacts, default_tz: str) -> _D
         checks.append(target_check(P.BACKUP_TARGET_FOUND, facts.target))
         recheck = facts.target.found is not True and facts.target.kind in TARGET_KINDS
         injected = sidecar_check(bc, facts.target)
-        if injected is not None:
+        # a refused usage policy injects nothing, and RepositoryUsageAllowed says why
+        if injected is not None and not (usage is not None and usage.status is False):
             checks.append(injected)
     if schedule is not None:
         paused = " (paused: no sessions are created)" if bc.spec and bc.spec.paused else ""
@@ -192,6 +198,7 @@ class BackupConfigurationReconciler:
 
     async def _finalize(self, obj: JSON, bc: BackupConfiguration | None) -> None:
         await self._unregister(key_of(obj))
+        await revoke_repository_access(self.ctx, obj)
 
     async def _invalid(self, obj: JSON, error: ValidationError) -> Result:
         """Phase Invalid with the parse error (as ValidationPassed); no schedule."""

@@ -22,6 +22,7 @@ from typing import Literal
 from stash.api import Repository
 from stash.api.common import Condition
 from stash.contract import phases as P
+from stash.contract.usage import usage_refusal
 from stash.kube.client import JSON
 from stash.kube.conditions import UNKNOWN, set_condition
 from stash.validation import ValidationFacts
@@ -35,6 +36,7 @@ __all__ = [
     "apply_checks",
     "repository_checks",
     "target_check",
+    "usage_check",
 ]
 
 RepositoryState = Literal["unset", "missing", "deleting", "found"]
@@ -127,6 +129,19 @@ def repository_checks(facts: RepositoryFacts) -> tuple[Check, Check]:
         message = f"{secret} (storage secret of Repository {key}) not found"
         return found, Check(P.BACKEND_SECRET_FOUND, False, "BackendSecretNotAvailable", message)
     return found, Check(P.BACKEND_SECRET_FOUND, True, "BackendSecretAvailable", f"{secret} found")
+
+
+def usage_check(facts: InvokerFacts, namespace: str) -> Check | None:
+    """RepositoryUsageAllowed: the Repository's usage policy allows `namespace` (None
+    while the Repository is not found: RepositoryFound says so)."""
+    found = facts.repository
+    if found is None or found.repository is None:
+        return None
+    refusal = usage_refusal(found.repository, namespace, facts.namespace_labels)
+    if refusal is not None:
+        return Check(P.REPOSITORY_USAGE_ALLOWED, False, "RepositoryUsageNotAllowed", refusal)
+    message = f"Repository {found.key} may be used from namespace {namespace}"
+    return Check(P.REPOSITORY_USAGE_ALLOWED, True, "RepositoryUsageAllowed", message)
 
 
 def target_check(type_: str, facts: TargetFacts) -> Check:

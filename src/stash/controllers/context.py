@@ -26,6 +26,7 @@ from stash.kube.events import EventRecorder
 from stash.kube.informer import Informer
 from stash.kube.resources import EVENTS
 from stash.scheduler import CronEngine
+from stash.sessionmetrics import SessionMetricsSink
 from stash.settings import OperatorSettings
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -104,6 +105,8 @@ class ControllerContext:
     workloads: Mapping[str, Informer] = field(default_factory=dict)
     """The workload informers by kind (targets are looked up here first)."""
     now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+    session_metrics: SessionMetricsSink = field(default_factory=SessionMetricsSink)
+    """Where session metrics go: the Pushgateway, or kept for the operator's /metrics."""
 
     _parsed: dict[tuple[str, str, str], Any] = field(default_factory=dict)
 

@@ -1,9 +1,11 @@
 """Pure Job building for the job model (§5.5): Task + Functions + invoker -> Job.
 
 `envsubst` resolves `${VAR}` / `${VAR:=default}` in every string of the Task and then
-each Function (precedence: a step's params from the Task < operator inputs < the
-invoker's `task.params`); all steps but the last become init-containers so they run in
-order in one pod sharing `/stash-tmp`; the Task's volumes become pod volumes.
+each Function (precedence: a step's params from the Task < the invoker's `task.params`
+< operator inputs; an invoker's value for a name in `OPERATOR_PARAMS` — the image, the
+Repository, the session — is dropped, so only the operator sets those); all steps but
+the last become init-containers so they run in order in one pod sharing `/stash-tmp`;
+the Task's volumes become pod volumes.
 Not for: creating anything (the reconcilers do).
 """
 
@@ -14,6 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from stash.contract.taskparams import OPERATOR_PARAMS
 from stash.kube.client import JSON
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::=([^}]*))?\}")
@@ -102,6 +105,7 @@ def build_job(
 ) -> JSON:
     """The Job that runs `task`'s steps in order for one target (and host)."""
     task_spec = task.get("spec") or {}
+    invoker_params = {k: v for k, v in invoker_params.items() if k not in OPERATOR_PARAMS}
     containers: list[JSON] = []
     for i, step in enumerate(task_spec.get("steps") or []):
         fn = functions.get(step.get("name", ""))
@@ -110,7 +114,7 @@ def build_job(
                 f"Function {step.get('name')} (step {i} of Task "
                 f"{task['metadata']['name']}) not found"
             )
-        variables = {**_params(step.get("params")), **inputs, **invoker_params}
+        variables = {**_params(step.get("params")), **invoker_params, **inputs}
         spec = envsubst(fn.get("spec") or {}, variables)
         container: JSON = {
             "name": f"{fn['metadata']['name'].replace('.', '-')}-{i}",
@@ -135,7 +139,7 @@ def build_job(
         containers.append(container)
     if not containers:
         raise ValueError(f"Task {task['metadata']['name']} has no steps")
-    variables = {**inputs, **invoker_params}
+    variables = {**invoker_params, **inputs}
     volumes = [*envsubst(task_spec.get("volumes") or [], variables), dict(TMP_VOLUME)]
     pod: JSON = {
         "restartPolicy": "Never",

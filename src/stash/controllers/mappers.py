@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 
 from stash.contract import phases
 from stash.controllers.autobackup import BLUEPRINT_INDEX
-from stash.controllers.workload import workload_key
+from stash.controllers.workload import target_workload_keys, workload_key
 from stash.kube.client import JSON, key_of
 from stash.kube.informer import Informer
 
@@ -29,6 +29,7 @@ __all__ = [
     "secret_key",
     "sessions_of_invoker",
     "targets_of_blueprint",
+    "workloads_of_repository",
 ]
 
 Mapper = Callable[[JSON], list[str]]
@@ -101,6 +102,21 @@ def targets_of_blueprint(targets: Mapping[str, Informer]) -> Mapper:
             workload_key(kind, o["metadata"]["namespace"], o["metadata"]["name"])
             for kind, inf in list(targets.items())
             for o in inf.by_index(BLUEPRINT_INDEX, name)
+        ]
+
+    return keys
+
+
+def workloads_of_repository(invokers: list[Informer]) -> Mapper:
+    """A Repository -> the workloads targeted by the invokers (of those caches) using it."""
+
+    def keys(repo: JSON) -> list[str]:
+        key = key_of(repo)
+        return [
+            k
+            for cache in invokers
+            for user in cache.by_index("repository", key)
+            for k in target_workload_keys(user)
         ]
 
     return keys

@@ -27,23 +27,39 @@ from stash.api.common import (
 )
 from stash.api.k8s import PersistentVolumeClaimTemplate
 from stash.api.restoresession import RestoreSessionSpec
+from stash.contract.authority import AGENT_SERVICE_ACCOUNT
 from stash.contract.rbac import agent_cluster_roles
 from stash.contract.resources import FUNCTIONS, TASKS
 from stash.contract.sessions import LABEL_MANAGED_BY
 from stash.contract.workloads import execution_model
+from stash.controllers.access import (
+    FIELD_MANAGER,
+    agent_account,
+    ensure_binding,
+    grant_repository_access,
+)
 from stash.controllers.context import ControllerContext
 from stash.controllers.jobs import build_job, envsubst, job_conflict, job_name
 from stash.controllers.liveness import JOB_HOST_ANNOTATION
 from stash.inject.pod import pod_spec_of
 from stash.kube.client import JSON, Conflict, KubeError, NotFound
-from stash.kube.resources import CLUSTERROLES, JOBS, PVCS, ROLEBINDINGS, SERVICEACCOUNTS
+from stash.kube.resources import CLUSTERROLES, JOBS, PVCS
 from stash.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
-AGENT_SERVICE_ACCOUNT = "stash-agent"
-#: The server-side-apply field manager of what the operator applies.
-FIELD_MANAGER = "stash-operator"
+__all__ = [
+    "AGENT_SERVICE_ACCOUNT",
+    "FIELD_MANAGER",
+    "ensure_backup_executor",
+    "ensure_binding",
+    "ensure_restore_executor",
+    "install_cluster_roles",
+    "is_job_model",
+    "repository_inputs",
+    "target_inputs",
+    "workload_service_account",
+]
 
 
 def is_job_model(invoker: BackupConfiguration | RestoreSession) -> bool:
@@ -61,31 +77,6 @@ async def install_cluster_roles(ctx: ControllerContext) -> None:
     """Apply the agent ClusterRoles (stash-sidecar, stash-backup-job, ...): ours, so forced."""
     for role in agent_cluster_roles():
         await ctx.kube.apply(CLUSTERROLES, role, field_manager=FIELD_MANAGER, force=True)
-
-
-async def ensure_binding(ctx: ControllerContext, ns: str, sa: str, cluster_role: str) -> None:
-    """RoleBinding `<cluster_role>-<sa>` in `ns` granting `cluster_role` to ServiceAccount `sa`."""
-    body = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {
-            "name": f"{cluster_role}-{sa}"[:253],
-            "labels": {"app.kubernetes.io/managed-by": GROUP},
-        },
-        "roleRef": {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "ClusterRole",
-            "name": cluster_role,
-        },
-        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}],
-    }
-    with contextlib.suppress(Conflict):
-        await ctx.kube.create(ROLEBINDINGS, body, ns)
-
-
-async def _ensure_service_account(ctx: ControllerContext, ns: str, name: str) -> None:
-    with contextlib.suppress(Conflict):
-        await ctx.kube.create(SERVICEACCOUNTS, {"metadata": {"name": name}}, ns)
 
 
 def _image_inputs(settings: OperatorSettings) -> dict[str, str]:
@@ -187,6 +178,9 @@ async def ensure_backup_executor(
     if not is_job_model(invoker):
         sa = await workload_service_account(ctx, ref, ns)
         await ensure_binding(ctx, ns, sa, "stash-sidecar")
+        problem = await grant_repository_access(ctx, invoker, sa)
+        if problem:
+            return False, problem
         return True, f"the stash sidecar in {ref.kind} {ns}/{ref.name} runs this backup"
     try:
         task, functions = await _task_and_functions(ctx, _task_name(spec.task, "pvc-backup"))
@@ -194,7 +188,10 @@ async def ensure_backup_executor(
         return False, str(exc)
     runtime = spec.runtime_settings or RuntimeSettings()
     pod = runtime.pod or PodRuntimeSettings()
-    sa = await _agent_account(ctx, ns, pod, "stash-backup-job")
+    sa, problem = await agent_account(ctx, invoker, runtime, "stash-backup-job")
+    problem = problem or await grant_repository_access(ctx, invoker, sa)
+    if problem:
+        return False, problem
     retention = spec.retention_policy
     inputs = {
         **repository_inputs(ctx.repository(spec.repository, ns)),
@@ -255,7 +252,10 @@ async def ensure_restore_executor(
         return False, str(exc), replicas
     runtime = spec.runtime_settings or RuntimeSettings()
     pod = runtime.pod or PodRuntimeSettings()
-    sa = await _agent_account(ctx, ns, pod, "stash-restore-job")
+    sa, problem = await agent_account(ctx, rs, runtime, "stash-restore-job")
+    problem = problem or await grant_repository_access(ctx, rs, sa)
+    if problem:
+        return False, problem, replicas
     common = {
         **repository_inputs(ctx.repository(spec.repository, ns)),
         **target_inputs(target, ns),
@@ -340,19 +340,8 @@ def _task_name(task: TaskRef | None, default: str) -> str:
 
 
 def _task_params(task: TaskRef | None) -> dict[str, str]:
-    """The invoker's `task.params` as variables (they win over operator inputs)."""
+    """The invoker's `task.params` as variables (operator inputs win over them)."""
     return {p.name: p.value for p in (task.params if task else None) or []}
-
-
-async def _agent_account(
-    ctx: ControllerContext, ns: str, pod: PodRuntimeSettings, role: str
-) -> str:
-    """The Job's ServiceAccount (the invoker's, or `stash-agent`, created) bound to `role`."""
-    sa = pod.service_account_name or AGENT_SERVICE_ACCOUNT
-    if sa == AGENT_SERVICE_ACCOUNT:
-        await _ensure_service_account(ctx, ns, sa)
-    await ensure_binding(ctx, ns, sa, role)
-    return sa
 
 
 async def _submit_job(ctx: ControllerContext, ns: str, spec: dict[str, Any]) -> tuple[bool, str]:

@@ -5,18 +5,29 @@ Secret, maintains `status.references` (the invokers using the repository, from t
 caches) and, on deletion with `wipeOut: true`, deletes the repository's objects in its
 storage before letting the Repository go. Backup statistics in the status (integrity,
 size, counts, times) belong to the agents and are never touched here.
+
+Wipe-out deletes only keys under `<prefix>/` (each key is checked, whatever the storage
+lists), never without a prefix; while other invokers still use the Repository it waits
+(requeued, up to WIPE_OUT_WAIT after the deletion began) and then keeps the data; the
+deletion is bounded (WIPE_OUT_TIMEOUT, and timeouts on every storage call). Each outcome
+is an Event; the Repository is released in every case, so deleting a namespace never
+hangs on it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import logging
 import time
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 
 from stash.api import Repository
+from stash.api.repository import S3Spec
+from stash.contract.phases import FINAL_RESTORE_PHASES
 from stash.contract.resources import REPOSITORIES
 from stash.contract.sessions import REPOSITORY_FINALIZER
 from stash.controllers.context import ControllerContext
@@ -58,6 +69,12 @@ class RepositoryReconciler:
     #: References are rewritten at most this often per Repository (a burst of new
     #: invokers would otherwise rewrite an ever-longer list once per invoker).
     REFERENCES_EVERY = 2.0
+    #: Seconds after its deletion began that a wipe-out waits for the Repository's other
+    #: users to go, looking again every WIPE_OUT_RECHECK; then the data is kept.
+    WIPE_OUT_WAIT = 120.0
+    WIPE_OUT_RECHECK = 5.0
+    #: Seconds a wipe-out may take; what is left after that is kept.
+    WIPE_OUT_TIMEOUT = 300.0
 
     def __init__(self, ctx: ControllerContext) -> None:
         self.ctx = ctx
@@ -87,9 +104,41 @@ class RepositoryReconciler:
         await self.ctx.recorder.emit(obj, WARNING, "RepositoryInvalid", f"does not parse: {error}")
         return await self._write_references(obj)
 
-    async def _finalize(self, obj: JSON, repo: Repository | None) -> None:
-        if repo is not None and repo.spec and repo.spec.wipe_out:
-            await self._wipe_out(obj, repo)
+    async def _finalize(self, obj: JSON, repo: Repository | None) -> Result | None:
+        if repo is None or not repo.spec or not repo.spec.wipe_out:
+            return None
+        users = self._users(f"{obj['metadata']['namespace']}/{obj['metadata']['name']}")
+        if users:
+            waited = self.ctx.now() - _deletion_time(obj, self.ctx.now())
+            left = self.WIPE_OUT_WAIT - waited.total_seconds()
+            if left > 0:
+                return Result(requeue_after=min(self.WIPE_OUT_RECHECK, left))
+            await self.ctx.recorder.emit(
+                obj,
+                WARNING,
+                "WipeOutRefused",
+                f"still used by {', '.join(users)} after waiting {self.WIPE_OUT_WAIT:.0f}s; "
+                "the repository's data was kept",
+            )
+            return None
+        await self._wipe_out(obj, repo)
+        return None
+
+    def _users(self, key: str) -> list[str]:
+        """Invokers that still use the Repository: BackupConfigurations, and
+        RestoreSessions that have not finished (none being deleted)."""
+        caches = self.ctx.caches
+        out = []
+        for kind, objs in (
+            ("BackupConfiguration", caches.backupconfigurations.by_index("repository", key)),
+            ("RestoreSession", caches.restoresessions.by_index("repository", key)),
+        ):
+            for o in objs:
+                phase = (o.get("status") or {}).get("phase")
+                if o["metadata"].get("deletionTimestamp") or phase in FINAL_RESTORE_PHASES:
+                    continue
+                out.append(f"{kind} {o['metadata']['namespace']}/{o['metadata']['name']}")
+        return sorted(out)
 
     async def _write_references(self, obj: JSON) -> Result:
         """status.references (and observedGeneration), at most every REFERENCES_EVERY s."""
@@ -130,6 +179,17 @@ class RepositoryReconciler:
                 "the repository's data was kept",
             )
             return
+        s3 = backend.s3
+        where = f"s3://{s3.bucket}/{s3.prefix or ''}"
+        if not (s3.prefix or "").strip("/"):
+            await ctx.recorder.emit(
+                obj,
+                WARNING,
+                "WipeOutRefused",
+                f"{where} has no prefix: wiping it would delete the whole bucket; "
+                "the repository's data was kept",
+            )
+            return
         try:
             secret = await ctx.kube.get(SECRETS, backend.storage_secret_name or "", ns)
         except KubeError as exc:
@@ -142,56 +202,85 @@ class RepositoryReconciler:
             )
             return
         data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
-        s3 = backend.s3
+        target = _S3Target(s3, data.get("AWS_ACCESS_KEY_ID"), data.get("AWS_SECRET_ACCESS_KEY"))
+        timeout = self.WIPE_OUT_TIMEOUT
         try:
-            count = await asyncio.to_thread(
-                _wipe_s3,
-                s3.endpoint,
-                s3.bucket,
-                (s3.prefix or "").strip("/"),
-                data.get("AWS_ACCESS_KEY_ID"),
-                data.get("AWS_SECRET_ACCESS_KEY"),
-                s3.region,
-                bool(s3.insecure_tls),
-            )
-        except Exception as exc:  # the storage said no: keep the finalizer? no: report
+            async with asyncio.timeout(timeout):
+                deleted, outside = await asyncio.to_thread(
+                    _wipe_s3, target, time.monotonic() + timeout
+                )
+        except TimeoutError:
             await ctx.recorder.emit(
-                obj, WARNING, "WipeOutFailed", f"deleting s3://{s3.bucket}/{s3.prefix or ''}: {exc}"
+                obj,
+                WARNING,
+                "WipeOutFailed",
+                f"deleting {where} did not finish within {timeout:.0f}s; what was not "
+                "deleted by then was kept",
             )
             return
+        except Exception as exc:  # the storage said no: report, and let the object go
+            await ctx.recorder.emit(obj, WARNING, "WipeOutFailed", f"deleting {where}: {exc}")
+            return
+        if outside:
+            await ctx.recorder.emit(
+                obj,
+                WARNING,
+                "WipeOutSkippedKeys",
+                f"the storage listed {outside} key(s) outside {where}/; they were kept",
+            )
         await ctx.recorder.emit(
-            obj,
-            NORMAL,
-            "WipedOut",
-            f"deleted {count} object(s) under s3://{s3.bucket}/{s3.prefix or ''}",
+            obj, NORMAL, "WipedOut", f"deleted {deleted} object(s) under {where}"
         )
 
 
-def _wipe_s3(
-    endpoint: str,
-    bucket: str,
-    prefix: str,
-    key_id: str | None,
-    secret: str | None,
-    region: str | None,
-    insecure: bool,
-) -> int:
-    import boto3  # imported lazily: only wipe-out needs it
+def _deletion_time(obj: JSON, default: dt.datetime) -> dt.datetime:
+    stamp = obj["metadata"].get("deletionTimestamp")
+    try:
+        return dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return default
 
-    url = endpoint if "://" in endpoint else f"https://{endpoint}"
+
+@dataclass(frozen=True)
+class _S3Target:
+    """Where a wipe-out deletes, with the storage Secret's credentials."""
+
+    spec: S3Spec
+    key_id: str | None
+    secret: str | None
+
+    @property
+    def prefix(self) -> str:
+        """`<prefix>/`: every key deleted starts with it."""
+        return (self.spec.prefix or "").strip("/") + "/"
+
+
+def _wipe_s3(target: _S3Target, deadline: float) -> tuple[int, int]:
+    """Delete the keys under `target.prefix` until `deadline` (monotonic); return
+    (deleted, keys listed outside the prefix, which are left alone)."""
+    import boto3  # imported lazily: only wipe-out needs it
+    from botocore.config import Config
+
+    spec = target.spec
+    url = spec.endpoint if "://" in spec.endpoint else f"https://{spec.endpoint}"
     client = boto3.client(
         "s3",
         endpoint_url=url,
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-        region_name=region or "us-east-1",
-        verify=not insecure,
+        aws_access_key_id=target.key_id,
+        aws_secret_access_key=target.secret,
+        region_name=spec.region or "us-east-1",
+        verify=not spec.insecure_tls,
+        config=Config(connect_timeout=5, read_timeout=30, retries={"total_max_attempts": 2}),
     )
-    count = 0
+    deleted = outside = 0
     paginator = client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=f"{prefix}/" if prefix else ""):
-        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-        if keys:
-            client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
-            count += len(keys)
-    return count
+    for page in paginator.paginate(Bucket=spec.bucket, Prefix=target.prefix):
+        if time.monotonic() > deadline:
+            raise TimeoutError("wipe-out deadline passed")
+        keys = [str(o["Key"]) for o in page.get("Contents", [])]
+        mine = [{"Key": k} for k in keys if k.startswith(target.prefix)]
+        outside += len(keys) - len(mine)
+        if mine:
+            client.delete_objects(Bucket=spec.bucket, Delete={"Objects": mine, "Quiet": True})
+            deleted += len(mine)
+    return deleted, outside

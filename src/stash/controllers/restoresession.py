@@ -27,15 +27,18 @@ from stash.api.restoresession import HostRestoreStats, RestoreSessionStatus
 from stash.contract import phases as P
 from stash.contract.resources import RESTORESESSIONS
 from stash.contract.sessions import INVOKER_FINALIZER, format_duration, total_hosts
+from stash.controllers.access import grant_repository_access, revoke_repository_access
 from stash.controllers.conditions import (
     Check,
     InvokerFacts,
     apply_checks,
     repository_checks,
     target_check,
+    usage_check,
 )
 from stash.controllers.context import ControllerContext
 from stash.controllers.liveness import ChangeClock
+from stash.controllers.metricspush import PROJECTED, MetricsRecord, restore_session_metrics
 from stash.controllers.provisioning import (
     ensure_binding,
     ensure_restore_executor,
@@ -69,6 +72,9 @@ def _decide(rs: RestoreSession, facts: InvokerFacts) -> _Decision:
     checks: list[Check] = []
     if facts.repository is not None:
         checks.extend(repository_checks(facts.repository))
+    usage = usage_check(facts, str(rs.metadata.namespace))
+    if usage is not None:
+        checks.append(usage)
     recheck = any(c.status is not True for c in checks)
     verdict = validate_restore_session(rs, None, facts.validation())
     if verdict.ok:
@@ -131,7 +137,9 @@ class RestoreSessionReconciler:
 
     def __init__(self, ctx: ControllerContext) -> None:
         self.ctx = ctx
-        self.hooks = ObjectHooks[RestoreSession](finalizer=INVOKER_FINALIZER, invalid=self._invalid)
+        self.hooks = ObjectHooks[RestoreSession](
+            finalizer=INVOKER_FINALIZER, finalize=self._finalize, invalid=self._invalid
+        )
         #: Since when we saw each restore Job unable to start, by session key.
         self.seen = ChangeClock()
 
@@ -197,8 +205,9 @@ class RestoreSessionReconciler:
             ref = (target.ref if target else None) or TargetRef()
             sa = await workload_service_account(self.ctx, ref, ns)
             await ensure_binding(self.ctx, ns, sa, "stash-restore-init-container")
-            ok = True
-            message = (
+            problem = await grant_repository_access(self.ctx, rs, sa)
+            ok = problem is None
+            message = problem or (
                 f"the stash-init init-container of {ref.kind} {ns}/{ref.name} runs this restore"
             )
         conds = set_condition(
@@ -209,6 +218,9 @@ class RestoreSessionReconciler:
             message,
         )
         return conds, hosts if ok else None
+
+    async def _finalize(self, obj: JSON, rs: RestoreSession | None) -> None:
+        await revoke_repository_access(self.ctx, obj)
 
     async def _invalid(self, obj: JSON, error: ValidationError) -> Result:
         status = RestoreSessionStatus.model_validate(obj.get("status") or {})
@@ -223,13 +235,9 @@ class RestoreSessionReconciler:
         return DONE
 
     async def _complete(self, obj: JSON, created: dt.datetime, now: dt.datetime) -> None:
-        def finish(st: RestoreSessionStatus) -> RestoreSessionStatus:
+        def finish(st: RestoreSessionStatus, pushed: MetricsRecord) -> RestoreSessionStatus:
             st.conditions = set_condition(
-                st.conditions,
-                P.METRICS_PUSHED,
-                True,
-                "SuccessfullyPushedMetrics",
-                "no Pushgateway configured; nothing to push",
+                st.conditions, P.METRICS_PUSHED, pushed.status, pushed.reason, pushed.message
             )
             st.conditions = set_condition(
                 st.conditions,
@@ -244,7 +252,12 @@ class RestoreSessionReconciler:
             st.phase = P.restore_session_phase(st)  # type: ignore[assignment]
             return st
 
-        written = await self._write(obj, finish)
+        # The phase does not depend on the push: publish what the restore ends as.
+        status = RestoreSessionStatus.model_validate(obj.get("status") or {})
+        ending = finish(status, PROJECTED)
+        rs = self.ctx.parse(RestoreSession, obj)
+        pushed = await restore_session_metrics(self.ctx, rs, ending, now)
+        written = await self._write(obj, lambda st: finish(st, pushed))
         if written is not None:
             done = RestoreSessionStatus.model_validate(written.get("status") or {})
             phase = done.phase

@@ -1,8 +1,9 @@
 """The end of a BackupSession (stash-api.md §5.4, §5.8): completion and retries.
 
 What it is for: `complete_session()`, once every host reported or the session was
-skipped: clean the invoker's history per backupHistoryLimit, record the metrics push
-(which makes the phase final), emit the final Event with what failed;
+skipped: clean the invoker's history per backupHistoryLimit, publish the session's
+metrics (`metricspush`) and record how that went (which makes the phase final), emit
+the final Event with what failed;
 `retry_session()`, for a Failed session with retries left: plan the retry after
 retryConfig.delay, then create the next session; `invoker_key()`, the cache index from a
 session to its invoker (the operator's wiring and the history cleanup use it).
@@ -27,6 +28,7 @@ from stash.contract.sessions import (
     invoker_selector,
 )
 from stash.controllers.context import ControllerContext
+from stash.controllers.metricspush import PROJECTED, MetricsRecord, backup_session_metrics
 from stash.controllers.trigger import create_backup_session
 from stash.kube.client import JSON, KubeError
 from stash.kube.conditions import get_condition, is_true, set_condition
@@ -55,13 +57,13 @@ async def complete_session(
     invoker: BackupConfiguration | None,
     now: dt.datetime,
 ) -> None:
-    """Clean history, record the metrics push (the phase becomes final), emit the Event."""
+    """Clean history, publish the metrics and record it (the phase becomes final), emit
+    the Event."""
     ns, name = str(session.metadata.namespace), str(session.metadata.name)
     cleaned, clean_msg = await _clean_history(ctx, session, obj, invoker)
-    pushed, push_msg = True, "no Pushgateway configured; nothing to push"
     created = session.metadata.creation_timestamp or now
 
-    def finish(live: JSON) -> JSON | None:
+    def finish(live: JSON, pushed: MetricsRecord) -> JSON | None:
         st = BackupSessionStatus.model_validate(live.get("status") or {})
         if st.phase in P.FINAL_SESSION_PHASES:
             return None
@@ -72,13 +74,7 @@ async def complete_session(
             "SuccessfullyCleanedBackupHistory" if cleaned else "FailedToCleanBackupHistory",
             clean_msg,
         )
-        c = set_condition(
-            c,
-            P.METRICS_PUSHED,
-            pushed,
-            "SuccessfullyPushedMetrics" if pushed else "FailedToPushMetrics",
-            push_msg,
-        )
+        c = set_condition(c, P.METRICS_PUSHED, pushed.status, pushed.reason, pushed.message)
         st.conditions = c
         for t in st.targets or []:
             t.phase = P.target_phase(t)
@@ -86,7 +82,15 @@ async def complete_session(
         st.session_duration = format_duration((now - created).total_seconds())
         return st.to_wire()
 
-    written = await update_status(ctx.kube, BACKUPSESSIONS, name, ns, finish)
+    # The phase does not depend on the push: publish what the session ends as, then write.
+    projected = finish(obj, PROJECTED)
+    if projected is None:
+        return
+    status = BackupSessionStatus.model_validate(projected)
+    pushed = await backup_session_metrics(ctx, session, status, invoker, now)
+    written = await update_status(
+        ctx.kube, BACKUPSESSIONS, name, ns, lambda live: finish(live, pushed)
+    )
     if written is None:
         return
     done = BackupSessionStatus.model_validate(written.get("status") or {})

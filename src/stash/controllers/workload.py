@@ -28,13 +28,14 @@ from stash.api import (
 )
 from stash.contract.batches import backup_members, restore_members
 from stash.contract.workloads import WORKLOADS
+from stash.controllers.access import ensure_binding, grant_repository_access
 from stash.controllers.autobackup import plan_for
 from stash.controllers.context import ControllerContext
-from stash.controllers.provisioning import ensure_binding
 from stash.inject import (
     auto_backup_invoker,
     choose_backup_invoker,
     desired_workload,
+    repository_refusal,
     select_restore_invoker,
 )
 from stash.inject.pod import pod_spec_of
@@ -127,6 +128,56 @@ class WorkloadReconciler:
             for o in obj["metadata"].get("ownerReferences") or []
         ):
             return DONE
+        backup, restore, repos = self._invokers(kind, ns, name, obj)
+        current = {**obj, "kind": kind, "apiVersion": WATCHED_WORKLOADS[kind].api_version}
+        labels = self.ctx.namespace_labels(ns)
+        desired = desired_workload(current, backup, restore, self.settings, repos, labels)
+        # The agent's RBAC first, so the injected containers can work from their start
+        # (a binding made at the first session would leave them waiting for RBAC); none
+        # for an invoker the Repository's usage policy refuses (it is not injected).
+        account = str(pod_spec_of(obj).get("serviceAccountName") or "default")
+        problems = list(desired.problems)
+        for invoker, role in ((backup, "stash-sidecar"), (restore, "stash-restore-init-container")):
+            if invoker is None or repository_refusal(invoker, repos, labels):
+                continue
+            await ensure_binding(self.ctx, ns, account, role)
+            problem = await grant_repository_access(self.ctx, invoker, account)
+            if problem:
+                problems.append(problem)
+        for problem in problems:
+            await self.ctx.recorder.emit(current, WARNING, "StashInjectionFailed", problem)
+        patch = _patch(current, desired.workload)
+        if not patch:
+            return DONE
+        ops = [
+            {
+                "op": "test",
+                "path": "/metadata/resourceVersion",
+                "value": obj["metadata"]["resourceVersion"],
+            }
+        ]
+        try:
+            await self.ctx.kube.patch(
+                WATCHED_WORKLOADS[kind], name, ops + patch, ns, content_type=JSON_PATCH
+            )
+        except (Conflict, NotFound):
+            return Result(requeue_after=0.5)
+        except Invalid:
+            # A failed `test` of the resourceVersion is also a 422: if the object moved
+            # on, it was a conflict (try again with the newer object); if not, the patch
+            # itself is invalid and the error is real.
+            live = await self.ctx.kube.get(WATCHED_WORKLOADS[kind], name, ns)
+            if live["metadata"]["resourceVersion"] != obj["metadata"]["resourceVersion"]:
+                return Result(requeue_after=0.5)
+            raise
+        log.info("%s: agent injection repaired (%d operations)", key, len(patch))
+        return DONE
+
+    def _invokers(
+        self, kind: str, ns: str, name: str, obj: JSON
+    ) -> tuple[BackupConfiguration | None, RestoreSession | None, dict[str, Repository]]:
+        """The backup and restore invokers the workload carries, and their Repositories."""
+        key = workload_key(kind, ns, name)
         caches = self.ctx.caches
         # Parse only the invokers that target this workload (cheap dict check first).
         mine = [key]
@@ -156,43 +207,7 @@ class WorkloadReconciler:
             if robj is not None:
                 with contextlib.suppress(ValidationError):
                     repos[rkey] = Repository.model_validate(robj)
-        current = {**obj, "kind": kind, "apiVersion": WATCHED_WORKLOADS[kind].api_version}
-        desired = desired_workload(current, backup, restore, self.settings, repos)
-        # The agent's RBAC first, so the injected containers can work from their start
-        # (a binding made at the first session would leave them waiting for RBAC).
-        account = str(pod_spec_of(obj).get("serviceAccountName") or "default")
-        if backup is not None:
-            await ensure_binding(self.ctx, ns, account, "stash-sidecar")
-        if restore is not None:
-            await ensure_binding(self.ctx, ns, account, "stash-restore-init-container")
-        for problem in desired.problems:
-            await self.ctx.recorder.emit(current, WARNING, "StashInjectionFailed", problem)
-        patch = _patch(current, desired.workload)
-        if not patch:
-            return DONE
-        ops = [
-            {
-                "op": "test",
-                "path": "/metadata/resourceVersion",
-                "value": obj["metadata"]["resourceVersion"],
-            }
-        ]
-        try:
-            await self.ctx.kube.patch(
-                WATCHED_WORKLOADS[kind], name, ops + patch, ns, content_type=JSON_PATCH
-            )
-        except (Conflict, NotFound):
-            return Result(requeue_after=0.5)
-        except Invalid:
-            # A failed `test` of the resourceVersion is also a 422: if the object moved
-            # on, it was a conflict (try again with the newer object); if not, the patch
-            # itself is invalid and the error is real.
-            live = await self.ctx.kube.get(WATCHED_WORKLOADS[kind], name, ns)
-            if live["metadata"]["resourceVersion"] != obj["metadata"]["resourceVersion"]:
-                return Result(requeue_after=0.5)
-            raise
-        log.info("%s: agent injection repaired (%d operations)", key, len(patch))
-        return DONE
+        return backup, restore, repos
 
 
 def _patch(current: JSON, desired: JSON) -> list[JSON]:

@@ -37,6 +37,7 @@ from stash.contract.names import (
     TMP_MOUNT,
     TMP_VOLUME,
 )
+from stash.contract.usage import usage_refusal
 from stash.inject.container import (
     agent_args,
     agent_container,
@@ -96,6 +97,7 @@ __all__ = [
     "remove_backup",
     "remove_restore",
     "repository_key",
+    "repository_refusal",
     "select_backup_invoker",
     "select_restore_invoker",
     "uses_sidecar_model",
@@ -299,6 +301,39 @@ def _problem(
     )
 
 
+def repository_refusal(
+    invoker: BackupConfiguration | RestoreSession,
+    repositories: Mapping[str, Repository],
+    labels: Mapping[str, str] | None,
+) -> str | None:
+    """Why `invoker` may not use its Repository from its namespace (`labels`: that
+    namespace's); a Repository in another namespace that is not in `repositories` cannot
+    be checked, so it refuses too."""
+    key, ns = repository_key(invoker), str(invoker.metadata.namespace)
+    if not key or key.partition("/")[0] == ns:
+        return None
+    repo = repositories.get(key)
+    if repo is None:
+        return (
+            f"Repository {key} (in another namespace) was not found, so its usage policy "
+            "cannot be checked"
+        )
+    return usage_refusal(repo, ns, labels)
+
+
+def _refused(
+    invoker: BackupConfiguration | RestoreSession,
+    repositories: Mapping[str, Repository],
+    labels: Mapping[str, str] | None,
+    what: str,
+) -> str | None:
+    why = repository_refusal(invoker, repositories, labels)
+    if why is None:
+        return None
+    meta = invoker.metadata
+    return f"not injecting the {what} for {invoker.kind} {meta.namespace}/{meta.name}: {why}"
+
+
 def backup_injection_problem(
     workload: Mapping[str, Any], invoker: BackupConfiguration
 ) -> str | None:
@@ -324,12 +359,16 @@ def desired_workload(
     restore: RestoreSession | None,
     settings: OperatorSettings,
     repositories: Mapping[str, Repository],
+    namespace_labels: Mapping[str, str] | None = None,
 ) -> DesiredWorkload:
     """The workload as it should be: the agent injected for the invokers given, removed
-    for those that are None (or not sidecar-model).
+    for those that are None (or not sidecar-model) and for those whose Repository's usage
+    policy refuses their namespace (`stash.contract.usage`; `namespace_labels` are the
+    workload's namespace's labels).
 
     `repositories` maps `namespace/name` (see `repository_key`) to Repository objects;
-    a missing entry only means no local-backend volume and default connections.
+    a missing entry in the invoker's own namespace only means no local-backend volume and
+    default connections; in another namespace it means no injection.
     A Pod (GitOps `pod` mode) is only ever injected into, never cleaned (pods are
     immutable); in `pod` mode workloads are cleaned of any template injection.
     """
@@ -340,14 +379,19 @@ def desired_workload(
         backup = restore = None
     problems: list[str] = []
     if backup is not None and uses_sidecar_model(backup):
-        problem = _problem(workload, backup, "backup sidecar")
+        problem = _refused(backup, repositories, namespace_labels, "backup sidecar") or _problem(
+            workload, backup, "backup sidecar"
+        )
         if problem:
             problems.append(problem)
             backup = None
     else:
         backup = None
     if restore is not None and uses_sidecar_model(restore):
-        problem = _problem(workload, restore, "restore init-container")
+        what = "restore init-container"
+        problem = _refused(restore, repositories, namespace_labels, what) or _problem(
+            workload, restore, what
+        )
         if problem:
             problems.append(problem)
             restore = None

@@ -79,7 +79,7 @@ def agent_args(
         f"--enable-cache={str(caching).lower()}",
         f"--max-connections={_max_connections(repository)}",
         "--metrics-enabled=true",
-        f"--pushgateway-url={settings.effective_pushgateway_url}",
+        f"--pushgateway-url={settings.pushgateway_url or ''}",
     ]
 
 

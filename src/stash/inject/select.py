@@ -152,11 +152,13 @@ def invoker_hash(invoker: BackupConfiguration | RestoreSession) -> str:
 
 
 def last_applied(invoker: BackupConfiguration | RestoreSession) -> str:
-    """The invoker as recorded in the last-applied annotation: kind, name, spec."""
+    """The invoker as recorded in the last-applied annotation: which one (kind, name), not
+    its spec. Removal and repair need no more (the pod template carries `invoker_hash`),
+    and the spec — env values included — must not be copied into a workload that other
+    people may read, nor into every admission response."""
     doc = {
         "apiVersion": invoker.api_version,
         "kind": invoker.kind,
         "metadata": {"name": invoker.metadata.name, "namespace": invoker.metadata.namespace},
-        "spec": invoker.spec.to_wire() if invoker.spec else {},
     }
     return json.dumps(doc, sort_keys=True, separators=(",", ":"))

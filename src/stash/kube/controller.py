@@ -199,8 +199,9 @@ class ObjectHooks(Generic[M]):
     """Kept on every live object; removed once `finalize` has run."""
     gone: Callable[[str], Awaitable[None]] | None = None
     """The cache no longer has the key (the object was deleted)."""
-    finalize: Callable[[JSON, M | None], Awaitable[None]] | None = None
-    """The object is being deleted (its model is None when it does not parse)."""
+    finalize: Callable[[JSON, M | None], Awaitable[Result | None]] | None = None
+    """The object is being deleted (its model is None when it does not parse). A Result
+    asking for a requeue keeps the finalizer: the object is looked at again then."""
     invalid: Callable[[JSON, ValidationError], Awaitable[Result]] | None = None
     """The object does not parse into the model (None: leave it alone)."""
 
@@ -255,7 +256,9 @@ class _ObjectAdapter(Generic[M]):
                     model: M | None = self.parse(self.reconciler.model, raw)
                 except ValidationError:
                     model = None
-                await hooks.finalize(raw, model)
+                waiting = await hooks.finalize(raw, model)
+                if waiting is not None and waiting.requeue_after is not None:
+                    return waiting
             if hooks.finalizer is not None:
                 await remove_finalizer(self.kube, self.resource, raw, hooks.finalizer)
             return DONE

@@ -29,9 +29,11 @@ __all__ = [
     "REPLICASETS",
     "REPLICATIONCONTROLLERS",
     "ROLEBINDINGS",
+    "ROLES",
     "SECRETS",
     "SERVICEACCOUNTS",
     "STATEFULSETS",
+    "SUBJECTACCESSREVIEWS",
 ]
 
 _RBAC = "rbac.authorization.k8s.io"
@@ -54,6 +56,10 @@ DEPLOYMENTCONFIGS = Resource("apps.openshift.io", "v1", "deploymentconfigs", "De
 JOBS = Resource("batch", "v1", "jobs", "Job")
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
 ROLEBINDINGS = Resource(_RBAC, "v1", "rolebindings", "RoleBinding")
+ROLES = Resource(_RBAC, "v1", "roles", "Role")
+SUBJECTACCESSREVIEWS = Resource(
+    "authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", namespaced=False
+)
 CLUSTERROLES = Resource(_RBAC, "v1", "clusterroles", "ClusterRole", namespaced=False)
 CRDS = Resource(
     "apiextensions.k8s.io",

@@ -8,7 +8,10 @@ created before it was installed). `validate(obj, old, facts)` takes raw JSON and
 the rules by kind; the `validate_<kind>` functions take parsed models.
 
 Not for: I/O. Facts that live outside the object (the Repository an invoker uses, the
-labels of its namespace) come in through `ValidationFacts`; when absent, those checks are skipped.
+labels of its namespace) come in through `ValidationFacts`; when absent, those checks are
+skipped. Nor for the Repository's usage policy, a fact about another object: the
+validating webhook refuses with `stash.contract.usage` at admission, reconcilers report
+it as the `RepositoryUsageAllowed` condition (NotReady, not Invalid).
 Schema-level checks (types, required fields) are the CRD's job and are repeated here only
 as far as parsing into the models needs.
 """

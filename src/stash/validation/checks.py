@@ -1,22 +1,24 @@
 """Rules shared by several kinds: schedules, durations, retention, hooks, mounts, targets,
-cross-namespace references, repository usage policy, restore rules and backends.
+cross-namespace references, task parameters, restore rules and backends.
 
 Not for: deciding which rules apply to which kind (`kinds`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from stash.api import Repository
 from stash.api.backupconfiguration import BackupConfigurationTemplateSpec
-from stash.api.common import BackupHooks, Handler, RestoreHooks, RetentionPolicy, Rule
+from stash.api.common import BackupHooks, Handler, RestoreHooks, RetentionPolicy, Rule, TaskRef
 from stash.api.repository import PROVIDERS, Backend
 from stash.api.restoresession import RestoreTargetSpec
 from stash.contract.names import TMP_MOUNT
+from stash.contract.taskparams import OPERATOR_PARAMS
 from stash.contract.workloads import runs_in_workload
 from stash.restic.flags import extra_args_problem
+from stash.validation.podsecurity import check_pod_security
 from stash.validation.report import Report, ValidationFacts
 from stash.validation.scalars import parse_duration, schedule_problem
 
@@ -139,48 +141,6 @@ def check_cross_namespace(
         )
 
 
-def check_usage_policy(r: Report, path: str, namespace: str | None, facts: ValidationFacts) -> None:
-    repo = facts.repository
-    if repo is None or not namespace:
-        return
-    repo_ns = repo.metadata.namespace
-    policy = repo.spec.usage_policy if repo.spec else None
-    allowed = policy.allowed_namespaces if policy else None
-    mode = (allowed.from_ if allowed else None) or "Same"
-    where = f"Repository {repo_ns}/{repo.metadata.name}"
-    if mode == "All" or (mode == "Same" and repo_ns == namespace):
-        return
-    if mode == "Selector":
-        if facts.namespace_labels is None:
-            return
-        selector = allowed.selector if allowed else None
-        if selector is not None and _selector_matches(selector.to_wire(), facts.namespace_labels):
-            return
-    r.error(
-        path,
-        f'{where} does not allow use from namespace "{namespace}" '
-        f"(usagePolicy.allowedNamespaces.from: {mode})",
-    )
-
-
-def _selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        present = key in labels
-        if op == "In" and not (present and labels[key] in values):
-            return False
-        if op == "NotIn" and present and labels[key] in values:
-            return False
-        if op == "Exists" and not present:
-            return False
-        if op == "DoesNotExist" and present:
-            return False
-    return True
-
-
 def check_rules(r: Report, path: str, rules: Sequence[Rule] | None) -> None:
     """§1.1: at most one catch-all rule, a host in only one rule, snapshots xor paths."""
     catch_all: int | None = None
@@ -214,6 +174,8 @@ def check_backup_template(
     facts: ValidationFacts,
 ) -> None:
     task_name = spec.task.name if spec.task else None
+    check_task_params(r, f"{path}.task.params", spec.task)
+    check_pod_security(r, path, spec.runtime_settings, facts.repository, facts.namespace_labels)
     target = spec.target
     if target is None:
         if not task_name:
@@ -257,6 +219,8 @@ def check_restore_template(
     facts: ValidationFacts,
 ) -> None:
     task_name = spec.task.name if spec.task else None
+    check_task_params(r, f"{path}.task.params", spec.task)
+    check_pod_security(r, path, spec.runtime_settings, facts.repository, facts.namespace_labels)
     target = spec.target
     if target is None:
         if not task_name:
@@ -279,6 +243,18 @@ def check_restore_template(
     check_hooks(r, f"{path}.hooks", spec.hooks)
 
 
+def check_task_params(r: Report, path: str, task: TaskRef | None) -> None:
+    """An invoker may not set a variable the operator computes (the agent image, the
+    Repository, the session...): the operator's value always wins, so say so."""
+    for i, param in enumerate((task.params if task else None) or []):
+        if param.name in OPERATOR_PARAMS:
+            r.error(
+                f"{path}[{i}].name",
+                f"{param.name} is set by the operator (stash-api.md §5.5) and may not be "
+                "overridden by an invoker; remove it",
+            )
+
+
 def check_restic_args(r: Report, path: str, command: str, args: Sequence[str] | None) -> None:
     """`args` reach restic: only documented flags that change what is read or written."""
     problem = extra_args_problem(command, args or ())
@@ -289,6 +265,25 @@ def check_restic_args(r: Report, path: str, command: str, args: Sequence[str] | 
 def check_repository_ref(r: Report, path: str, name: str | None, driver: str | None) -> None:
     if driver in (None, "Restic") and not name:
         r.error(path, "the Repository to use is required")
+
+
+def check_wipe_out_scope(r: Report, path: str, provider: str, spec: Any) -> None:
+    """wipeOut deletes everything under the repository's prefix (a REST server's URL
+    path): without one it would delete the whole bucket, other repositories included."""
+    if provider == "rest":
+        url = str(getattr(spec, "url", None) or "")
+        scope = url.split("://", 1)[-1].partition("/")[2]
+        field = f"{path}.rest.url"
+    else:
+        scope = str(getattr(spec, "prefix", None) or "")
+        field = f"{path}.{provider}.prefix"
+    if not scope.strip("/"):
+        r.error(
+            field,
+            "wipeOut deletes everything under the repository's prefix, so a prefix other "
+            f'than "/" is required (without one it would delete the whole {provider} '
+            "storage, other repositories included)",
+        )
 
 
 def check_backend(r: Report, path: str, backend: Backend | None, wipe_out: bool | None) -> None:
@@ -305,6 +300,8 @@ def check_backend(r: Report, path: str, backend: Backend | None, wipe_out: bool 
     for provider in chosen:
         if wipe_out and provider in ("local", "b2"):
             r.error("spec.wipeOut", f"wipeOut is not supported for the {provider} backend")
+        elif wipe_out:
+            check_wipe_out_scope(r, path, provider, getattr(backend, provider))
     if backend.local is not None:
         mp = backend.local.mount_path
         at = f"{path}.local.mountPath"

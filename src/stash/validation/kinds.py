@@ -29,7 +29,6 @@ from stash.validation.checks import (
     check_retention,
     check_rules,
     check_schedule,
-    check_usage_policy,
 )
 from stash.validation.report import Report, ValidationFacts, Verdict
 
@@ -72,7 +71,6 @@ def validate_backup_configuration(
     if spec.retry_config:
         check_non_negative(r, "spec.retryConfig.maxRetry", spec.retry_config.max_retry)
         check_duration(r, "spec.retryConfig.delay", spec.retry_config.delay, positive=False)
-    check_usage_policy(r, "spec.repository", ns, known)
     was_ready = old is not None and old.status is not None and old.status.phase == "Ready"
     if was_ready and old is not None and old.spec is not None and old.spec.target != spec.target:
         r.error(
@@ -106,7 +104,6 @@ def validate_restore_session(
             )
         check_rules(r, "spec.rules", spec.rules)
     check_duration(r, "spec.timeOut", spec.time_out)
-    check_usage_policy(r, "spec.repository", ns, known)
     return r.verdict()
 
 
@@ -183,7 +180,6 @@ def validate_backup_batch(
     check_non_negative(r, "spec.backupHistoryLimit", spec.backup_history_limit)
     check_duration(r, "spec.timeOut", spec.time_out)
     check_hooks(r, "spec.hooks", spec.hooks)
-    check_usage_policy(r, "spec.repository", ns, known)
     return r.verdict()
 
 
@@ -208,7 +204,6 @@ def validate_restore_batch(
     )
     check_duration(r, "spec.timeOut", spec.time_out)
     check_hooks(r, "spec.hooks", spec.hooks)
-    check_usage_policy(r, "spec.repository", ns, known)
     return r.verdict()
 
 

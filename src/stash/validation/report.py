@@ -48,9 +48,9 @@ class ValidationFacts:
     """Facts from outside the object that some rules need; unknown facts skip the rule."""
 
     repository: Repository | None = None
-    """The invoker's Repository (usage policy, local-backend mount path)."""
+    """The invoker's Repository (local-backend mount path, a hostPath under Pod Security)."""
     namespace_labels: Mapping[str, str] | None = None
-    """Labels of the invoker's namespace (usage policy `from: Selector`)."""
+    """Labels of the invoker's namespace (its Pod Security level)."""
 
 
 @dataclass

@@ -32,6 +32,7 @@ from stash.webhook.lookup import Lookup
 from stash.webhook.mutating import (
     Mutation,
     mutate_backup_session,
+    mutate_invoker,
     mutate_pod,
     mutate_restore_session,
     mutate_workload,
@@ -40,7 +41,19 @@ from stash.webhook.patch import json_patch
 from stash.webhook.review import AdmissionRequest, BadReview, allowed, denied, parse_review
 from stash.webhook.validating import validate_request
 
-__all__ = ["MAX_BODY", "STATE", "WebhookState", "make_app", "mutate_path", "validate_path"]
+__all__ = [
+    "AUTHORED",
+    "MAX_BODY",
+    "STATE",
+    "WebhookState",
+    "make_app",
+    "mutate_path",
+    "validate_path",
+]
+
+AUTHORED = ("backupconfigurations", "backupbatches", "restorebatches")
+"""Invokers whose only mutation is the author record (RestoreSessions have their own
+route, which also moves deprecated rules)."""
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +184,9 @@ def make_app(settings: OperatorSettings, lookup: Lookup) -> web.Application:
     async def restore_session(req: AdmissionRequest) -> Mutation:
         return mutate_restore_session(req)
 
+    async def invoker(req: AdmissionRequest) -> Mutation:
+        return mutate_invoker(req)
+
     async def backup_session(req: AdmissionRequest) -> Mutation:
         return await mutate_backup_session(req, lookup)
 
@@ -179,6 +195,8 @@ def make_app(settings: OperatorSettings, lookup: Lookup) -> web.Application:
     app.router.add_post(mutate_path("pods"), _mutating(settings, pod))
     app.router.add_post(mutate_path("restoresessions"), _mutating(settings, restore_session))
     app.router.add_post(mutate_path("backupsessions"), _mutating(settings, backup_session))
+    for plural in AUTHORED:
+        app.router.add_post(mutate_path(plural), _mutating(settings, invoker))
     validate = _validating(settings, lookup)
     for info in KINDS.values():
         app.router.add_post(validate_path(info.plural), validate)

@@ -2,9 +2,10 @@
 
 What it is for: the `Lookup` protocol — the invokers in a namespace, a Repository, a
 backup invoker by name, the controller of a ReplicaSet/ReplicationController (GitOps
-`pod` mode) and a namespace's labels — and `ApiLookup`, which reads them through the
-apiserver with the raw JSON client. The operator may pass an informer-backed lookup
-instead; tests pass an in-memory one.
+`pod` mode), a namespace's labels, the uid of a workload (is this request about the
+object that exists?) and a SubjectAccessReview (may the requesting user do this?) — and
+`ApiLookup`, which reads them through the apiserver with the raw JSON client. The
+operator may pass an informer-backed lookup instead; tests pass an in-memory one.
 
 Not for: deciding anything (handlers and `stash.inject` do), or caching.
 """
@@ -26,6 +27,8 @@ from stash.api import (
     RestoreSession,
 )
 from stash.contract.resources import resource_of
+from stash.contract.workloads import WORKLOADS
+from stash.kube.access import AccessDecision, ResourceAttributes, Subject, review_access
 from stash.kube.client import JSON, Kube, NotFound
 from stash.kube.resources import NAMESPACES, REPLICASETS, REPLICATIONCONTROLLERS
 
@@ -75,6 +78,14 @@ class Lookup(Protocol):
 
     async def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
         """The labels of a namespace, None when it does not exist."""
+        ...
+
+    async def uid_of(self, namespace: str, kind: str, name: str) -> str | None:
+        """The uid of a workload (or a Pod's controller), None when it does not exist."""
+        ...
+
+    async def review(self, who: Subject, what: ResourceAttributes) -> AccessDecision:
+        """May `who` do `what` (a SubjectAccessReview)?"""
         ...
 
 
@@ -176,6 +187,21 @@ class ApiLookup:
         labels: Mapping[str, str] = (obj.get("metadata") or {}).get("labels") or {}
         return labels
 
+    async def uid_of(self, namespace: str, kind: str, name: str) -> str | None:
+        """The uid of a workload (or a Pod's controller), None when it does not exist."""
+        res = WORKLOADS.get(kind) or _OWNER_RESOURCES.get(kind)
+        if res is None:
+            return None
+        try:
+            obj = await self.kube.get(res, name, namespace)
+        except NotFound:
+            return None
+        return str((obj.get("metadata") or {}).get("uid") or "") or None
+
+    async def review(self, who: Subject, what: ResourceAttributes) -> AccessDecision:
+        """May `who` do `what` (a SubjectAccessReview)?"""
+        return await review_access(self.kube, who, what)
+
 
 class StaticLookup:
     """`Lookup` over objects held in memory (tests, benchmarks, or a cache snapshot)."""
@@ -192,11 +218,17 @@ class StaticLookup:
         ] = (),
         owners: Mapping[tuple[str, str, str], tuple[str, str]] | None = None,
         namespaces: Mapping[str, Mapping[str, str]] | None = None,
+        uids: Mapping[tuple[str, str, str], str] | None = None,
+        denied: set[tuple[str, str, str, str]] | None = None,
     ) -> None:
         self.objects = list(objects)
         self.owners = dict(owners or {})
         """(namespace, kind, name) -> (controller kind, controller name)"""
         self.namespaces = dict(namespaces or {})
+        self.uids = dict(uids or {})
+        """(namespace, kind, name) -> uid of the workloads that exist"""
+        self.denied = set(denied or ())
+        """(user, verb, resource, name) a SubjectAccessReview refuses; all else is allowed"""
 
     def _in(self, model: type[_M], namespace: str) -> list[_M]:
         return [
@@ -247,3 +279,13 @@ class StaticLookup:
     async def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
         """The labels of a namespace, None when it does not exist."""
         return self.namespaces.get(namespace)
+
+    async def uid_of(self, namespace: str, kind: str, name: str) -> str | None:
+        """The uid of a workload (or a Pod's controller), None when it does not exist."""
+        return self.uids.get((namespace, kind, name))
+
+    async def review(self, who: Subject, what: ResourceAttributes) -> AccessDecision:
+        """Refused when (user, verb, resource, name) is in `denied`."""
+        if (who.user, what.verb, what.resource, what.name) in self.denied:
+            return AccessDecision(False, "denied by the test's lookup")
+        return AccessDecision(True)

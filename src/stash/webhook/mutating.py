@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stash.api import BackupConfiguration, Repository, RestoreSession
+from stash.contract.authority import Author, with_author
 from stash.contract.batches import backup_members, restore_members
 from stash.contract.workloads import WORKLOAD_KINDS
 from stash.inject import (
@@ -37,6 +38,7 @@ from stash.webhook.review import AdmissionRequest
 __all__ = [
     "Mutation",
     "mutate_backup_session",
+    "mutate_invoker",
     "mutate_pod",
     "mutate_restore_session",
     "mutate_workload",
@@ -75,11 +77,37 @@ def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def _controller(meta: Mapping[str, Any]) -> tuple[str, str] | None:
+def _controller_ref(meta: Mapping[str, Any]) -> Mapping[str, Any] | None:
     for ref in meta.get("ownerReferences") or []:
         if isinstance(ref, dict) and ref.get("controller"):
-            return str(ref.get("kind", "")), str(ref.get("name", ""))
+            return ref
     return None
+
+
+def _controller(meta: Mapping[str, Any]) -> tuple[str, str] | None:
+    ref = _controller_ref(meta)
+    return (str(ref.get("kind", "")), str(ref.get("name", ""))) if ref else None
+
+
+async def _is_current(req: AdmissionRequest, lookup: Lookup, kind: str, name: str) -> bool:
+    """Whether a workload request can be the apiserver's: a CREATE of an object that does
+    not exist, an UPDATE of the object that does (same uid). Anyone who can reach the
+    webhook may post a review; they get no patch (which carries the invoker's settings)
+    for an object whose uid they could not read."""
+    uid = await lookup.uid_of(req.namespace, kind, name)
+    if req.operation == "CREATE":
+        return uid is None
+    return uid is not None and uid == _meta(req.old_object or {}).get("uid")
+
+
+async def _labels_if_needed(
+    lookup: Lookup, namespace: str, *invokers: BackupConfiguration | RestoreSession | None
+) -> Mapping[str, str] | None:
+    """The namespace's labels when an invoker uses a Repository of another namespace."""
+    keys = [repository_key(i) for i in invokers if i is not None]
+    if all(not k or k.partition("/")[0] == namespace for k in keys):
+        return None
+    return await lookup.namespace_labels(namespace)
 
 
 def _was_injected(meta: Mapping[str, Any]) -> bool:
@@ -150,8 +178,11 @@ async def mutate_workload(
     notes = tuple(f"stash: auto-backup: {p}" for p in (plan.problems if plan else ()))
     if bc is None and rs is None and not _was_injected(meta):
         return _unchanged(obj, *notes)
+    if not await _is_current(req, lookup, str(kind), name):
+        return _unchanged(obj)
     repos = {**(plan.repositories() if plan else {}), **await _repositories(lookup, bc, rs)}
-    desired = desired_workload(obj, bc, rs, settings, repos)
+    labels = await _labels_if_needed(lookup, namespace, bc, rs)
+    desired = desired_workload(obj, bc, rs, settings, repos, labels)
     warnings = (*notes, *(f"stash: {p}" for p in desired.problems))
     return Mutation(obj, desired.workload, warnings)
 
@@ -163,9 +194,10 @@ async def mutate_pod(req: AdmissionRequest, settings: OperatorSettings, lookup: 
     if settings.injection_mode != "pod" or req.operation != "CREATE" or obj.get("kind") != "Pod":
         return _unchanged(obj)
     namespace = req.namespace or str(_meta(obj).get("namespace") or "")
-    owner = _controller(_meta(obj))
-    if owner is None:
+    ref = _controller_ref(_meta(obj))
+    if ref is None:
         return _unchanged(obj)
+    owner = (str(ref.get("kind", "")), str(ref.get("name", "")))
     candidates = [owner]
     if owner[0] in ("ReplicaSet", "ReplicationController"):
         parent = await lookup.controller_of(namespace, *owner)
@@ -174,17 +206,30 @@ async def mutate_pod(req: AdmissionRequest, settings: OperatorSettings, lookup: 
     bc, rs = await _invokers(lookup, namespace, candidates)
     if bc is None and rs is None:
         return _unchanged(obj)
+    # The Pod's controller must be the one that exists (its uid cannot be guessed).
+    if not ref.get("uid") or await lookup.uid_of(namespace, *owner) != ref.get("uid"):
+        return _unchanged(obj)
     repos = await _repositories(lookup, bc, rs)
-    desired = desired_workload(obj, bc, rs, settings, repos)
+    labels = await _labels_if_needed(lookup, namespace, bc, rs)
+    desired = desired_workload(obj, bc, rs, settings, repos, labels)
     return Mutation(obj, desired.workload, tuple(f"stash: {p}" for p in desired.problems))
 
 
-def mutate_restore_session(req: AdmissionRequest) -> Mutation:
-    """Move deprecated `spec.rules` into `spec.target.rules` (§1.5)."""
+def mutate_invoker(req: AdmissionRequest) -> Mutation:
+    """Record who changed what the operator acts on (`stash.contract.authority`) on a
+    BackupConfiguration, RestoreSession or batch."""
     obj = _with_identity(req)
     if req.operation not in ("CREATE", "UPDATE"):
         return _unchanged(obj)
-    return Mutation(obj, migrate_restore_rules(obj))
+    return Mutation(obj, with_author(obj, req.old_object, Author.from_user_info(req.user_info)))
+
+
+def mutate_restore_session(req: AdmissionRequest) -> Mutation:
+    """Move deprecated `spec.rules` into `spec.target.rules` (§1.5), and record the author."""
+    recorded = mutate_invoker(req)
+    if req.operation not in ("CREATE", "UPDATE"):
+        return recorded
+    return Mutation(recorded.original, migrate_restore_rules(recorded.mutated))
 
 
 async def mutate_backup_session(req: AdmissionRequest, lookup: Lookup) -> Mutation:

@@ -20,7 +20,9 @@ The choices, explained once here and in docs/webhooks.md:
 * sideEffects `None` (we only read), timeoutSeconds short (5 s; handlers answer in a
   budget below it), admissionReviewVersions `[v1]`.
 * namespaceSelector skips kube-system, the operator's namespace and namespaces labelled
-  `stash.appscode.com/webhook: disabled`; objectSelector skips objects with that label.
+  `stash.appscode.com/webhook: disabled` (a namespace's labels are the cluster admin's);
+  the mutating objectSelector skips objects with that label. Validation has no
+  objectSelector: an author may not opt their object out of the rules.
 
 Not for: TLS and certificates (`certs`, `server`) or the decisions (`app`).
 """
@@ -33,9 +35,10 @@ from dataclasses import dataclass
 import yaml
 
 from stash.api import KINDS
+from stash.contract.authority import ANN_AUTHOR
 from stash.kube.client import JSON, Kube, NotFound, Resource
 from stash.settings import OPT_OUT_LABEL, OperatorSettings
-from stash.webhook.app import mutate_path, validate_path
+from stash.webhook.app import AUTHORED, mutate_path, validate_path
 
 __all__ = [
     "MUTATING",
@@ -65,10 +68,20 @@ VALIDATING = Resource(
     False,
 )
 
-# Metadata-only updates (finalizers, labels, annotations) never reach validation.
+
+def _author_of(obj: str) -> str:
+    return (
+        f"(has({obj}.metadata.annotations) && '{ANN_AUTHOR}' in {obj}.metadata.annotations "
+        f"? {obj}.metadata.annotations['{ANN_AUTHOR}'] : '')"
+    )
+
+
+# Metadata-only updates (finalizers, labels, annotations) never reach validation, except
+# one that changes the author record (stash.contract.authority), which must be judged.
 SPEC_CHANGED = (
     "request.operation != 'UPDATE' || !has(object.spec) || !has(oldObject.spec) "
-    "|| object.spec != oldObject.spec"
+    "|| object.spec != oldObject.spec || "
+    f"{_author_of('object')} != {_author_of('oldObject')}"
 )
 
 
@@ -102,6 +115,12 @@ _SESSIONS = (
         ("CREATE", "UPDATE"),
     ),
     _Route("backupsession", "stash.appscode.com", ("v1beta1",), "backupsessions", ("CREATE",)),
+    # the author record (stash.contract.authority) of the other invokers
+    *(
+        _Route(info.singular, info.group, (info.version,), info.plural, ("CREATE", "UPDATE"))
+        for info in KINDS.values()
+        if info.plural in AUTHORED
+    ),
 )
 _VALIDATED = tuple(
     _Route(
@@ -180,13 +199,15 @@ def _webhook(
         "sideEffects": "None",
         "timeoutSeconds": settings.webhook_timeout_seconds,
         "namespaceSelector": namespace_selector or _namespace_selector(settings),
-        "objectSelector": {
+    }
+    if mutating:
+        # An object's own label opts it out of injection only; validation holds for every
+        # object (its author could otherwise opt out of the rules that protect others).
+        hook["objectSelector"] = {
             "matchExpressions": [
                 {"key": OPT_OUT_LABEL, "operator": "NotIn", "values": ["disabled"]}
             ]
-        },
-    }
-    if mutating:
+        }
         hook["reinvocationPolicy"] = "Never"
     else:
         hook["matchConditions"] = [{"name": "spec-changed", "expression": SPEC_CHANGED}]

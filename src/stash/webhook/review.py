@@ -57,6 +57,9 @@ class AdmissionRequest:
     object: dict[str, Any] | None
     old_object: dict[str, Any] | None
     dry_run: bool
+    user_info: dict[str, Any] | None = None
+    """`request.userInfo`: who the apiserver authenticated (only as trustworthy as the
+    caller: the apiserver, when the network lets nobody else reach us)."""
 
 
 def _field(obj: dict[str, Any], key: str, kind: type, where: str, *, required: bool) -> Any:
@@ -107,7 +110,7 @@ def parse_review(body: bytes, content_type: str = "application/json") -> Admissi
         raise BadReview(f"request.object is required for {operation}")
     if operation == "UPDATE" and old is None:
         raise BadReview("request.oldObject is required for UPDATE")
-    _field(req, "userInfo", dict, "request", required=False)
+    user_info = _field(req, "userInfo", dict, "request", required=False)
     return AdmissionRequest(
         uid=uid,
         kind=gvk,
@@ -119,6 +122,7 @@ def parse_review(body: bytes, content_type: str = "application/json") -> Admissi
         object=obj,
         old_object=old,
         dry_run=bool(_field(req, "dryRun", bool, "request", required=False)),
+        user_info=user_info,
     )
 
 

@@ -90,6 +90,33 @@ def test_one_replica_gets_no_disruption_budget() -> None:
     assert "PodDisruptionBudget" not in render("replicaCount=1").kinds()
 
 
+def test_an_optional_network_policy_limits_the_webhook_to_the_apiserver(tmp_path: Any) -> None:
+    assert "NetworkPolicy" not in render().kinds()  # off by default
+    values = tmp_path / "np.yaml"
+    values.write_text(
+        "networkPolicy:\n"
+        "  enabled: true\n"
+        "  webhookFrom: [{ipBlock: {cidr: 10.0.0.0/24}}]\n"
+        "  metricsFrom: [{namespaceSelector: {matchLabels: {team: monitoring}}}]\n"
+    )
+    r = render(values_files=[values])
+    policy = r.one("NetworkPolicy", "stash-operator")["spec"]
+    assert (
+        policy["podSelector"]["matchLabels"]
+        == (r.one("Deployment")["spec"]["selector"]["matchLabels"])
+    )
+    assert policy["policyTypes"] == ["Ingress"]
+    by_port = {rule["ports"][0]["port"]: rule for rule in policy["ingress"]}
+    assert set(by_port) == {"webhook", "metrics"}  # the container ports' names
+    assert by_port["webhook"]["from"] == [{"ipBlock": {"cidr": "10.0.0.0/24"}}]
+    assert by_port["metrics"]["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "team": "monitoring"
+    }
+    # enabled without webhookFrom would let every source in: refused with the reason
+    done = helm("template", "stash", str(CHART), "--set", "networkPolicy.enabled=true")
+    assert done.returncode != 0 and "networkPolicy.webhookFrom must list" in done.stderr
+
+
 def test_service_reaches_the_webhook_and_metrics_ports() -> None:
     r = render("webhook.port=9443", "metrics.port=9090")
     svc = r.one("Service", "stash-operator")

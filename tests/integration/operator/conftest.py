@@ -104,8 +104,8 @@ async def run_operator(
         clients.append(kube)
         overrides.setdefault("serve_webhook", False)  # tests that want it say so
         overrides.setdefault("namespace", namespace)
+        overrides.setdefault("watch_namespace", namespace)  # None: every namespace
         settings = OperatorSettings(
-            watch_namespace=namespace,
             metrics_port=0,
             metrics_host="127.0.0.1",
             lease_duration=4,

@@ -12,6 +12,7 @@ from stash.controllers.conditions import (
     apply_checks,
     repository_checks,
     target_check,
+    usage_check,
 )
 from stash.kube.conditions import get_condition
 
@@ -88,3 +89,30 @@ def test_apply_checks_sets_each_condition_once_with_the_generation() -> None:
     assert [c.type for c in conds] == [P.REPOSITORY_FOUND, P.BACKEND_SECRET_FOUND]
     cond = get_condition(conds, P.REPOSITORY_FOUND)
     assert cond is not None and cond.status == "False" and cond.observed_generation == 3
+
+
+def test_a_refusing_usage_policy_makes_the_invoker_not_ready_not_invalid() -> None:
+    repo = Repository.model_validate(
+        {
+            "metadata": {"name": "repo", "namespace": "store"},
+            "spec": {"backend": {"storageSecretName": "s3", "gcs": {"bucket": "b"}}},
+        }
+    )
+    facts = InvokerFacts(RepositoryFacts("store/repo", "found", "s3", True, repo), None, {})
+    refused = usage_check(facts, "team-a")
+    assert refused is not None
+    assert (refused.type, refused.status) == (P.REPOSITORY_USAGE_ALLOWED, False)
+    assert 'does not allow use from namespace "team-a"' in refused.message
+    conds = apply_checks(
+        None,
+        [
+            *repository_checks(facts.repository),  # type: ignore[arg-type]
+            refused,
+            Check(P.VALIDATION_PASSED, True, "ResourceValidationPassed", ""),
+            Check(P.SCHEDULE_REGISTERED, True, "ScheduleRegistrationSucceeded", ""),
+        ],
+    )
+    assert P.backup_invoker_phase(conds, None) == "NotReady"
+    same = usage_check(facts, "store")
+    assert same is not None and same.status is True
+    assert usage_check(InvokerFacts(RepositoryFacts("s/r", "missing"), None, {}), "x") is None

@@ -3,11 +3,25 @@ order (all but the last as init-containers), the PVC mounted where the target sa
 
 from __future__ import annotations
 
+import inspect
+import re
+
 import pytest
 
+from stash.api import Repository
+from stash.api.common import BackupTarget, RestoreTarget
 from stash.contract.steps import BACKUP_PVC_FLAGS
+from stash.contract.taskparams import OPERATOR_PARAMS
+from stash.controllers import provisioning
 from stash.controllers.catalog import builtin_functions, builtin_tasks
 from stash.controllers.jobs import build_job, envsubst, job_name, pod_security_context
+from stash.controllers.provisioning import (
+    _image_inputs,
+    _rule_inputs,
+    repository_inputs,
+    target_inputs,
+)
+from stash.settings import OperatorSettings
 from tests.support.pod_security import restricted_violations
 
 
@@ -87,10 +101,42 @@ def test_pvc_backup_job_matches_the_documented_shape() -> None:
     assert {f.name for f in BACKUP_PVC_FLAGS} == {a.split("=")[0][2:] for a in backup["args"][1:]}
 
 
-def test_invoker_params_win_over_operator_inputs() -> None:
-    job = _pvc_backup_job({"HOSTNAME": "custom"})
+def test_operator_inputs_win_over_invoker_params() -> None:
+    # An invoker naming its own image would run it with the agent's ServiceAccount.
+    job = _pvc_backup_job(
+        {"STASH_DOCKER_REGISTRY": "evil.example", "STASH_DOCKER_IMAGE": "x", "HOSTNAME": "h"}
+    )
+    pod = job["spec"]["template"]["spec"]
+    (backup,) = pod["initContainers"]
+    assert {c["image"] for c in [*pod["initContainers"], *pod["containers"]]} == {"reg/stash:1.0"}
+    assert "--hostname=host-0" in backup["args"]
+
+
+def test_invoker_params_the_operator_does_not_set_win_over_the_tasks() -> None:
+    job = _pvc_backup_job({"outputDir": "/stash-tmp/elsewhere"})
     (backup,) = job["spec"]["template"]["spec"]["initContainers"]
-    assert "--hostname=custom" in backup["args"]
+    assert "--output-dir=/stash-tmp/elsewhere" in backup["args"]
+
+
+def test_every_variable_the_operator_sets_is_operator_owned() -> None:
+    repo = Repository.model_validate(
+        {
+            "metadata": {"name": "r", "namespace": "n"},
+            "spec": {"backend": {"storageSecretName": "s", "s3": {"endpoint": "e", "bucket": "b"}}},
+        }
+    )
+    names = {
+        *repository_inputs(repo),
+        *target_inputs(BackupTarget(), "n"),
+        *target_inputs(RestoreTarget(), "n"),
+        *_image_inputs(OperatorSettings()),
+        *_rule_inputs([]),
+    }
+    assert names <= OPERATOR_PARAMS
+    # the names ensure_*_executor set inline
+    source = inspect.getsource(provisioning)
+    inline = set(re.findall(r'^\s+"([A-Z][A-Z_]+)":', source, re.M))
+    assert inline and inline <= OPERATOR_PARAMS, inline - OPERATOR_PARAMS
 
 
 def test_missing_function_is_a_clear_error() -> None:
