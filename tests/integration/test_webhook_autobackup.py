@@ -94,7 +94,7 @@ async def test_annotated_deployment_is_injected_in_its_admission_and_not_rolled_
         # The operator runs with the webhook's image and Pushgateway settings, as one
         # deployment of both would.
         await run_operator(
-            image_tag="test", pushgateway_url=local_settings(namespace).effective_pushgateway_url
+            image_tag="test", pushgateway_url=local_settings(namespace).pushgateway_url
         )
 
         async def ready() -> JSON | None:
