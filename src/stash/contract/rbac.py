@@ -36,7 +36,9 @@ _LEASES: JSON = {
     "verbs": ["get", "list", "create", "update", "delete"],
 }
 _EVENTS: JSON = {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]}
-_SECRETS: JSON = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
+# No Secrets and no Repositories here: the operator grants each invoker's agent `get` on
+# exactly its Repository and that Repository's storage Secret (resourceNames), with a Role
+# in the Repository's namespace (`stash.controllers.access.repository_grant`).
 
 
 def _backup_rules() -> list[JSON]:
@@ -56,9 +58,6 @@ def _backup_rules() -> list[JSON]:
             "resources": ["backupconfigurations", "backupbatches"],
             "verbs": ["get"],
         },
-        {"apiGroups": [GROUP], "resources": ["repositories"], "verbs": ["get"]},
-        {"apiGroups": [GROUP], "resources": ["repositories/status"], "verbs": ["get", "update"]},
-        dict(_SECRETS),
         dict(_EVENTS),
         dict(_LEASES),
     ]
@@ -76,8 +75,6 @@ def _restore_rules() -> list[JSON]:
             "resources": ["restoresessions/status", "restorebatches/status"],
             "verbs": ["get", "update"],
         },
-        {"apiGroups": [GROUP], "resources": ["repositories"], "verbs": ["get"]},
-        dict(_SECRETS),
         dict(_EVENTS),
         dict(_LEASES),
     ]

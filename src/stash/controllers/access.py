@@ -11,11 +11,12 @@ hold in one place:
   names a user the apiserver says may create pods in the namespace — "may use that
   ServiceAccount". No record (the webhook was down, or the object predates it) or a
   refusal: nothing is bound, the caller reports it (condition) and an Event says why;
-* `grant_repository_access` / `revoke_repository_access` — for an invoker whose
-  Repository is in another namespace (and whose usage policy allows it): a Role there
-  allowing `get` of exactly that Repository and its storage Secret (and the Repository's
-  status for backups), bound to the agent's ServiceAccount; owned by the Repository, so
-  it goes with it, and deleted with the invoker.
+* `grant_repository_access` / `revoke_repository_access` — for every invoker (in its own
+  namespace, or in another one whose usage policy allows it): a Role in the Repository's
+  namespace allowing `get` of exactly that Repository and its storage Secret (and the
+  Repository's status for backups), bound to the agent's ServiceAccount; owned by the
+  Repository, so it goes with it, and deleted with the invoker. The agent ClusterRoles
+  hold no Secret or Repository rule, so a workload's ServiceAccount reads no other Secret.
 
 Not for: Jobs (`provisioning`) or the agent ClusterRoles themselves (`stash.contract.rbac`).
 """
@@ -169,7 +170,7 @@ def repository_grant(
                 "apiGroups": [GROUP],
                 "resources": ["repositories/status"],
                 "resourceNames": [repo_name],
-                "verbs": ["update"],
+                "verbs": ["get", "update"],
             },
         )
     meta: JSON = {
@@ -201,11 +202,11 @@ def repository_grant(
 
 
 async def grant_repository_access(ctx: ControllerContext, invoker: Invoker, sa: str) -> str | None:
-    """Let ServiceAccount `sa` read the invoker's Repository when it is in another
-    namespace and its usage policy allows the invoker's namespace; why not, if not."""
+    """Let ServiceAccount `sa` read the invoker's Repository and its storage Secret (and
+    nothing else) when its usage policy allows the invoker's namespace; why not, if not."""
     ns = str(invoker.metadata.namespace)
     ref = invoker.spec.repository if invoker.spec else None
-    if ref is None or not ref.name or (ref.namespace or ns) == ns:
+    if ref is None or not ref.name:
         return None
     repository = ctx.repository(ref, ns)
     if repository is None or not repository.metadata.uid:
@@ -231,7 +232,7 @@ async def revoke_repository_access(ctx: ControllerContext, obj: Mapping[str, Any
     ns = str(meta.get("namespace") or "")
     repo = (obj.get("spec") or {}).get("repository") or {}
     repo_ns = repo.get("namespace") or ns
-    if not repo.get("name") or repo_ns == ns:
+    if not repo.get("name"):
         return
     name = _grant_name(str(obj.get("kind") or ""), ns, str(meta.get("name") or ""))
     for res in (ROLEBINDINGS, ROLES):

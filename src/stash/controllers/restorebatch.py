@@ -32,6 +32,7 @@ from stash.contract import phases as P
 from stash.contract.batches import claim_names, may_start, restore_members
 from stash.contract.resources import RESTOREBATCHES
 from stash.contract.sessions import INVOKER_FINALIZER, format_duration, total_hosts
+from stash.controllers.access import grant_repository_access
 from stash.controllers.conditions import (
     Check,
     RepositoryFacts,
@@ -236,6 +237,9 @@ class RestoreBatchReconciler:
         ref = (target.ref if target else None) or TargetRef()
         sa = await workload_service_account(self.ctx, ref, ns)
         await ensure_binding(self.ctx, ns, sa, "stash-restore-init-container")
+        problem = await grant_repository_access(self.ctx, view, sa)
+        if problem:
+            return False, problem, hosts
         return (
             True,
             f"the stash-init init-container of {ref.kind} {ns}/{ref.name} restores this member",

@@ -16,10 +16,18 @@ import re
 
 import pytest
 
+from stash.contract.resources import BACKUPCONFIGURATIONS, REPOSITORIES
 from stash.kube.client import JSON, Kube
-from stash.kube.resources import ROLEBINDINGS
+from stash.kube.resources import DEPLOYMENTS, ROLEBINDINGS, SECRETS
 from stash_dev import ControlPlane
 from tests.integration.chart.conftest import IMAGE
+from tests.integration.operator.conftest import (
+    OperatorFactory,
+    backup_configuration,
+    deployment,
+    repository,
+    secret,
+)
 from tests.support.chart_tools import ROOT, kubectl
 from tests.support.cluster import eventually
 from tests.support.helm_release import HelmRelease
@@ -130,3 +138,40 @@ async def _sidecar_binding(kube: Kube, ns: str) -> JSON:
         return None
 
     return await eventually(probe, timeout=60, what="the sidecar's RoleBinding for `default`")
+
+
+async def test_a_workload_account_reads_only_its_repositorys_secret(
+    control_plane: ControlPlane,
+    rawkube: Kube,
+    run_operator: OperatorFactory,
+    namespace: str,
+    kubectl_bin: str,
+) -> None:
+    await run_operator()
+    await rawkube.create(SECRETS, secret(), namespace)
+    unrelated = {"metadata": {"name": "database-admin"}, "stringData": {"password": "x"}}
+    await rawkube.create(SECRETS, unrelated, namespace)
+    await rawkube.create(REPOSITORIES, repository(), namespace)
+    await rawkube.create(DEPLOYMENTS, deployment(), namespace)
+    await rawkube.create(BACKUPCONFIGURATIONS, backup_configuration(), namespace)
+    await _sidecar_binding(rawkube, namespace)
+
+    who = f"system:serviceaccount:{namespace}:default"
+    expected: list[tuple[str, str, str | None, bool]] = [
+        ("get", "secrets/repo-secret", namespace, True),  # the sidecar needs it
+        ("get", "secrets/database-admin", namespace, False),
+        ("list", "secrets", namespace, False),
+        ("watch", "secrets", namespace, False),
+        ("update", "secrets/repo-secret", namespace, False),
+    ]
+    # the per-invoker Role (resourceNames) is applied right after the binding
+    async def granted() -> bool:
+        return await can_i(control_plane, who, "get", "secrets/repo-secret", namespace)
+
+    await eventually(granted, timeout=30, what="the agent's grant on its Repository's Secret")
+    wrong = await _mismatches(control_plane, who, expected)
+    assert not wrong, (
+        "the workload's ServiceAccount, once the sidecar's role is bound to it, reaches "
+        "Secrets it has no use for (issue 12 item 4: agent roles read only the Secrets "
+        "they need, by resourceNames):\n" + "\n".join(wrong)
+    )

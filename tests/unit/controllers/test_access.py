@@ -31,7 +31,7 @@ def test_a_backup_may_read_the_repository_and_its_secret_and_write_its_status() 
             "apiGroups": ["stash.appscode.com"],
             "resources": ["repositories/status"],
             "resourceNames": ["shared"],
-            "verbs": ["update"],
+            "verbs": ["get", "update"],
         },
         {
             "apiGroups": [""],
