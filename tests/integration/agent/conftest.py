@@ -297,3 +297,19 @@ def read_tree(root: Path) -> dict[str, bytes]:
             path = Path(dirpath) / name
             out[str(path.relative_to(root))] = path.read_bytes()
     return out
+
+
+async def grant_repository(
+    kube: Kube, ns: str, invoker_kind: str, invoker_name: str, sa: str = "default"
+) -> None:
+    """What the operator applies for an invoker's agent (`controllers.access`): `get` on
+    exactly the Repository `repo` and its storage Secret, for ServiceAccount `sa`. For
+    step commands a test runs itself, outside a Job the operator provisioned."""
+    from stash.api import Repository
+    from stash.controllers.access import repository_grant
+    from stash.kube.resources import ROLEBINDINGS, ROLES
+
+    repository = Repository.model_validate(await kube.get(REPOSITORIES, "repo", ns))
+    role, binding = repository_grant(invoker_kind, ns, invoker_name, repository, sa)
+    await kube.create(ROLES, role, ns)
+    await kube.create(ROLEBINDINGS, binding, ns)

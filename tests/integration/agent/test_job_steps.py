@@ -24,6 +24,7 @@ from tests.integration.agent.conftest import (
     condition,
     create_objects,
     finished,
+    grant_repository,
     host_stats,
     local_repository,
     read_tree,
@@ -127,6 +128,7 @@ async def _pvc_world(kube: Kube, ns: str, restic_bin: str, repo_dir: Path) -> No
         ],
     )
     await ready_invoker(kube, ns)
+    await grant_repository(kube, ns, "BackupConfiguration", "bc-steps")  # not the Job's grant
 
 
 def _session_env(ns: str, session: str, paths: str) -> dict[str, str]:
@@ -215,6 +217,7 @@ async def test_pvc_backup_then_restore_with_the_step_commands(
         },
         namespace,
     )
+    await grant_repository(rawkube, namespace, "RestoreSession", "restore-steps")
     env = {
         "NAMESPACE": namespace,
         "RESTORE_SESSION": "restore",

@@ -164,6 +164,7 @@ async def test_a_workload_account_reads_only_its_repositorys_secret(
         ("watch", "secrets", namespace, False),
         ("update", "secrets/repo-secret", namespace, False),
     ]
+
     # the per-invoker Role (resourceNames) is applied right after the binding
     async def granted() -> bool:
         return await can_i(control_plane, who, "get", "secrets/repo-secret", namespace)
