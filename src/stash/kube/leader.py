@@ -76,9 +76,11 @@ class LeaderElector:
                 await self._lead(lead)
         finally:
             if self._observed is not None and self._observed[0] == self.identity:
+                # Awaited, not shielded: a shielded release outlives a second
+                # cancellation and is destroyed pending when the loop closes.
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(self.renew_deadline):
-                        await asyncio.shield(self._release())
+                        await self._release()
             self._set_leader(False)
 
     async def _acquire(self) -> None:

@@ -137,3 +137,36 @@ async def test_a_standby_says_once_whom_it_waits_for(caplog: pytest.LogCaptureFi
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_a_cancelled_leader_hands_its_lease_back_and_leaves_no_task_behind() -> None:
+    store = FakeLeases()
+    el = elector(store)
+    leading = asyncio.Event()
+
+    async def lead() -> None:
+        leading.set()
+        await asyncio.Event().wait()
+
+    runner = asyncio.create_task(el.run(lead))
+    await asyncio.wait_for(leading.wait(), 5)
+    runner.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await runner
+    assert store.lease is not None and store.lease["spec"]["holderIdentity"] is None
+
+    # Cancelled while the apiserver hangs: the release is given up within the
+    # renew deadline, not left running (it would be destroyed pending at shutdown).
+    store2 = FakeLeases()
+    el2 = elector(store2)
+    leading.clear()
+    runner = asyncio.create_task(el2.run(lead))
+    await asyncio.wait_for(leading.wait(), 5)
+    store2.hang = True
+    before = set(asyncio.all_tasks())
+    runner.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(runner, el2.renew_deadline + 2)
+    await asyncio.sleep(0)
+    left = [t for t in asyncio.all_tasks() - before if not t.done()]
+    assert left == [], left
