@@ -234,8 +234,9 @@ class Operator:
         for ctrl, cache in ((rs, c.restoresessions), (rb, rbs)):
             ctrl.watch(cache)
             ctrl.watch(c.repositories, by_index(cache, "repository"))
-        rs.watch(c.jobs, sessions_of_job("RestoreSession"))
-        rs.watch(c.pods, sessions_of_pod("RestoreSession", c.jobs))
+        for ctrl, kind in ((rs, "RestoreSession"), (rb, "RestoreBatch")):
+            ctrl.watch(c.jobs, sessions_of_job(kind))
+            ctrl.watch(c.pods, sessions_of_pod(kind, c.jobs))
 
         wl = Controller(WorkloadReconciler(self.ctx), workers=w)
         for kind, inf in self.workloads.items():

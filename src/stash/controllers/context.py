@@ -246,12 +246,12 @@ class ControllerContext:
 
 
 def job_owner_key(obj: JSON) -> list[str]:
-    """Index: `<Kind>/<namespace>/<name>` of the session that owns a Job."""
+    """Index: `<Kind>/<namespace>/<name>` of the session (or RestoreBatch) that owns a Job."""
     ns = obj["metadata"].get("namespace")
     return [
         f"{o['kind']}/{ns}/{o['name']}"
         for o in obj["metadata"].get("ownerReferences") or []
-        if o.get("kind") in ("BackupSession", "RestoreSession") and o.get("name")
+        if o.get("kind") in ("BackupSession", "RestoreSession", "RestoreBatch") and o.get("name")
     ]
 
 

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from stash.api import RestoreBatch, RestoreSession
 from stash.api.batch import RestoreBatchStatus, RestoreMemberStatus
 from stash.api.common import Condition, TargetRef
+from stash.api.restoresession import HostRestoreStats
 from stash.contract import phases as P
 from stash.contract.batches import claim_names, may_start, restore_members
 from stash.contract.resources import RESTOREBATCHES
@@ -42,6 +43,7 @@ from stash.controllers.conditions import (
     target_check,
 )
 from stash.controllers.context import ControllerContext
+from stash.controllers.liveness import ChangeClock
 from stash.controllers.provisioning import (
     ensure_binding,
     ensure_restore_executor,
@@ -159,6 +161,37 @@ def _decide(batch: RestoreBatch, status: RestoreBatchStatus, facts: _Facts) -> _
     return _Decision(checks, members, recheck)
 
 
+def _member_failures(
+    views: list[RestoreSession], failed: list[tuple[str, str]]
+) -> list[tuple[int, str, str]]:
+    """(member index, host, error) for each failed Job's host. A member's hosts are its
+    alias, or `<alias>-<ordinal>` when it restores into volumeClaimTemplates; aliases are
+    unique within a batch (validation), so a host names one member."""
+    out = []
+    for host, error in failed:
+        for i, view in enumerate(views):
+            target = view.spec.target if view.spec else None
+            alias = (target.alias if target else None) or ""
+            ordinal = host[len(alias) + 1 :] if host.startswith(f"{alias}-") else ""
+            if alias and (host == alias or ordinal.isdigit()):
+                out.append((i, host, error))
+                break
+    return out
+
+
+def _fail_hosts(members: list[RestoreMemberStatus], failed: list[tuple[int, str, str]]) -> None:
+    """Record each (member, host, error) Failed (in place) unless its agent reported or
+    the member already has all its hosts."""
+    for i, host, error in failed:
+        if i >= len(members):
+            continue
+        m = members[i]
+        stats = list(m.stats or [])
+        if any(s.hostname == host for s in stats) or len(stats) >= (m.total_hosts or 0):
+            continue
+        m.stats = [*stats, HostRestoreStats(hostname=host, phase="Failed", error=error)]
+
+
 def _merge(old: list[Condition] | None, new: list[Condition]) -> list[Condition]:
     out = list(old or [])
     for c in new:
@@ -175,6 +208,8 @@ class RestoreBatchReconciler:
     def __init__(self, ctx: ControllerContext) -> None:
         self.ctx = ctx
         self.hooks = ObjectHooks[RestoreBatch](finalizer=INVOKER_FINALIZER, invalid=self._invalid)
+        #: Since when we saw each member's restore Job unable to start, by batch key.
+        self.seen = ChangeClock()
 
     async def _facts(self, batch: RestoreBatch) -> _Facts:
         ctx = self.ctx
@@ -218,11 +253,18 @@ class RestoreBatchReconciler:
             entries[i] = RestoreMemberStatus(ref=member.ref, conditions=conds, total_hosts=hosts)
         top = apply_checks(None, decision.checks)
         deadline = self._deadline(batch, status)
-        await self._write(obj, lambda st: self._update(st, top, entries, deadline, now))
+        key = f"RestoreBatch/{batch.metadata.namespace}/{batch.metadata.name}"
+        jobs = await self.ctx.executor_failures(key, self.seen)
+
+        failed = _member_failures(views, jobs.hosts)
+        await self._write(obj, lambda st: self._update(st, top, entries, deadline, now, failed))
         requeue = RECHECK if decision.recheck else None
-        if deadline is not None:
-            wait = max((deadline - now).total_seconds(), 0.01)
-            requeue = min(requeue, wait) if requeue is not None else wait
+        for wait in (
+            max((deadline - now).total_seconds(), 0.01) if deadline is not None else None,
+            jobs.recheck,
+        ):
+            if wait is not None:
+                requeue = min(requeue, wait) if requeue is not None else wait
         return Result(requeue)
 
     async def _provision(
@@ -265,8 +307,11 @@ class RestoreBatchReconciler:
         entries: dict[int, RestoreMemberStatus],
         deadline: dt.datetime | None,
         now: dt.datetime,
+        failed: list[tuple[int, str, str]],
     ) -> RestoreBatchStatus:
-        """The live status with this pass's decisions; host stats are left as they are."""
+        """The live status with this pass's decisions; host stats the agents wrote are
+        left as they are, and a host whose restore Job failed (or could not start) is
+        recorded Failed with the reason when its agent never reported."""
         st.conditions = _merge(st.conditions, top)
         members = list(st.members or [])
         for i in sorted(entries):
@@ -279,6 +324,7 @@ class RestoreBatchReconciler:
             old.conditions = _merge(old.conditions, new.conditions or [])
             if old.total_hosts is None:
                 old.total_hosts = new.total_hosts
+        _fail_hosts(members, failed)
         for m in members:
             m.phase = P.restore_member_phase(m)
         st.members = members

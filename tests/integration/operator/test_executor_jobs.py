@@ -15,6 +15,7 @@ from stash.contract.resources import (
     BACKUPCONFIGURATIONS,
     BACKUPSESSIONS,
     REPOSITORIES,
+    RESTOREBATCHES,
     RESTORESESSIONS,
 )
 from stash.contract.sessions import session_name
@@ -227,4 +228,37 @@ async def test_a_restore_job_whose_pod_is_refused_fails_the_restore_with_the_rea
     done = await eventually(final, timeout=60, what="RestoreSession final")
     assert done["status"]["phase"] == "Failed"
     (host,) = done["status"]["stats"]
+    assert host["phase"] == "Failed" and "exceeded quota: no-pods" in host["error"], host
+
+
+async def test_a_restore_batch_member_whose_job_is_refused_fails_with_the_reason(
+    rawkube: Kube, run_operator: OperatorFactory, namespace: str
+) -> None:
+    # No timeOut: without Job watching the batch would stay Running until the default
+    # session deadline (24 h).
+    await run_operator(executor_start_timeout=2)
+    await forbid_pods(rawkube, namespace)
+    await job_world(rawkube, namespace)
+    pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": "data"}
+    batch = {
+        "apiVersion": "stash.appscode.com/v1beta1",
+        "kind": "RestoreBatch",
+        "metadata": {"name": "rb"},
+        "spec": {
+            "repository": {"name": "repo"},
+            "members": [{"target": {"ref": pvc, "rules": [{"paths": ["/stash-data"]}]}}],
+        },
+    }
+    await rawkube.create(RESTOREBATCHES, batch, namespace)
+
+    async def final() -> JSON | None:
+        obj = await rawkube.get(RESTOREBATCHES, "rb", namespace)
+        return obj if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed") else None
+
+    done = await eventually(final, timeout=60, what="RestoreBatch final")
+    assert done["status"]["phase"] == "Failed"
+    (member,) = done["status"]["members"]
+    assert member["phase"] == "Failed", member
+    (host,) = member["stats"]
+    assert host["hostname"] == "data", host
     assert host["phase"] == "Failed" and "exceeded quota: no-pods" in host["error"], host
