@@ -37,6 +37,7 @@ from stash.contract.authority import (
     Author,
     job_service_account,
 )
+from stash.contract.sessions import label_value
 from stash.contract.usage import usage_refusal
 from stash.controllers.context import ControllerContext
 from stash.kube.access import review_access
@@ -136,21 +137,44 @@ async def agent_account(
     return sa, None
 
 
-def _grant_name(invoker_kind: str, namespace: str, name: str) -> str:
-    """`stash-<backup|restore>-<namespace>-<name>`, shortened with a hash past 253."""
-    verb = "restore" if invoker_kind.startswith("Restore") else "backup"
-    full = f"stash-{verb}-{namespace}-{name}"
+def _short(full: str) -> str:
+    """`full`, shortened with a hash past 253 characters (an object name's limit)."""
     if len(full) <= 253:
         return full
     return f"{full[:240]}-{hashlib.sha256(full.encode()).hexdigest()[:12]}"
 
 
+def _grant_name(invoker_kind: str, namespace: str, name: str) -> str:
+    """`stash-<backup|restore>-<namespace>-<name>`: the invoker's Role."""
+    verb = "restore" if invoker_kind.startswith("Restore") else "backup"
+    return _short(f"stash-{verb}-{namespace}-{name}")
+
+
+def _invoker_labels(invoker_kind: str, namespace: str, name: str) -> dict[str, str]:
+    """Labels that find every grant object of one invoker (its Role and RoleBindings)."""
+    return {
+        "app.kubernetes.io/managed-by": GROUP,
+        "stash.appscode.com/invoker-kind": invoker_kind,
+        "stash.appscode.com/invoker-namespace": namespace,
+        "stash.appscode.com/invoker-name": label_value(name),
+    }
+
+
 def repository_grant(
-    invoker_kind: str, namespace: str, name: str, repository: Repository, sa: str
+    invoker_kind: str,
+    namespace: str,
+    name: str,
+    repository: Repository,
+    sa: str,
+    role_uid: str | None = None,
 ) -> tuple[JSON, JSON]:
     """(Role, RoleBinding) in the Repository's namespace letting ServiceAccount `sa` of
     `namespace` read that Repository and its storage Secret — nothing else — and, for a
-    backup, write the Repository's status (pure)."""
+    backup, write the Repository's status (pure). The Role is the invoker's; the
+    RoleBinding is per ServiceAccount (`<role>-<sa>`), since the members of a batch may
+    run as different accounts (a Job's and a workload's) and one binding's subjects are
+    replaced, not merged, on apply; given the Role's uid, the binding is owned by the Role
+    (deleted with it), else by the Repository."""
     repo_ns, repo_name = str(repository.metadata.namespace), str(repository.metadata.name)
     backend = repository.spec.backend if repository.spec else None
     secret = (backend.storage_secret_name if backend else None) or ""
@@ -170,17 +194,13 @@ def repository_grant(
                 "apiGroups": [GROUP],
                 "resources": ["repositories/status"],
                 "resourceNames": [repo_name],
-                "verbs": ["get", "update"],
+                "verbs": ["update"],
             },
         )
     meta: JSON = {
         "name": _grant_name(invoker_kind, namespace, name),
         "namespace": repo_ns,
-        "labels": {
-            "app.kubernetes.io/managed-by": GROUP,
-            "stash.appscode.com/invoker-kind": invoker_kind,
-            "stash.appscode.com/invoker-namespace": namespace,
-        },
+        "labels": _invoker_labels(invoker_kind, namespace, name),
         "ownerReferences": [
             {
                 "apiVersion": repository.api_version,
@@ -191,10 +211,14 @@ def repository_grant(
         ],
     }
     role = {"apiVersion": _RBAC_API, "kind": "Role", "metadata": dict(meta), "rules": rules}
+    binding_meta = {**meta, "name": _short(f"{meta['name']}-{sa}")}
+    if role_uid:
+        owner = {"apiVersion": _RBAC_API, "kind": "Role", "name": meta["name"], "uid": role_uid}
+        binding_meta["ownerReferences"] = [owner]
     binding = {
         "apiVersion": _RBAC_API,
         "kind": "RoleBinding",
-        "metadata": meta,
+        "metadata": binding_meta,
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": meta["name"]},
         "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}],
     }
@@ -214,9 +238,13 @@ async def grant_repository_access(ctx: ControllerContext, invoker: Invoker, sa: 
     refusal = usage_refusal(repository, ns, ctx.namespace_labels(ns))
     if refusal is not None:
         return refusal
-    role, binding = repository_grant(invoker.kind, ns, str(invoker.metadata.name), repository, sa)
+    role, _ = repository_grant(invoker.kind, ns, str(invoker.metadata.name), repository, sa)
     try:
-        await ctx.kube.apply(ROLES, role, field_manager=FIELD_MANAGER, force=True)
+        applied = await ctx.kube.apply(ROLES, role, field_manager=FIELD_MANAGER, force=True)
+        role_uid = str(applied["metadata"]["uid"])
+        _, binding = repository_grant(
+            invoker.kind, ns, str(invoker.metadata.name), repository, sa, role_uid
+        )
         await ctx.kube.apply(ROLEBINDINGS, binding, field_manager=FIELD_MANAGER, force=True)
     except KubeError as exc:
         return (
@@ -234,6 +262,7 @@ async def revoke_repository_access(ctx: ControllerContext, obj: Mapping[str, Any
     repo_ns = repo.get("namespace") or ns
     if not repo.get("name"):
         return
-    name = _grant_name(str(obj.get("kind") or ""), ns, str(meta.get("name") or ""))
-    for res in (ROLEBINDINGS, ROLES):
-        await ctx.kube.delete(res, name, repo_ns)
+    kind, name = str(obj.get("kind") or ""), str(meta.get("name") or "")
+    # Its RoleBindings (one per ServiceAccount) are owned by the Role: the garbage
+    # collector deletes them with it.
+    await ctx.kube.delete(ROLES, _grant_name(kind, ns, name), repo_ns)

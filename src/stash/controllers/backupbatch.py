@@ -29,6 +29,7 @@ from stash.contract import phases as P
 from stash.contract.batches import backup_members
 from stash.contract.resources import BACKUPBATCHES
 from stash.contract.sessions import INVOKER_FINALIZER
+from stash.controllers.access import revoke_repository_access
 from stash.controllers.backupconfiguration import engine_key, sidecar_check
 from stash.controllers.conditions import (
     Check,
@@ -207,6 +208,7 @@ class BackupBatchReconciler:
 
     async def _finalize(self, obj: JSON, batch: BackupBatch | None) -> None:
         await self._unregister(key_of(obj))
+        await revoke_repository_access(self.ctx, obj)
 
     async def _invalid(self, obj: JSON, error: ValidationError) -> Result:
         """Phase Invalid with the parse error (as ValidationPassed); no schedule."""

@@ -33,7 +33,7 @@ from stash.contract import phases as P
 from stash.contract.batches import claim_names, may_start, restore_members
 from stash.contract.resources import RESTOREBATCHES
 from stash.contract.sessions import INVOKER_FINALIZER, format_duration, total_hosts
-from stash.controllers.access import grant_repository_access
+from stash.controllers.access import grant_repository_access, revoke_repository_access
 from stash.controllers.conditions import (
     Check,
     RepositoryFacts,
@@ -207,7 +207,9 @@ class RestoreBatchReconciler:
 
     def __init__(self, ctx: ControllerContext) -> None:
         self.ctx = ctx
-        self.hooks = ObjectHooks[RestoreBatch](finalizer=INVOKER_FINALIZER, invalid=self._invalid)
+        self.hooks = ObjectHooks[RestoreBatch](
+            finalizer=INVOKER_FINALIZER, finalize=self._finalize, invalid=self._invalid
+        )
         #: Since when we saw each member's restore Job unable to start, by batch key.
         self.seen = ChangeClock()
 
@@ -340,6 +342,9 @@ class RestoreBatchReconciler:
                 )
         st.phase = P.restore_batch_phase(st)
         return st
+
+    async def _finalize(self, obj: JSON, batch: RestoreBatch | None) -> None:
+        await revoke_repository_access(self.ctx, obj)
 
     async def _invalid(self, obj: JSON, error: ValidationError) -> Result:
         def mark(st: RestoreBatchStatus) -> RestoreBatchStatus:

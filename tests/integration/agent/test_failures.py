@@ -112,14 +112,14 @@ async def test_a_path_the_pod_does_not_have(
         restic_bin,
         tmp_path,
         local_repository(repo_dir),
-        paths=["/data", "/var/lib/mysql"],
+        paths=["/data", "/var/lib/stash-absent"],
     )
 
     session = await finished(rawkube, namespace, await trigger(rawkube, namespace), logs=[sidecar])
     assert session["status"]["phase"] == "Failed"
     host = host_stats(session)["host-0"]
     assert host["phase"] == "Failed" and "snapshots" not in host
-    assert "path /var/lib/mysql does not exist in the pod" in host["error"]
+    assert "path /var/lib/stash-absent does not exist in the pod" in host["error"]
     restic = host_restic({"local": {"mountPath": str(repo_dir)}}, restic_bin, tmp_path / "s")
     assert await restic.snapshots() == [], "nothing is backed up when a path is missing"
     # Retention never runs for a failed host.
