@@ -105,11 +105,12 @@ async def test_an_allowed_cross_namespace_backup_succeeds_with_a_role_for_that_r
         ("repositories/status", ("shared",)),
         ("secrets", ("repo-secret",)),
     }
-    binding = await rawkube.get(ROLE_BINDINGS, grant, store)
+    binding = await rawkube.get(ROLE_BINDINGS, f"{grant}-default", store)  # per account
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "default", "namespace": namespace}
     ]
     assert role["metadata"]["ownerReferences"][0]["kind"] == "Repository"
+    assert binding["metadata"]["ownerReferences"][0]["kind"] == "Role"
 
     data = tmp_path / "data"
     write_tree(data, {"app/db.bin": os.urandom(20_000)})
