@@ -12,7 +12,9 @@ written with a read-modify-write PUT (`update` on `…/status`); the invoker, th
 Repository and its storage Secret are read (`get`); the Repository's status is written
 after post-backup actions; Events are created and bumped (`create/patch`); Leases are
 the leader election, the turn-taking and the heartbeats (`get/list/create/update/
-delete`; `list` finds dead heartbeats for the stale-lock judgement).
+delete`; `list` finds dead heartbeats for the stale-lock judgement); exec hooks run
+commands in the target's containers (`get` and `create` on `pods/exec`, both checked for
+the WebSocket upgrade).
 
 Not for: binding roles (the operator) or the operator's own RBAC.
 """
@@ -26,7 +28,7 @@ import yaml
 
 from stash.api import GROUP
 
-__all__ = ["agent_cluster_roles", "render_manifest", "write_manifests"]
+__all__ = ["POD_EXEC", "agent_cluster_roles", "render_manifest", "write_manifests"]
 
 JSON = dict[str, Any]
 
@@ -36,6 +38,9 @@ _LEASES: JSON = {
     "verbs": ["get", "list", "create", "update", "delete"],
 }
 _EVENTS: JSON = {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]}
+#: exec hooks (`stash.kube.podexec`): the WebSocket upgrade is a GET, authorised as `get`,
+#: and the apiserver checks `create` as well (AuthorizePodWebsocketUpgradeCreatePermission).
+POD_EXEC: JSON = {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["get", "create"]}
 # No Secrets and no Repositories here: the operator grants each invoker's agent `get` on
 # exactly its Repository and that Repository's storage Secret (resourceNames), with a Role
 # in the Repository's namespace (`stash.controllers.access.repository_grant`).
@@ -60,6 +65,7 @@ def _backup_rules() -> list[JSON]:
         },
         dict(_EVENTS),
         dict(_LEASES),
+        dict(POD_EXEC),
     ]
 
 
@@ -77,6 +83,7 @@ def _restore_rules() -> list[JSON]:
         },
         dict(_EVENTS),
         dict(_LEASES),
+        dict(POD_EXEC),
     ]
 
 
