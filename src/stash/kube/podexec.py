@@ -149,6 +149,7 @@ class PodExec:
         host = str(self.kube.api.configuration.host).rstrip("/")
         url = f"{host}{PODS.path(namespace, pod, 'exec')}?{urlencode(query)}"
         headers: dict[str, str] = {}
+        _refusal.set(b"")
         await self.kube.api.update_params_for_auth(headers, [], ["BearerToken"])
         shared = self.kube.api.rest_client.pool_manager
         async with aiohttp.ClientSession(
