@@ -45,7 +45,7 @@ from stash.kube.client import (
     Resource,
 )
 from stash.kube.resources import NODES, PODS, PVCS, PVS
-from stash_dev.kubelet_exec import ExecServer, server_ssl_context
+from stash_dev.kubelet_exec import ExecServer, grant_apiserver_access, server_ssl_context
 from stash_dev.kubelet_status import node_object, node_status, running_status
 from stash_dev.podips import LOOPBACK, PodIPs, PoolExhausted
 
@@ -276,6 +276,7 @@ async def _main(args: argparse.Namespace) -> None:
     server = ExecServer(kube, set(names))
     try:
         if args.port:
+            await grant_apiserver_access(kube)
             tls = server_ssl_context(
                 args.tls_cert_file, args.tls_private_key_file, args.client_ca_file
             )

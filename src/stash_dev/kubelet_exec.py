@@ -13,11 +13,17 @@ Success, NonZeroExitCode with the exit code, or InternalError when the command c
 start. The command runs inside the container's running process's view (the pod
 runner's; `stash_dev.podrunner.containerexec`).
 
+A client is authenticated as a kubelet does it with x509: a certificate of the cluster CA,
+its common name the user and its organisations the groups; then authorised with a
+SubjectAccessReview for `nodes/proxy` of the pod's node (verb `get` for GET, `create` for
+POST). The apiserver's certificate (`kube-apiserver-kubelet-client`) is allowed by
+`system:kubelet-api-admin`, bound to it as kubeadm does (`grant_apiserver_access`).
+
 Divergences from a real kubelet (docs/architecture.md): WebSockets only (no SPDY, no
-pre-v4 protocols); a client is authenticated by a certificate of the cluster CA and must
-be the apiserver (no SubjectAccessReview); only containers the pod runner started can be
-entered (the stand-in reports every container Running, but runs none itself); a command
-is killed when its connection closes. Not for: attach, port-forward, logs.
+pre-v4 protocols); no bearer-token clients; one endpoint for every stand-in Node; only
+containers the pod runner started can be entered (the stand-in reports every container
+Running, but runs none itself); a command is killed when its connection closes. Not
+for: attach, port-forward, logs.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from stash.kube.client import Kube, NotFound
+from stash.kube.access import ResourceAttributes, Subject, review_access
+from stash.kube.client import Conflict, Kube, NotFound, Resource
 from stash.kube.resources import PODS
 from stash_dev.podrunner.containerexec import ExecProcess, ExecStartError, exec_in_container
 from stash_dev.podrunner.registry import ContainerRegistry
@@ -51,6 +58,29 @@ CLOSE = 255
 #: The common name of the apiserver's kubelet client certificate (stash_dev.pki).
 APISERVER_CLIENT = "kube-apiserver-kubelet-client"
 _CHUNK = 32 * 1024
+_CLUSTER_ROLE_BINDINGS = Resource(
+    "rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False
+)
+
+
+async def grant_apiserver_access(kube: Kube) -> None:
+    """Bind `system:kubelet-api-admin` to the apiserver's kubelet client user (kubeadm's
+    `kubeadm:kubelet-api-admin` binding), so kubelets let it exec."""
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "stash-dev:kubelet-api-admin"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "system:kubelet-api-admin",
+        },
+        "subjects": [
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": APISERVER_CLIENT}
+        ],
+    }
+    with contextlib.suppress(Conflict):
+        await kube.create(_CLUSTER_ROLE_BINDINGS, binding)
 
 
 def exit_status(code: int) -> dict[str, Any]:
@@ -97,13 +127,19 @@ def server_ssl_context(cert: str, key: str, client_ca: str) -> ssl.SSLContext:
     return ctx
 
 
-def _common_name(request: web.Request) -> str | None:
-    peer = request.transport.get_extra_info("peercert") if request.transport else None
-    for rdn in (peer or {}).get("subject", ()):
+def client_subject(peercert: dict[str, Any] | None) -> Subject | None:
+    """The user a verified client certificate names (common name; organisations are
+    groups), as a kubelet's x509 authenticator reads it; None without one."""
+    user, groups = None, []
+    for rdn in (peercert or {}).get("subject", ()):
         for key, value in rdn:
             if key == "commonName":
-                return str(value)
-    return None
+                user = str(value)
+            elif key == "organizationName":
+                groups.append(str(value))
+    if not user:
+        return None
+    return Subject(user=user, groups=[*groups, "system:authenticated"])
 
 
 class ExecServer:
@@ -114,12 +150,10 @@ class ExecServer:
         kube: Kube,
         nodes: set[str],
         registry: ContainerRegistry | None = None,
-        allowed_clients: frozenset[str] = frozenset({APISERVER_CLIENT}),
     ) -> None:
         self.kube = kube
         self.nodes = nodes
         self.registry = registry or ContainerRegistry()
-        self.allowed_clients = allowed_clients
         self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
@@ -143,8 +177,10 @@ class ExecServer:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """One exec: check, look the container up, upgrade, run, report the status."""
-        if _common_name(request) not in self.allowed_clients:
-            return web.Response(status=403, text="Forbidden (only the apiserver may exec)")
+        peer = request.transport.get_extra_info("peercert") if request.transport else None
+        who = client_subject(peer)
+        if who is None:
+            return web.Response(status=401, text="Unauthorized")
         q = request.query
         argv = q.getall("command", [])
         stdin, tty = q.get("input") == "1", q.get("tty") == "1"
@@ -160,8 +196,16 @@ class ExecServer:
         except NotFound:
             return web.Response(status=404, text="pod does not exist")
         uid = info.get("uid") or pod["metadata"]["uid"]
-        if pod["spec"].get("nodeName") not in self.nodes or uid != pod["metadata"]["uid"]:
+        node = pod["spec"].get("nodeName")
+        if node not in self.nodes or uid != pod["metadata"]["uid"]:
             return web.Response(status=404, text="pod does not exist")
+        verb = "create" if request.method == "POST" else "get"
+        what = ResourceAttributes(verb, "", "nodes", "", node, "proxy")
+        if not (await review_access(self.kube, who, what)).allowed:
+            return web.Response(
+                status=403,
+                text=f"Forbidden (user={who.user}, verb={verb}, resource=nodes, subresource=proxy)",
+            )
         record = self.registry.find(uid, container)
         if record is None:
             return web.Response(

@@ -9,17 +9,22 @@ the pod runner started: its volumes where the spec mounts them, its environment.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import ssl
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from stash.contract.rbac import POD_EXEC
 from stash.kube.client import Kube, Resource
 from stash.kube.podexec import PodExec, PodExecError, PodExecTimeout
+from stash.pki import KeyPair
 from stash_dev import ControlPlane
+from stash_dev.pki import issue_client_cert, write_pair
 from stash_dev.podrunner import PodRunner
 from tests.support.chart_tools import kubectl_binary
 from tests.support.cluster import eventually, token_client
@@ -254,3 +259,22 @@ async def _grant(api: Kube, namespace: str, user: str, rule: dict[str, Any]) -> 
         "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}],
     }
     await api.apply(ROLE_BINDINGS, binding, field_manager="test", force=True)
+
+
+async def test_the_kubelet_lets_only_whom_rbac_allows_exec(
+    control_plane: ControlPlane, app: tuple[dict[str, Any], Path], namespace: str, tmp_path: Path
+) -> None:
+    """A certificate of the cluster CA authenticates; RBAC (nodes/proxy) still decides."""
+    pki = control_plane.state_dir / "pki"
+    ca = KeyPair((pki / "ca.crt").read_bytes(), (pki / "ca.key").read_bytes())
+    now = dt.datetime.now(dt.UTC)
+    crt, key = write_pair(
+        issue_client_cert(ca, "mallory", now, dt.timedelta(hours=1)), tmp_path, "m"
+    )
+    tls = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    tls.load_cert_chain(crt, key)
+    st = control_plane.state
+    url = f"https://{st.node_ip}:{st.kubelet_port}/exec/{namespace}/app/app?command=true&output=1"
+    async with aiohttp.ClientSession() as session, session.get(url, ssl=tls) as resp:
+        assert resp.status == 403
+        assert "user=mallory" in await resp.text()
