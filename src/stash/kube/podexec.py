@@ -15,6 +15,8 @@ closed, and with it the command (as far as the node's runtime ends it).
     exec_ = PodExec(kube)
     code, output = await exec_.run("ns", "pod-0", "app", ["sh", "-c", "sync"], timeout=30)
 
+Callers that want a fake in unit tests type against `ExecTransport`.
+
 Not for: interactive sessions, stdin, attach or port-forward.
 """
 
@@ -24,7 +26,7 @@ import asyncio
 import contextvars
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import aiohttp
@@ -40,6 +42,16 @@ MAX_OUTPUT = 64 * 1024
 
 # The body of a refused upgrade (aiohttp's handshake error carries only the status).
 _refusal: contextvars.ContextVar[bytes] = contextvars.ContextVar("refusal", default=b"")
+
+
+class ExecTransport(Protocol):
+    """What runs exec hooks: `PodExec` in a cluster, a fake in unit tests."""
+
+    async def run(
+        self, namespace: str, pod: str, container: str, command: Sequence[str], timeout: float
+    ) -> tuple[int, str]:
+        """Run `command` in `container` of `pod`; (exit code, bounded stdout+stderr)."""
+        ...
 
 
 class PodExecError(Exception):
