@@ -278,3 +278,26 @@ async def test_the_kubelet_lets_only_whom_rbac_allows_exec(
     async with aiohttp.ClientSession() as session, session.get(url, ssl=tls) as resp:
         assert resp.status == 403
         assert "user=mallory" in await resp.text()
+
+
+async def test_exec_runs_as_the_containers_user(api: Kube, namespace: str, tmp_path: Path) -> None:
+    spec = {
+        "securityContext": {"runAsUser": 1000, "runAsGroup": 3000, "supplementalGroups": [4000]},
+        "containers": [{"name": "app", "image": "debian:12", "command": ["sleep", "3600"]}],
+    }
+    await api.create(PODS, {"metadata": {"name": "nonroot"}, "spec": spec}, namespace)
+
+    async def scheduled() -> dict[str, Any] | None:
+        pod = await api.get(PODS, "nonroot", namespace)
+        return pod if pod["spec"].get("nodeName") else None
+
+    pod = await eventually(scheduled, timeout=30, what="the pod to be scheduled")
+    runner = PodRunner(api, tmp_path / "pods")
+    try:
+        await runner.run(pod, "app")
+        code, output = await PodExec(api).run(
+            namespace, "nonroot", "app", ["sh", "-c", "id -u; id -g; id -G"], 30
+        )
+    finally:
+        await runner.close()
+    assert (code, output.split()) == (0, ["1000", "3000", "3000", "4000"])
