@@ -168,6 +168,8 @@ class PodExec:
             connector=shared.connector,
             connector_owner=False,
             response_class=_RefusalKeepingResponse,
+            # The caller's `timeout` bounds the command; only connecting has its own.
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
         ) as session:
             try:
                 ws = await session.ws_connect(url, protocols=(V5, V4), headers=headers)
@@ -178,8 +180,13 @@ class PodExec:
                 ) from None
             except aiohttp.ClientError as exc:
                 raise PodExecError(f"{what}: {type(exc).__name__}: {exc}") from None
-            async with ws:
-                status = await _read(ws, output)
+            try:
+                async with ws:
+                    status = await _read(ws, output)
+            except PodExecError as exc:
+                raise PodExecError(f"{what}: {exc}") from None
+            except aiohttp.ClientError as exc:
+                raise PodExecError(f"{what}: {type(exc).__name__}: {exc}") from None
         if status is None:
             raise PodExecError(f"{what}: the stream ended without the command's status")
         try:
@@ -197,6 +204,9 @@ async def _read(ws: aiohttp.ClientWebSocketResponse, output: _Tail) -> dict[str,
         if channel in (STDOUT, STDERR):
             output.add(data)
         elif channel == STATUS and data:
-            status: dict[str, Any] = json.loads(data)
+            try:
+                status: dict[str, Any] = json.loads(data)
+            except ValueError:
+                raise PodExecError(f"unreadable status: {data[:200]!r}") from None
             return status
     return None
