@@ -2,11 +2,12 @@
 
 What it is for: `agent_cluster_roles()` returns `stash-sidecar`,
 `stash-restore-init-container`, `stash-backup-job` and `stash-restore-job`, each with
-exactly the verbs the agent code uses, and `stash-hook-exec` (`pods/exec` only), bound
-only to the agents of an invoker whose hooks exec into a container (least privilege; the integration tests run the
-agent with nothing else bound). The operator installs them and binds them, per
-namespace, to the ServiceAccount of a workload or Job; `manifests/rbac/` holds the same
-objects as YAML (`write_manifests()` regenerates it, a unit test keeps it equal).
+exactly the verbs the agent code uses (least privilege; the integration tests run the
+agent with nothing else bound), and `stash-hook-exec` (`pods/exec` only), bound only to
+the agents of an invoker whose hooks exec into a container. The operator installs them
+and binds them, per namespace, to the ServiceAccount of a workload or Job;
+`manifests/rbac/` holds the same objects as YAML (`write_manifests()` regenerates it, a
+unit test keeps it equal).
 
 What the verbs are for: sessions are watched (`get/list/watch`) and their status is
 written with a read-modify-write PUT (`update` on `…/status`); the invoker, the
