@@ -81,6 +81,12 @@ def apiserver_args(state_dir: Path, etcd_port: int, port: int) -> list[str]:
         "--requestheader-username-headers=X-Remote-User",
         f"--proxy-client-cert-file={d / 'front-proxy-client.crt'}",
         f"--proxy-client-key-file={d / 'front-proxy-client.key'}",
+        # The stand-in kubelet's exec endpoint: found at the Node's InternalIP (its only
+        # address), its certificate checked against the cluster CA, ours presented.
+        f"--kubelet-certificate-authority={d / 'ca.crt'}",
+        f"--kubelet-client-certificate={d / 'apiserver-kubelet-client.crt'}",
+        f"--kubelet-client-key={d / 'apiserver-kubelet-client.key'}",
+        "--kubelet-preferred-address-types=InternalIP",
         # configmaps bypass the watch cache so a test can see etcd compaction -> 410.
         "--watch-cache-sizes=configmaps#0",
         "--profiling=false",
@@ -120,9 +126,16 @@ def scheduler_args(state_dir: Path, kubeconfig: Path, port: int) -> list[str]:
 
 
 def kubelet_command(
-    state_dir: Path, kubeconfig: Path, nodes: int, node_ip: str, pod_cidr: str | None
+    state_dir: Path,
+    kubeconfig: Path,
+    nodes: int,
+    node_ip: str,
+    pod_cidr: str | None,
+    port: int = 0,
 ) -> list[str]:
-    """`python -m stash_dev.kubelet` for `nodes` Nodes at `node_ip` (see stash_dev.podips)."""
+    """`python -m stash_dev.kubelet` for `nodes` Nodes at `node_ip` (see stash_dev.podips),
+    serving exec on `port` (when not 0) with the state directory's kubelet certificate."""
+    d = state_dir / "pki"
     cmd = [
         sys.executable,
         "-m",
@@ -134,4 +147,11 @@ def kubelet_command(
     ]
     if pod_cidr:
         cmd.append(f"--pod-cidr={pod_cidr}")
+    if port:
+        cmd += [
+            f"--port={port}",
+            f"--tls-cert-file={d / 'kubelet.crt'}",
+            f"--tls-private-key-file={d / 'kubelet.key'}",
+            f"--client-ca-file={d / 'ca.crt'}",
+        ]
     return cmd

@@ -90,6 +90,7 @@ class _State:
     pids: dict[str, int] = field(default_factory=dict)
     node_ip: str = podips.LOOPBACK
     pod_cidr: str | None = None
+    kubelet_port: int = 0
 
 
 class ControlPlane:
@@ -164,6 +165,7 @@ class ControlPlane:
             user_tokens={u: secrets.token_hex(24) for u in RESTRICTED_USERS},
             node_ip=podips.node_address(),
             pod_cidr=pod_cidr(),
+            kubelet_port=_free_port(),
         )
         self._write_pki_and_config()
         try:
@@ -245,7 +247,9 @@ class ControlPlane:
 
     # ----------------------------------------------------------------- internals
     def _write_pki_and_config(self) -> None:
-        ca = pki.write_cluster_pki(self.state_dir / "pki", dt.datetime.now(dt.UTC))
+        ca = pki.write_cluster_pki(
+            self.state_dir / "pki", dt.datetime.now(dt.UTC), self.state.node_ip
+        )
         st = self.state
         rows = [f'{st.admin_token},admin,admin-uid,"system:masters"']
         rows += [f"{tok},{user},{user}-uid" for user, tok in st.user_tokens.items()]
@@ -275,7 +279,7 @@ class ControlPlane:
     def _spawn_kubelet(self) -> None:
         st = self.state
         cmd = components.kubelet_command(
-            self.state_dir, self.kubeconfig, self.nodes, st.node_ip, st.pod_cidr
+            self.state_dir, self.kubeconfig, self.nodes, st.node_ip, st.pod_cidr, st.kubelet_port
         )
         self._spawn_cmd("kubelet", cmd)
 

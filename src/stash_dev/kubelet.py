@@ -12,8 +12,10 @@ runner starts the pod's processes. What is reported: `stash_dev.kubelet_status`.
 `--volumes-dir` it also plays a local-path
 provisioner: an unbound PersistentVolumeClaim gets a hostPath PersistentVolume under that
 directory, pre-bound to it (KCM's binder completes the binding). Tests that need a
-container's process run it with the pod runner instead. It talks to the apiserver
-through `stash.kube.client.Kube`, like the operator.
+container's process run it with the pod runner instead. With `--port` it serves the
+kubelet's exec endpoint on the node address (`stash_dev.kubelet_exec`), so `kubectl exec`
+through the apiserver reaches a container the pod runner started. It talks to the
+apiserver through `stash.kube.client.Kube`, like the operator.
 
 Run: `python -m stash_dev.kubelet --kubeconfig PATH --nodes 2`.
 """
@@ -43,6 +45,7 @@ from stash.kube.client import (
     Resource,
 )
 from stash.kube.resources import NODES, PODS, PVCS, PVS
+from stash_dev.kubelet_exec import ExecServer, grant_apiserver_access, server_ssl_context
 from stash_dev.kubelet_status import node_object, node_status, running_status
 from stash_dev.podips import LOOPBACK, PodIPs, PoolExhausted
 
@@ -90,8 +93,10 @@ class Kubelet:
         volumes_dir: Path | None = None,
         node_ip: str = LOOPBACK,
         pod_cidr: str | None = None,
+        kubelet_port: int = 0,
     ) -> None:
         self.kube = kube
+        self.kubelet_port = kubelet_port
         self.nodes = set(nodes)
         self.volumes_dir = volumes_dir
         self.node_ip = node_ip
@@ -113,7 +118,7 @@ class Kubelet:
             await self.kube.patch(
                 NODES,
                 name,
-                node_status(self.node_ip),
+                node_status(self.node_ip, self.kubelet_port),
                 subresource="status",
                 content_type=STRATEGIC_PATCH,
             )
@@ -268,9 +273,18 @@ class Kubelet:
 async def _main(args: argparse.Namespace) -> None:
     kube = await Kube.connect(args.kubeconfig)
     names = [f"node-{i}" for i in range(args.nodes)]
+    server = ExecServer(kube, set(names))
     try:
-        await Kubelet(kube, names, args.volumes_dir, args.node_ip, args.pod_cidr).run()
+        if args.port:
+            await grant_apiserver_access(kube)
+            tls = server_ssl_context(
+                args.tls_cert_file, args.tls_private_key_file, args.client_ca_file
+            )
+            await server.start(args.node_ip, args.port, tls)
+        kubelet = Kubelet(kube, names, args.volumes_dir, args.node_ip, args.pod_cidr, args.port)
+        await kubelet.run()
     finally:
+        await server.stop()
         await kube.close()
 
 
@@ -282,6 +296,10 @@ def main() -> None:
     parser.add_argument("--volumes-dir", type=Path, help="provision claims as hostPath here")
     parser.add_argument("--node-ip", default=LOOPBACK, help="the Nodes' (this host's) address")
     parser.add_argument("--pod-cidr", help="give each pod its own address of this local range")
+    parser.add_argument("--port", type=int, default=0, help="serve exec here (0: do not)")
+    parser.add_argument("--tls-cert-file", help="the exec endpoint's serving certificate")
+    parser.add_argument("--tls-private-key-file", help="its key")
+    parser.add_argument("--client-ca-file", help="the CA of the apiserver's client certificate")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with contextlib.suppress(KeyboardInterrupt):

@@ -33,12 +33,21 @@ def node_object(name: str) -> dict[str, Any]:
     }
 
 
-def node_status(address: str) -> dict[str, Any]:
-    """A healthy, roomy Node status; the Node is at `address`."""
+def node_status(address: str, kubelet_port: int = 0) -> dict[str, Any]:
+    """A healthy, roomy Node status; the Node is at `address`. With `kubelet_port`, its
+    kubelet serves exec there, over WebSockets (the feature the Node declares makes the
+    apiserver pass WebSocket upgrades through instead of translating them to SPDY)."""
     cap = {"cpu": "64", "memory": "256Gi", "pods": "250", "ephemeral-storage": "500Gi"}
     now = _now()
+    served: dict[str, Any] = {}
+    if kubelet_port:
+        served = {
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
+            "declaredFeatures": ["ExtendWebSocketsToKubelet"],
+        }
     return {
         "status": {
+            **served,
             "capacity": cap,
             "allocatable": cap,
             "addresses": [

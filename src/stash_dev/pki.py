@@ -23,6 +23,10 @@ from stash.pki import CLOCK_SKEW, KeyPair, issue_ca, issue_serving_cert, new_key
 #: The front-proxy client's common name (kube-apiserver --requestheader-allowed-names).
 FRONT_PROXY_CLIENT = "front-proxy-client"
 
+#: The common name of the apiserver's kubelet client certificate (the kubelet's exec
+#: endpoint accepts only it; stash_dev.kubelet_exec).
+KUBELET_CLIENT = "kube-apiserver-kubelet-client"
+
 #: Names the apiserver's serving certificate carries (the `kubernetes` Service's too).
 APISERVER_NAMES = [
     "localhost",
@@ -82,12 +86,14 @@ def write_pair(pair: KeyPair, directory: Path, stem: str) -> tuple[Path, Path]:
     return crt, key
 
 
-def write_cluster_pki(directory: Path, now: dt.datetime) -> KeyPair:
+def write_cluster_pki(directory: Path, now: dt.datetime, node_ip: str = "127.0.0.1") -> KeyPair:
     """Write every file the control plane's flags name into `directory`; return the CA.
 
     `ca` (clients and serving), `apiserver` (serving), `sa.key`/`sa.pub` (token
     signing), `front-proxy-ca` (--requestheader-client-ca-file) and `front-proxy-client`
-    (--proxy-client-cert-file, CN FRONT_PROXY_CLIENT).
+    (--proxy-client-cert-file, CN FRONT_PROXY_CLIENT), `kubelet` (the stand-in kubelet's
+    serving certificate, for `node_ip`) and `apiserver-kubelet-client`
+    (--kubelet-client-certificate, CN KUBELET_CLIENT).
     """
     year, decade = dt.timedelta(days=365), dt.timedelta(days=3650)
     ca = issue_ca("stash-dev-ca", now, decade)
@@ -107,4 +113,9 @@ def write_cluster_pki(directory: Path, now: dt.datetime) -> KeyPair:
         directory,
         "front-proxy-client",
     )
+    ips = sorted({node_ip, "127.0.0.1"})
+    kubelet = issue_serving_cert(ca, dns_names=["localhost"], ips=ips, now=now, lifetime=year)
+    write_pair(kubelet, directory, "kubelet")
+    client = issue_client_cert(ca, KUBELET_CLIENT, now, year)
+    write_pair(client, directory, "apiserver-kubelet-client")
     return ca

@@ -35,4 +35,9 @@ def test_roles_are_least_privilege() -> None:
         "stash-restore-init-container",
         "stash-backup-job",
         "stash-restore-job",
+        "stash-hook-exec",
     }
+    # exec only in its own role: the four every agent gets cannot exec into pods
+    for role in agent_cluster_roles():
+        execs = [r for r in role["rules"] if "pods/exec" in r["resources"]]
+        assert bool(execs) == (role["metadata"]["name"] == "stash-hook-exec")

@@ -12,5 +12,5 @@ admission.stash.appscode.com
 
 {{/* The agent ClusterRoles (stash.contract.rbac), as a YAML flow list. */}}
 {{- define "stash.agentClusterRoleNames" -}}
-["stash-sidecar", "stash-restore-init-container", "stash-backup-job", "stash-restore-job"]
+["stash-sidecar", "stash-restore-init-container", "stash-backup-job", "stash-restore-job", "stash-hook-exec"]
 {{- end }}

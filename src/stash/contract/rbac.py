@@ -3,16 +3,22 @@
 What it is for: `agent_cluster_roles()` returns `stash-sidecar`,
 `stash-restore-init-container`, `stash-backup-job` and `stash-restore-job`, each with
 exactly the verbs the agent code uses (least privilege; the integration tests run the
-agent with nothing else bound). The operator installs them and binds them, per
-namespace, to the ServiceAccount of a workload or Job; `manifests/rbac/` holds the same
-objects as YAML (`write_manifests()` regenerates it, a unit test keeps it equal).
+agent with nothing else bound), and `stash-hook-exec` (`pods/exec` only), bound only to
+the agents of an invoker whose hooks exec into a container. The operator installs them
+and binds them, per namespace, to the ServiceAccount of a workload or Job;
+`manifests/rbac/` holds the same objects as YAML (`write_manifests()` regenerates it, a
+unit test keeps it equal).
 
 What the verbs are for: sessions are watched (`get/list/watch`) and their status is
 written with a read-modify-write PUT (`update` on `…/status`); the invoker, the
 Repository and its storage Secret are read (`get`); the Repository's status is written
 after post-backup actions; Events are created and bumped (`create/patch`); Leases are
 the leader election, the turn-taking and the heartbeats (`get/list/create/update/
-delete`; `list` finds dead heartbeats for the stale-lock judgement).
+delete`; `list` finds dead heartbeats for the stale-lock judgement). Exec hooks run
+commands in the target's containers (`get` and `create` on `pods/exec`, both checked for
+the WebSocket upgrade): a separate role, since RBAC cannot name a workload's pods and
+`pods/exec` in the four would let every bound ServiceAccount exec anywhere in its
+namespace.
 
 Not for: binding roles (the operator) or the operator's own RBAC.
 """
@@ -26,7 +32,13 @@ import yaml
 
 from stash.api import GROUP
 
-__all__ = ["agent_cluster_roles", "render_manifest", "write_manifests"]
+__all__ = [
+    "HOOK_EXEC_ROLE",
+    "POD_EXEC",
+    "agent_cluster_roles",
+    "render_manifest",
+    "write_manifests",
+]
 
 JSON = dict[str, Any]
 
@@ -36,6 +48,11 @@ _LEASES: JSON = {
     "verbs": ["get", "list", "create", "update", "delete"],
 }
 _EVENTS: JSON = {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]}
+#: exec hooks (`stash.kube.podexec`): the WebSocket upgrade is a GET, authorised as `get`,
+#: and the apiserver checks `create` as well (AuthorizePodWebsocketUpgradeCreatePermission).
+POD_EXEC: JSON = {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["get", "create"]}
+#: The ClusterRole holding only POD_EXEC, bound for invokers with exec hooks.
+HOOK_EXEC_ROLE = "stash-hook-exec"
 # No Secrets and no Repositories here: the operator grants each invoker's agent `get` on
 # exactly its Repository and that Repository's storage Secret (resourceNames), with a Role
 # in the Repository's namespace (`stash.controllers.access.repository_grant`).
@@ -97,12 +114,13 @@ def _role(name: str, component: str, rules: list[JSON]) -> JSON:
 
 
 def agent_cluster_roles() -> list[JSON]:
-    """The four agent ClusterRoles (module docstring); fresh dicts on every call."""
+    """The agent ClusterRoles (module docstring); fresh dicts on every call."""
     return [
         _role("stash-sidecar", "stash-backup", _backup_rules()),
         _role("stash-restore-init-container", "stash-restore", _restore_rules()),
         _role("stash-backup-job", "stash-backup", _backup_rules()),
         _role("stash-restore-job", "stash-restore", _restore_rules()),
+        _role(HOOK_EXEC_ROLE, "stash-hooks", [dict(POD_EXEC)]),
     ]
 
 

@@ -15,7 +15,8 @@ A long-lived container (a server, an operator) keeps running in the background u
 its handle's `stop()`, `release(pod)` or `close()`; it shares the host's network and is
 reached at the pod's IP (`status.podIP`, an address of this host the stand-in kubelet
 reported, which a Service's EndpointSlice leads to) when it binds that address or
-0.0.0.0.
+0.0.0.0. While it runs, `kubectl exec` into it works: the runner records its process
+(registry.py) and the stand-in kubelet runs the command inside it (containerexec.py).
 
 Not for: production use, images, restarts, probes, lifecycle hooks, network isolation.
 """

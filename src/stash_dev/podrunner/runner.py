@@ -4,10 +4,11 @@ For: turning one container of a Pod stored in the apiserver into a process: its 
 and args (`$(VAR)` expanded), its environment (downward API, Secrets, ConfigMaps, the
 `kubernetes` Service pointing at our apiserver), its volumes bind-mounted at their
 mountPaths in a private mount namespace, its ServiceAccount token where in-cluster
-config looks for it, its hostname and user; optionally its state reported back into the
-Pod's status. Not for: image handling (there are no images; a container without
-`command` needs an `entrypoints` entry for its image), restarts, probes, lifecycle
-hooks, resource limits, or network isolation: every process shares the host's network;
+config looks for it, its hostname and user; its process recorded for `kubectl exec`
+(registry.py) while it runs; optionally its state reported back into the Pod's status.
+Not for: image handling (there are no images; a container without `command` needs an
+`entrypoints` entry for its image), restarts, probes, lifecycle hooks, resource limits,
+or network isolation: every process shares the host's network;
 the pod's IP (`status.podIP`, an address of this host the stand-in kubelet gave it,
 waited for before a container starts) reaches a process bound to it or to 0.0.0.0.
 """
@@ -36,6 +37,7 @@ from stash_dev.podrunner.process import (
     namespace_support,
     spawn,
 )
+from stash_dev.podrunner.registry import ContainerRegistry
 from stash_dev.podrunner.serviceaccount import (
     automount,
     service_account_name,
@@ -92,6 +94,7 @@ class PodRunner:
         self._sandboxes: dict[str, _Sandbox] = {}
         self._sandbox_lock = asyncio.Lock()
         self._running: list[RunningContainer] = []
+        self.registry = ContainerRegistry()
 
     async def run(
         self,
@@ -148,13 +151,16 @@ class PodRunner:
                 except Exception as report_exc:  # the start error is what the caller needs
                     log.warning("%s: reporting StartError failed: %s", _key(current), report_exc)
             raise PodRunnerError(f"{_key(current)} container {container!r}: {exc}") from None
-        on_exit = None
+        uid = str(current["metadata"]["uid"])
+        self.registry.record(uid, container, proc.pid)  # found there by `kubectl exec`
         if report_status:
             await status.report(
                 self.kube, current, spec, init, status.running_state(started), proc.pid
             )
 
-            async def on_exit(code: int) -> None:
+        async def on_exit(code: int) -> None:
+            self.registry.forget(uid, container, proc.pid)
+            if report_status:
                 state = status.terminated_state(code, started)
                 await status.report(self.kube, current, spec, init, state, proc.pid)
 
