@@ -109,7 +109,7 @@ async def trigger(p: Plugin) -> int:
     return 0 if phase == "Succeeded" else 1
 
 
-def session_progress(session: JSON, elapsed: float) -> str:
+def session_progress(session: JSON, elapsed: float | None) -> str:
     """The one-line status of a BackupSession: phase, targets done, hosts done, time."""
     status = session.get("status") or {}
     targets = status.get("targets") or []
@@ -121,7 +121,8 @@ def session_progress(session: JSON, elapsed: float) -> str:
         parts.append(f"targets {done}/{len(targets)}")
     if hosts:
         parts.append(f"hosts {hosts_done}/{hosts}")
-    parts.append(f"{int(elapsed)}s")
+    if elapsed is not None:
+        parts.append(f"{int(elapsed)}s")
     return ", ".join(parts)
 
 
@@ -136,7 +137,11 @@ async def follow_session(p: Plugin, name: str, timeout: float) -> str:
             raise PluginError(f"BackupSession {p.namespace}/{name} was deleted") from None
         phase = (session.get("status") or {}).get("phase") or ""
         elapsed = time.monotonic() - start
-        line.update(session_progress(session, elapsed), final=phase in _FINAL)
+        line.update(
+            session_progress(session, elapsed),
+            final=phase in _FINAL,
+            state=session_progress(session, None),
+        )
         if phase in _FINAL:
             return str(phase)
         if elapsed > timeout:

@@ -145,17 +145,22 @@ class ProgressLine:
         self._when = 0.0
         self._width = 0
 
-    def update(self, text: str, *, final: bool = False) -> None:
-        """Show `text` as the current status."""
+    def _due(self, now: float) -> bool:
+        return now - self._when >= self.interval
+
+    def update(self, text: str, *, final: bool = False, state: str | None = None) -> None:
+        """Show `text` as the current status. Off a terminal, a line whose `state` (the
+        text without its clock) changed is printed at once, else at most every interval."""
         now = time.monotonic()
+        key = text if state is None else state
         if self.tty:
             pad = " " * max(self._width - len(text), 0)
             self.stream.write(f"\r{text}{pad}" + ("\n" if final else ""))
             self._width = len(text)
-        elif text != self._last and (final or now - self._when >= self.interval):
+        elif final or (key != self._last and (state is not None or self._due(now))):
             self.stream.write(text + "\n")
-            self._when = now
         else:
             return
-        self._last = text
+        self._when = now
+        self._last = key
         self.stream.flush()
