@@ -4,6 +4,7 @@ real kubectl, against a Repository on a real REST server."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from stash.kube.client import Kube
+from stash.kube.resources import SECRETS
 from stash.restic import Restic
 from tests.integration.conftest import MakeRestic
 from tests.integration.kubectl.conftest import Kubectl, World
@@ -53,7 +56,12 @@ async def test_snapshots_download_byte_for_byte_and_delete(
 
 
 async def test_a_key_added_opens_the_repository_and_can_be_removed(
-    kubectl: Kubectl, repo_world: World, namespace: str, tmp_path: Path, make_restic: MakeRestic
+    kubectl: Kubectl,
+    repo_world: World,
+    namespace: str,
+    tmp_path: Path,
+    make_restic: MakeRestic,
+    rawkube: Kube,
 ) -> None:
     secret_file = tmp_path / "new-password"
     secret_file.write_text("a second password\n")
@@ -75,6 +83,20 @@ async def test_a_key_added_opens_the_repository_and_can_be_removed(
     removed = await kubectl.stash(namespace, "key", "remove", "repo", new["id"][:8])
     assert removed.returncode == 0, removed.stderr
     assert [k.id for k in await repo_world.restic.keys()] == [current["id"]]
+
+    # update: a new key, the Secret's password changed, the old key gone; still usable.
+    third = tmp_path / "third"
+    third.write_text("the third password")
+    updated = await kubectl.stash(
+        namespace, "key", "update", "repo", f"--new-password-file={third}"
+    )
+    assert updated.returncode == 0, updated.stderr
+    secret = await rawkube.get(SECRETS, "repo-creds", namespace)
+    assert base64.b64decode(secret["data"]["RESTIC_PASSWORD"]) == b"the third password"
+    [key] = await make_restic(repo_world.storage, password="the third password").keys()
+    assert key.id != current["id"]
+    listed = await kubectl.stash(namespace, "snapshots", "repo", "-o", "json")
+    assert listed.returncode == 0 and len(json.loads(listed.stdout)["items"]) == 1
 
 
 async def _wait_for_locks(restic: Restic, count: int) -> list[str]:
