@@ -112,3 +112,31 @@ def test_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert (
         capsys.readouterr().err.strip() == "kubectl-stash: --kubeconfig /nonexistent: no such file"
     )
+
+
+def test_the_job_runs_the_same_command_next_to_the_volume() -> None:
+    from stash.cli.kubectl.plugin import Plugin
+    from stash.cli.kubectl.podjob import inner_argv, job_manifest
+
+    argv = ["-n", "ns", "unlock", "repo", "--kubeconfig=/k", "--context", "c", "--min-age=0s",
+            "--image", "reg/stash:1", "--job-env=A=b", "--job-timeout", "60"]  # fmt: skip
+    assert inner_argv(argv) == ["unlock", "repo", "--min-age=0s"]
+    args = build_parser().parse_args(argv)
+    repo = {
+        "spec": {
+            "backend": {
+                "storageSecretName": "creds",
+                "local": {"mountPath": "/repo", "subPath": "a", "hostPath": {"path": "/srv"}},
+            }
+        }
+    }
+    job = job_manifest(Plugin(None, "ns", args), repo, inner_argv(argv))  # type: ignore[arg-type]
+    pod = job["spec"]["template"]["spec"]
+    [c] = pod["containers"]
+    assert c["image"] == "reg/stash:1" and c["command"] == ["kubectl-stash"]
+    assert c["args"] == ["unlock", "repo", "--min-age=0s", "--local-repository=/repo"]
+    assert c["volumeMounts"] == [{"name": "stash-local", "mountPath": "/repo", "subPath": "a"}]
+    assert pod["volumes"] == [{"name": "stash-local", "hostPath": {"path": "/srv"}}]
+    assert c["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "creds", "key": "RESTIC_PASSWORD"}
+    assert c["env"][1] == {"name": "A", "value": "b"}
+    assert job["spec"]["backoffLimit"] == 0 and job["spec"]["activeDeadlineSeconds"] == 60

@@ -7,9 +7,9 @@ API (so the caller's RBAC decides), maps them to a restic target with
 that holds restic's cache and any CA or key file. The restic binary is `--restic`, else
 `$STASH_RESTIC`, else `restic` on the PATH.
 
-A local backend is a volume only pods can mount; `open_repository` refuses it with a
-message naming the fix (run the command where the volume is mounted, or use a remote
-backend), since restic run here would create an empty repository on this machine.
+A local backend is a volume only pods can mount (restic run here would create an empty
+repository on this machine): `open_repository` raises `NeedsJob`, and the command runs
+again in a Job that mounts it (`podjob`), where `--local-repository` opens it.
 
 Not for: what is done with the repository (the command modules).
 """
@@ -30,12 +30,13 @@ from pydantic import ValidationError
 
 from stash.api import Repository
 from stash.cli.kubectl.plugin import Plugin, PluginError
+from stash.cli.kubectl.podjob import local_target
 from stash.contract.resources import REPOSITORIES
 from stash.kube.client import JSON, Forbidden, NotFound
 from stash.kube.resources import SECRETS
 from stash.restic import Restic, ResticError, ResticOptions, restic_target
 
-__all__ = ["OpenRepository", "add_restic_flag", "open_repository", "secret_data"]
+__all__ = ["NeedsJob", "OpenRepository", "add_restic_flag", "open_repository", "secret_data"]
 
 
 @dataclass(frozen=True)
@@ -86,21 +87,51 @@ async def _get_repository(p: Plugin, name: str) -> tuple[JSON, Repository]:
         raise PluginError(f"{where} does not parse: {exc.errors()[0]['msg']}") from None
 
 
+class NeedsJob(Exception):
+    """The repository is on a local backend: the command runs in a Job (`podjob`)."""
+
+    def __init__(self, repository: JSON, where: str) -> None:
+        super().__init__(
+            f"{where} uses a local backend, a volume only pods mount, and this command "
+            "cannot run in a Job: run it in a pod that mounts the volume"
+        )
+        self.repository = repository
+
+
+def _options(p: Plugin, scratch: Path, progress_fps: float | None) -> ResticOptions:
+    return ResticOptions(
+        binary=_binary(p),
+        scratch_dir=str(scratch),
+        cache_dir=str(scratch / "cache"),
+        temp_dir=str(scratch),
+        progress_fps=progress_fps,
+        unreachable_timeout=60.0,
+    )
+
+
 @asynccontextmanager
 async def open_repository(
     p: Plugin, name: str, *, progress_fps: float | None = None
 ) -> AsyncIterator[OpenRepository]:
-    """The Repository `name` in the plugin's namespace, ready for restic commands."""
+    """The Repository `name` in the plugin's namespace, ready for restic commands
+    (inside a Job with `--local-repository`: the repository mounted there)."""
+    if getattr(p.args, "local_repository", None):
+        scratch = Path(tempfile.mkdtemp(prefix="kubectl-stash-"))
+        try:
+            restic = Restic(
+                local_target(p.args.local_repository), _options(p, scratch, progress_fps)
+            )
+            yield OpenRepository(name, p.namespace, {}, restic, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return
     obj, repo = await _get_repository(p, name)
     backend = repo.spec.backend if repo.spec else None
     where = f"Repository {p.namespace}/{name}"
     if backend is None or not backend.storage_secret_name:
         raise PluginError(f"{where} has no spec.backend.storageSecretName: set it")
     if backend.provider() == "local":
-        raise PluginError(
-            f"{where} uses a local backend, a volume only pods mount: run restic in a pod "
-            "that mounts it, or move the repository to a remote backend (s3, gcs, rest, ...)"
-        )
+        raise NeedsJob(obj, where)
     secret_name = backend.storage_secret_name
     try:
         secret = await p.kube.get(SECRETS, secret_name, p.namespace)
@@ -118,14 +149,7 @@ async def open_repository(
             )
         except ResticError as exc:
             raise PluginError(f"{where}: {exc}") from None
-        options = ResticOptions(
-            binary=_binary(p),
-            scratch_dir=str(scratch),
-            cache_dir=str(scratch / "cache"),
-            temp_dir=str(scratch),
-            progress_fps=progress_fps,
-            unreachable_timeout=60.0,
-        )
-        yield OpenRepository(name, p.namespace, obj, Restic(target, options), scratch)
+        restic = Restic(target, _options(p, scratch, progress_fps))
+        yield OpenRepository(name, p.namespace, obj, restic, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

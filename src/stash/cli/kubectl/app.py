@@ -21,7 +21,9 @@ from kubernetes_asyncio.client import ApiClient
 
 from stash.cli.kubeconfig import KubeconfigError, load_client_config
 from stash.cli.kubectl import debug, download, invokers, keys, meta, objects, repository
+from stash.cli.kubectl.access import NeedsJob
 from stash.cli.kubectl.plugin import Command, Plugin, PluginError, normalize_dry_run
+from stash.cli.kubectl.podjob import run_job
 from stash.cli.usage import Parser
 from stash.kube.client import Forbidden, Kube, KubeError, NotFound
 from stash.restic import ResticError
@@ -65,14 +67,20 @@ def _leaves(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
 
 async def _run(args: argparse.Namespace) -> int:
     run: Command = args.run
-    if args.command in _OFFLINE:
-        return await run(Plugin(None, "", args))  # type: ignore[arg-type]
+    if args.command in _OFFLINE or getattr(args, "local_repository", None):
+        # No cluster needed (inside a Job: the repository is mounted, its password set).
+        return await run(Plugin(None, args.namespace or "default", args))  # type: ignore[arg-type]
     resolved = await load_client_config(
         kubeconfig=args.kubeconfig, context=args.context, namespace=args.namespace
     )
     kube = Kube(ApiClient(configuration=resolved.configuration))
+    plugin = Plugin(kube, resolved.namespace, args)
     try:
-        return await run(Plugin(kube, resolved.namespace, args))
+        return await run(plugin)
+    except NeedsJob as exc:
+        if not hasattr(args, "job_timeout"):
+            raise PluginError(str(exc)) from None
+        return await run_job(plugin, exc.repository, args.argv)
     finally:
         await kube.close()
 
@@ -80,6 +88,7 @@ async def _run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `kubectl-stash`; the exit code."""
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     normalize_dry_run(args)
     try:
         return asyncio.run(_run(args))

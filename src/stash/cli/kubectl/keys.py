@@ -18,6 +18,7 @@ from typing import Any
 
 from stash.cli.kubectl.access import add_restic_flag, open_repository
 from stash.cli.kubectl.plugin import Plugin, PluginError, add_dry_run, add_output, emit, table
+from stash.cli.kubectl.podjob import add_job_flags
 from stash.kube.resources import SECRETS
 from stash.restic import ResticError
 
@@ -32,6 +33,7 @@ def register(sub: Any) -> None:
     ls = verbs.add_parser("list", help="list the keys")
     ls.add_argument("repository")
     add_output(ls)
+    add_job_flags(ls)
     ls.set_defaults(run=list_keys)
     add = verbs.add_parser("add", help="add a key for a new password")
     upd = verbs.add_parser("update", help="change the password (key and storage Secret)")
@@ -45,6 +47,7 @@ def register(sub: Any) -> None:
     rm = verbs.add_parser("remove", help="remove a key (not the current one)")
     rm.add_argument("repository")
     rm.add_argument("key_id", help="the key's ID (or a unique prefix)")
+    add_job_flags(rm)
     rm.set_defaults(run=remove_key)
     for v in (ls, add, upd, rm):
         add_restic_flag(v)

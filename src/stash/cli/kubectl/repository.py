@@ -20,6 +20,7 @@ from typing import Any
 
 from stash.cli.kubectl.access import add_restic_flag, open_repository
 from stash.cli.kubectl.plugin import Plugin, PluginError, add_dry_run, add_output, emit, table
+from stash.cli.kubectl.podjob import add_job_flags
 from stash.restic import ResticError, Snapshot, remove_stale_locks
 
 __all__ = ["register", "snapshot_object"]
@@ -34,12 +35,14 @@ def register(sub: Any) -> None:
     s.add_argument("--host", help="only this host's snapshots")
     add_output(s)
     add_restic_flag(s)
+    add_job_flags(s)
     s.set_defaults(run=snapshots)
     d = sub.add_parser("delete", help="delete a snapshot (restic forget --prune)")
     d.add_argument("what", choices=["snapshot"])
     d.add_argument("name", help="<repository>-<first 8 characters of the snapshot ID>")
     add_dry_run(d)
     add_restic_flag(d)
+    add_job_flags(d)
     d.set_defaults(run=delete_snapshot)
     u = sub.add_parser("unlock", help="remove a repository's stale locks")
     u.add_argument("repository")
@@ -49,11 +52,13 @@ def register(sub: Any) -> None:
     u.add_argument("--remove-all", action="store_true", help="remove every lock, live ones too")
     add_dry_run(u)
     add_restic_flag(u)
+    add_job_flags(u)
     u.set_defaults(run=unlock)
     c = sub.add_parser("check", help="check a repository's integrity (restic check)")
     c.add_argument("repository")
     c.add_argument("--read-data-subset", help="also read this part of the data (e.g. 10%%, 1/5)")
     add_restic_flag(c)
+    add_job_flags(c)
     c.set_defaults(run=check)
 
 
