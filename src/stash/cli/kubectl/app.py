@@ -20,7 +20,16 @@ from pathlib import Path
 from kubernetes_asyncio.client import ApiClient
 
 from stash.cli.kubeconfig import KubeconfigError, load_client_config
-from stash.cli.kubectl import debug, download, invokers, keys, meta, objects, repository
+from stash.cli.kubectl import (
+    clone,
+    debug,
+    download,
+    invokers,
+    keys,
+    meta,
+    objects,
+    repository,
+)
 from stash.cli.kubectl.access import NeedsJob
 from stash.cli.kubectl.plugin import Command, Plugin, PluginError, normalize_dry_run
 from stash.cli.kubectl.podjob import run_job
@@ -48,7 +57,7 @@ def build_parser() -> Parser:
     _global_flags(p, top=True)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
-    for group in (invokers, repository, keys, download, objects, debug, meta):
+    for group in (invokers, repository, keys, download, objects, clone, debug, meta):
         group.register(sub)
     for leaf in _leaves(p):
         _global_flags(leaf, top=False)
