@@ -149,6 +149,27 @@ async def test_debug_reports_the_invoker_sessions_and_events(
     assert "===== Events (" in out and "BackupConfiguration/bc" in out
     assert "===== operator" in out
 
+    # a paused invoker: describe says so (no fire times); a dry run changes nothing
+    dry = await kubectl.stash(namespace, "pause", "backup", "--backupconfig=bc", "--dry-run")
+    assert dry.returncode == 0 and "(dry run" in dry.stdout
+    assert not (await rawkube.get(BACKUPCONFIGURATIONS, "bc", namespace))["spec"].get("paused")
+    paused = await kubectl.stash(namespace, "pause", "backup", "--backupconfig=bc")
+    assert paused.returncode == 0, paused.stderr
+    shown = await kubectl.stash(namespace, "describe", "bc", "bc", "-o", "yaml")
+    assert shown.returncode == 0 and "paused: true" in shown.stdout
+    assert "nextFireTimes" not in shown.stdout
+
+    rs = await kubectl.stash(
+        namespace, "restore", "rs", "--repository=repo", "--target=deployment/web"
+    )
+    assert rs.returncode == 0, rs.stderr
+    restore = await kubectl.stash(namespace, "debug", "restore", "--restoresession=rs")
+    assert restore.returncode == 0 and f"===== RestoreSession {namespace}/rs" in restore.stdout
+    operator = await kubectl.stash(namespace, "debug", "operator")
+    assert operator.returncode == 0 and "===== operator" in operator.stdout
+    missing = await kubectl.stash(namespace, "debug", "restore", "--restoresession=nope")
+    assert missing.returncode == 1 and 'no RestoreSession "nope"' in missing.stderr
+
 
 async def test_restore_creates_a_restore_session_from_flags(
     kubectl: Kubectl, repo_world: World, rawkube: Kube, namespace: str

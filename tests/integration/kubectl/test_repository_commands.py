@@ -44,6 +44,20 @@ async def test_snapshots_download_byte_for_byte_and_delete(
     for rel in ("a.txt", "sub/b.bin"):
         assert (got / rel).read_bytes() == (repo_world.data / rel).read_bytes()
 
+    # two snapshots: each into <destination>/<id8>
+    (repo_world.data / "a.txt").write_text("changed\n")
+    second = (await repo_world.restic.backup([str(repo_world.data)], host="web-0")).snapshot_id
+    assert second is not None
+    both = tmp_path / "both"
+    done = await kubectl.stash(
+        namespace, "download", "repo", f"--destination={both}", f"--snapshots={snap.id},{second}"
+    )
+    assert done.returncode == 0, done.stderr
+    rel = repo_world.data.relative_to("/") / "a.txt"
+    assert (both / snap.id[:8] / rel).read_text() == "alpha\n"
+    assert (both / second[:8] / rel).read_text() == "changed\n"
+    await repo_world.restic.forget_snapshots([second], prune=False)
+
     dry = await kubectl.stash(namespace, "delete", "snapshot", f"repo-{snap.id[:8]}", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert [s.id for s in await repo_world.restic.snapshots()] == [snap.id]
