@@ -21,9 +21,10 @@ from typing import Any
 from stash.cli.kubectl.access import add_restic_flag, open_repository
 from stash.cli.kubectl.plugin import Plugin, PluginError, add_dry_run, add_output, emit, table
 from stash.cli.kubectl.podjob import add_job_flags
-from stash.restic import ResticError, Snapshot, remove_stale_locks
+from stash.restic import ResticError, remove_stale_locks
+from stash.snapshotapi import snapshot_object
 
-__all__ = ["register", "snapshot_object"]
+__all__ = ["register"]
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
@@ -60,31 +61,6 @@ def register(sub: Any) -> None:
     add_restic_flag(c)
     add_job_flags(c)
     c.set_defaults(run=check)
-
-
-def snapshot_object(repo: str, namespace: str, snap: Snapshot) -> dict[str, Any]:
-    """A snapshot as the Snapshot resource shows it (stash-api.md §11)."""
-    return {
-        "apiVersion": "repositories.stash.appscode.com/v1alpha1",
-        "kind": "Snapshot",
-        "metadata": {
-            "name": f"{repo}-{snap.id[:8]}",
-            "namespace": namespace,
-            "uid": snap.id,
-            "creationTimestamp": snap.time.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "labels": {"repository": repo, "hostname": snap.hostname},
-        },
-        "status": {
-            "tree": snap.tree,
-            "paths": list(snap.paths),
-            "hostname": snap.hostname,
-            "username": snap.username,
-            "uid": snap.uid,
-            "gid": snap.gid,
-            "tags": list(snap.tags),
-            "repository": repo,
-        },
-    }
 
 
 async def snapshots(p: Plugin) -> int:
