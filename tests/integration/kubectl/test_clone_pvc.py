@@ -13,9 +13,9 @@ import yaml
 
 from stash.contract.resources import BACKUPCONFIGURATIONS, REPOSITORIES, RESTORESESSIONS
 from stash.kube.client import JSON, Kube
-from stash.kube.resources import JOBS, PVCS, SECRETS
+from stash.kube.resources import PODS, PVCS, SECRETS
 from stash_dev.podrunner import PodRunner
-from tests.e2e.jobs import claim_dir, run_job
+from tests.e2e.jobs import claim_dir
 from tests.integration.agent.conftest import agent_env, read_tree, write_tree
 from tests.integration.conftest import storage_of
 from tests.integration.kubectl.conftest import Kubectl
@@ -35,11 +35,20 @@ async def runner(rawkube: Kube, tmp_path: Path) -> AsyncIterator[PodRunner]:
 
 
 async def _run_job_named(kube: Kube, runner: PodRunner, ns: str, prefix: str) -> None:
-    async def job() -> str | None:
-        names = [j["metadata"]["name"] for j in (await kube.list(JOBS, ns))["items"]]
-        return next((n for n in names if n.startswith(prefix)), None)
+    """Run the pod of the Job named `prefix...` to its end (exit 0). The plugin may delete
+    the Job as soon as the session it serves is over, so its completion is not awaited."""
 
-    await run_job(kube, runner, ns, await eventually(job, timeout=90, what=f"a Job {prefix}*"))
+    async def pod() -> JSON | None:
+        for p in (await kube.list(PODS, ns))["items"]:
+            job = p["metadata"].get("labels", {}).get("job-name", "")
+            if job.startswith(prefix) and p["spec"].get("nodeName"):
+                return dict(p)
+        return None
+
+    found = await eventually(pod, timeout=90, what=f"the pod of a Job {prefix}*")
+    for container in await runner.run_pod(found, report_status=True):
+        code = await container.wait(timeout=180)
+        assert code == 0, f"{container.container} exited {code}:\n{container.logs()[-3000:]}"
 
 
 async def test_clone_pvc_copies_the_files_and_cleans_up(
@@ -94,3 +103,8 @@ async def test_clone_pvc_copies_the_files_and_cleans_up(
         return not left
 
     await eventually(cleaned, timeout=60, what="the temporary invokers deleted")
+    # the new claim is not garbage-collected with the RestoreSession that made it
+    await asyncio.sleep(3)
+    assert read_tree(await claim_dir(rawkube, namespace, "data-clone")) == FILES
+    claim = await rawkube.get(PVCS, "data-clone", namespace)
+    assert not claim["metadata"].get("ownerReferences")

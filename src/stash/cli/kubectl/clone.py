@@ -8,8 +8,9 @@ namespace (the `pvc-restore` Task, a `volumeClaimTemplates` entry with SRC's acc
 modes, size and storage class) restores that snapshot into the new claim NEW (default
 `<SRC>-clone`). Into another namespace, the Repository and its Secret are copied there
 first (`objects.copy_of`). Everything temporary (the BackupConfiguration and its
-sessions, the RestoreSession, the copies) is deleted at the end, whatever happened; the
-snapshot stays in the repository. `--runtime-settings FILE` (YAML, the invokers'
+sessions, the RestoreSession, the copies) is deleted at the end, whatever happened (the
+new claim is released from the RestoreSession first, so it stays); the snapshot stays in
+the repository. `--runtime-settings FILE` (YAML, the invokers'
 `runtimeSettings`) is passed to both Jobs.
 
 Not for: cloning a workload's volumes (back up the workload, then `restore`).
@@ -142,6 +143,7 @@ async def clone_pvc(p: Plugin) -> int:
         await p.kube.create(RESTORESESSIONS, rs, to)
         undo.append((RESTORESESSIONS, rs["metadata"]["name"], to))
         phase = await _follow_restore(p, rs["metadata"]["name"], to)
+        await _keep_claim(p, new, to)
         if phase != "Succeeded":
             raise PluginError(
                 f"restoring into {to}/{new} ended {phase}: see the Events of RestoreSession "
@@ -152,6 +154,18 @@ async def clone_pvc(p: Plugin) -> int:
             await p.kube.delete(res, name, ns, propagation="Background")
     p.say(f"PVC {p.namespace}/{p.args.source} cloned to {to}/{new}")
     return 0
+
+
+async def _keep_claim(p: Plugin, name: str, ns: str) -> None:
+    """The new claim outlives the RestoreSession that made it (which owns it)."""
+    try:
+        claim = await p.kube.get(PVCS, name, ns)
+    except NotFound:
+        return
+    owners = claim["metadata"].get("ownerReferences") or []
+    kept = [o for o in owners if o.get("kind") != "RestoreSession"]
+    if kept != owners:
+        await p.kube.patch(PVCS, name, {"metadata": {"ownerReferences": kept or None}}, ns)
 
 
 async def _get(p: Plugin, res: Resource, name: str, ns: str) -> JSON:
