@@ -51,6 +51,7 @@ EXPECTED = {
             ("Task", "string", ".spec.task.name"),
             ("Schedule", "string", ".spec.schedule"),
             ("Paused", "boolean", ".spec.paused"),
+            ("Next-Backup", "string", ".status.nextBackupTime"),
             ("Phase", "string", ".status.phase"),
             AGE,
         ],
@@ -94,6 +95,7 @@ EXPECTED = {
         [
             ("Schedule", "string", ".spec.schedule"),
             ("Paused", "boolean", ".spec.paused"),
+            ("Next-Backup", "string", ".status.nextBackupTime"),
             ("Phase", "string", ".status.phase"),
             AGE,
         ],

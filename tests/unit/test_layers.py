@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("stash.cli",),
     ("stash.operator",),
-    ("stash.controllers", "stash.webhook", "stash.agent"),
+    ("stash.controllers", "stash.webhook", "stash.agent", "stash.snapshotapi"),
     ("stash.scheduler", "stash.inject", "stash.validation", "stash.sessionmetrics"),
     ("stash.contract", "stash.restic"),
     ("stash.kube",),

@@ -81,6 +81,7 @@ _PHASE = _col("Phase", ".status.phase")
 _DURATION = _col("Duration", ".status.sessionDuration")
 _SCHEDULE = _col("Schedule", ".spec.schedule")
 _PAUSED = _col("Paused", ".spec.paused", "boolean")
+_NEXT = _col("Next-Backup", ".status.nextBackupTime")
 _TASK = _col("Task", ".spec.task.name")
 _REPOSITORY = _col("Repository", ".spec.repository.name")
 _BASE = ("stash", "appscode")
@@ -116,7 +117,7 @@ KINDS: dict[str, KindInfo] = {
             scope="Namespaced",
             short_names=("bc",),
             categories=_WITH_ALL,
-            columns=(_TASK, _SCHEDULE, _PAUSED, _PHASE, _AGE),
+            columns=(_TASK, _SCHEDULE, _PAUSED, _NEXT, _PHASE, _AGE),
             has_status=True,
         ),
         KindInfo(
@@ -158,7 +159,7 @@ KINDS: dict[str, KindInfo] = {
             scope="Namespaced",
             short_names=(),
             categories=_WITH_ALL,
-            columns=(_SCHEDULE, _PAUSED, _PHASE, _AGE),
+            columns=(_SCHEDULE, _PAUSED, _NEXT, _PHASE, _AGE),
             has_status=True,
         ),
         KindInfo(

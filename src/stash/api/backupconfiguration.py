@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from stash.api.base import Bool, Int32, Int64, StashModel, crd_default
+from stash.api.base import Bool, Int32, Int64, StashModel, Time, crd_default
 from stash.api.common import (
     BackupHooks,
     BackupTarget,
@@ -70,6 +70,8 @@ class BackupConfigurationStatus(StashModel):
     observed_generation: Int64 | None = None
     phase: BackupInvokerPhase | None = None
     conditions: list[Condition] | None = None
+    next_backup_time: Time | None = None
+    """When the cron engine creates the next scheduled BackupSession (unset: paused)."""
 
 
 class BackupConfiguration(StashModel):

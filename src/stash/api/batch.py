@@ -74,6 +74,8 @@ class BackupBatchStatus(StashModel):
     phase: BackupInvokerPhase | None = None
     conditions: list[Condition] | None = None
     member_conditions: list[MemberConditions] | None = None
+    next_backup_time: Time | None = None
+    """When the cron engine creates the next scheduled BackupSession (unset: paused)."""
 
 
 class BackupBatch(StashModel):

@@ -40,6 +40,7 @@ from stash.controllers.conditions import (
     target_check,
 )
 from stash.controllers.context import ControllerContext
+from stash.controllers.nextrun import earliest, next_run, without_unset
 from stash.cron import CronError, CronSchedule, parse_schedule
 from stash.kube.client import JSON, key_of
 from stash.kube.conditions import set_condition
@@ -200,8 +201,12 @@ class BackupBatchReconciler:
             "conditions": [c.to_wire() for c in decision.conditions],
             "memberConditions": [m.to_wire() for m in decision.members],
         }
+        upcoming = next_run(ctx.engine, ekey)
+        status["nextBackupTime"] = upcoming.wire
         await self._write(obj, status, batch)
-        return Result(TARGET_RECHECK if decision.recheck else None)
+        return Result(
+            earliest(TARGET_RECHECK if decision.recheck else None, upcoming.recheck_after)
+        )
 
     async def _unregister(self, key: str) -> None:
         self.ctx.engine.unregister(engine_key("BackupBatch", key))
@@ -225,6 +230,7 @@ class BackupBatchReconciler:
             "observedGeneration": generation,
             "phase": "Invalid",
             "conditions": [c.to_wire() for c in conds],
+            "nextBackupTime": None,
         }
         await self._write(obj, status, None)
         await self._unregister(key_of(obj))
@@ -240,7 +246,7 @@ class BackupBatchReconciler:
             BACKUPBATCHES,
             meta["name"],
             meta["namespace"],
-            lambda live: {**(live.get("status") or {}), **status},
+            lambda live: without_unset({**(live.get("status") or {}), **status}),
             current=obj,
         )
         if old.get("phase") != status["phase"]:

@@ -34,6 +34,7 @@ from stash.controllers.conditions import (
     usage_check,
 )
 from stash.controllers.context import ControllerContext
+from stash.controllers.nextrun import earliest, next_run, without_unset
 from stash.cron import CronError, CronSchedule, parse_schedule
 from stash.inject import backup_injection_problem, injected_backup_invoker
 from stash.kube.client import JSON, key_of
@@ -190,8 +191,11 @@ class BackupConfigurationReconciler:
             "phase": P.backup_invoker_phase(decision.conditions, driver),
             "conditions": [c.to_wire() for c in decision.conditions],
         }
+        upcoming = next_run(ctx.engine, ekey)
+        status["nextBackupTime"] = upcoming.wire
         await self._write(obj, status, bc)
-        return Result(TARGET_RECHECK if decision.recheck_target else None)
+        recheck = TARGET_RECHECK if decision.recheck_target else None
+        return Result(earliest(recheck, upcoming.recheck_after))
 
     async def _unregister(self, key: str) -> None:
         self.ctx.engine.unregister(engine_key("BackupConfiguration", key))
@@ -215,6 +219,7 @@ class BackupConfigurationReconciler:
             "observedGeneration": generation,
             "phase": "Invalid",
             "conditions": [c.to_wire() for c in conds],
+            "nextBackupTime": None,
         }
         await self._write(obj, status, None)
         await self._unregister(key_of(obj))
@@ -227,6 +232,7 @@ class BackupConfigurationReconciler:
         if (
             old.get("phase") == status["phase"]
             and old.get("observedGeneration") == status["observedGeneration"]
+            and old.get("nextBackupTime") == status.get("nextBackupTime")
             and same(old_conds, new_conds)
         ):
             return
@@ -236,7 +242,7 @@ class BackupConfigurationReconciler:
             BACKUPCONFIGURATIONS,
             meta["name"],
             meta["namespace"],
-            lambda live: {**(live.get("status") or {}), **status},
+            lambda live: without_unset({**(live.get("status") or {}), **status}),
             current=obj,
         )
         if old.get("phase") != status["phase"]:

@@ -1,4 +1,5 @@
-"""`kubectl stash trigger | pause backup | resume backup` against the real apiserver."""
+"""`kubectl stash trigger | pause backup | resume backup` against the real apiserver
+(`python -m stash.cli.kubectl`; tests/integration/kubectl runs the rest through kubectl)."""
 
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ async def test_clear_errors(
     missing = await asyncio.to_thread(_plugin, control_plane, namespace, "trigger", "nope")
     assert missing.returncode == 1 and "not found" in missing.stderr
     assert "Traceback" not in missing.stderr
-    later = await asyncio.to_thread(_plugin, control_plane, namespace, "unlock", "repo")
-    assert later.returncode == 2 and "not available yet" in later.stderr
+    no_repo = await asyncio.to_thread(_plugin, control_plane, namespace, "unlock", "repo")
+    assert no_repo.returncode == 1 and 'no Repository "repo"' in no_repo.stderr
     bad = await asyncio.to_thread(_plugin, control_plane, namespace, "pause", "backup")
     assert bad.returncode == 2 and "--backupconfig" in bad.stderr and "Traceback" not in bad.stderr
