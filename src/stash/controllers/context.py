@@ -21,6 +21,7 @@ from stash.contract.resources import TARGET_KINDS
 from stash.contract.sessions import LABEL_MANAGED_BY
 from stash.controllers.conditions import InvokerFacts, RepositoryFacts, TargetFacts
 from stash.controllers.liveness import ChangeClock, job_host, job_problem
+from stash.hooks import PodExec
 from stash.kube.client import JSON, Kube, KubeError, NotFound, key_of
 from stash.kube.events import EventRecorder
 from stash.kube.informer import Informer
@@ -107,6 +108,8 @@ class ControllerContext:
     now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     session_metrics: SessionMetricsSink = field(default_factory=SessionMetricsSink)
     """Where session metrics go: the Pushgateway, or kept for the operator's /metrics."""
+    pod_exec: PodExec | None = None
+    """How a batch's exec global hooks run (`pods/exec`); None: they fail saying so."""
 
     _parsed: dict[tuple[str, str, str], Any] = field(default_factory=dict)
 
