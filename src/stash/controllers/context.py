@@ -26,6 +26,7 @@ from stash.kube.client import JSON, Kube, KubeError, NotFound, key_of
 from stash.kube.events import EventRecorder
 from stash.kube.informer import Informer
 from stash.kube.resources import EVENTS
+from stash.notifications import Notifier
 from stash.scheduler import CronEngine
 from stash.sessionmetrics import SessionMetricsSink
 from stash.settings import OperatorSettings
@@ -110,6 +111,8 @@ class ControllerContext:
     """Where session metrics go: the Pushgateway, or kept for the operator's /metrics."""
     pod_exec: PodExec | None = None
     """How a batch's exec global hooks run (`pods/exec`); None: they fail saying so."""
+    notifier: Notifier | None = None
+    """The operator's notifiers (None: no notifications)."""
 
     _parsed: dict[tuple[str, str, str], Any] = field(default_factory=dict)
 

@@ -42,6 +42,7 @@ from stash.controllers.conditions import (
     target_check,
 )
 from stash.controllers.context import ControllerContext
+from stash.controllers.notify import restore_session_ended
 from stash.controllers.provisioning import (
     ensure_binding,
     ensure_restore_executor,
@@ -337,12 +338,14 @@ class RestoreBatchReconciler:
         ]
         if is_true(done.conditions, P.DEADLINE_EXCEEDED):
             errors.append("the deadline passed before every member finished")
+        summary = f"{done.phase}" + (": " + "; ".join(errors) if errors else "")
         await self.ctx.recorder.emit(
             written,
             NORMAL if done.phase == "Succeeded" else WARNING,
             f"RestoreBatch{done.phase}",
-            f"{done.phase}" + (": " + "; ".join(errors) if errors else ""),
+            summary,
         )
+        restore_session_ended(self.ctx, written, summary)
 
     async def _write(
         self, obj: JSON, change: Callable[[RestoreBatchStatus], RestoreBatchStatus]
