@@ -2,10 +2,11 @@
 `stash-init` against a local HTTP receiver (stash-api.md §6): a preBackup hook answering
 500 fails the session before anything is uploaded, an OnFailure postBackup hook posts its
 templated body, a tcpSocket hook to a closed port fails as documented, and preRestore /
-postRestore run around a restore."""
+postRestore run around a restore; a BackupBatch's global hooks run around its member."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -15,7 +16,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from stash.contract.resources import BACKUPCONFIGURATIONS, REPOSITORIES, RESTORESESSIONS
+from stash.contract.resources import (
+    BACKUPBATCHES,
+    BACKUPCONFIGURATIONS,
+    REPOSITORIES,
+    RESTORESESSIONS,
+)
+from stash.controllers.trigger import create_backup_session
 from stash.kube.client import JSON, Kube, Resource
 from stash.kube.resources import DEPLOYMENTS, SECRETS
 from stash_dev.podrunner import PodRunner
@@ -283,3 +290,65 @@ async def test_pre_and_post_restore_hooks_run_around_the_restore(
     events = await events_of(rawkube, namespace, "restore")
     assert "PreRestoreHookExecutionSucceeded" in events
     assert "PostRestoreHookExecutionSucceeded" in events
+
+
+async def test_a_batchs_global_hooks_run_around_its_members(
+    rawkube: Kube,
+    run_operator: OperatorFactory,
+    namespace: str,
+    agent_rbac: None,
+    runner: PodRunner,
+    restic_bin: str,
+    receiver: Receiver,
+    tmp_path: Path,
+) -> None:
+    await run_operator()
+    where = {"host": "127.0.0.1", "port": receiver.port}
+    member = backup_configuration(restic_bin)["spec"]
+    batch = {
+        "apiVersion": "stash.appscode.com/v1beta1",
+        "kind": "BackupBatch",
+        "metadata": {"name": "wp"},
+        "spec": {
+            "schedule": "0 0 1 1 *",
+            "repository": {"name": "repo"},
+            "retentionPolicy": member["retentionPolicy"],
+            "hooks": {
+                "preBackup": {"httpGet": {**where, "path": "/maintenance/on"}},
+                "postBackup": {
+                    "executionPolicy": "OnSuccess",
+                    "httpGet": {**where, "path": "/maintenance/off"},
+                },
+            },
+            "members": [{"target": member["target"], "runtimeSettings": member["runtimeSettings"]}],
+        },
+    }
+    await create_objects(
+        rawkube,
+        namespace,
+        [
+            (SECRETS, secret()),
+            (REPOSITORIES, local_repository(tmp_path / "repo")),
+            (DEPLOYMENTS, deployment()),
+            (BACKUPBATCHES, batch),
+        ],
+    )
+
+    async def ready() -> JSON | None:
+        obj = await rawkube.get(BACKUPBATCHES, "wp", namespace)
+        return obj if (obj.get("status") or {}).get("phase") == "Ready" else None
+
+    live = await eventually(ready, timeout=60, what="BackupBatch wp Ready")
+    (pod,) = await injected_pods(rawkube, namespace, "web", "stash")
+    data = tmp_path / "data"
+    write_tree(data, {"index.html": b"<h1>wp</h1>\n"})
+    sidecar = await runner.run(pod, "stash", volumes={"data": data})
+    name = await create_backup_session(
+        rawkube, {**live, "kind": "BackupBatch"}, dt.datetime.now(dt.UTC)
+    )
+    session = await finished(rawkube, namespace, name, logs=[sidecar])
+    assert session["status"]["phase"] == "Succeeded", session["status"]
+    assert receiver.requests == [("GET", "/maintenance/on", ""), ("GET", "/maintenance/off", "")]
+    conds = {c["type"]: c["status"] for c in session["status"]["conditions"]}
+    assert conds["GlobalPreBackupHookSucceeded"] == "True"
+    assert conds["GlobalPostBackupHookSucceeded"] == "True"
