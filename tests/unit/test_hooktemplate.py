@@ -8,13 +8,9 @@ import json
 
 import pytest
 
+from stash.contract.hookrender import render_template, template_problem
 from stash.contract.hooks import summary_data
-from stash.contract.hooktemplate import (
-    TemplateError,
-    parse_template,
-    render_template,
-    template_problem,
-)
+from stash.contract.hooktemplate import TemplateError, parse_template
 
 DATA = summary_data(
     name="pg-backup-1700000000",

@@ -3,14 +3,16 @@
 What it is for: the sequence every backup executor (sidecar, job steps) follows for
 its host, in three parts the job model can split across its containers:
 
-* `take_backup()` — open the Repository, run the pre-backup action
+* `take_backup()` — run the target's preBackup hook (`hooks`; a failed one fails the
+  host before the repository is opened), open the Repository, run the pre-backup action
   `InitializeBackendRepository` when assigned (-> session condition
   `BackendRepositoryInitialized`, False with restic's message on failure), and back up
   the host's paths (`hostbackup.backup_host`). Never raises for a backup problem: the
   result is a Failed `HostBackupStats` with an error a person can act on.
 * `report_host()` — if this host succeeded and completes the target that carries the
   post-backup actions, run them (`postbackup`) *before* writing its stats entry, then
-  upsert the entry (by hostname), emit `HostBackupSucceeded|Failed` on the session and
+  the postBackup hook (per its executionPolicy), then upsert the entry (by hostname)
+  with the hooks' conditions, emit `HostBackupSucceeded|Failed` on the session and
   push the host metrics.
 * `back_up_host()` — both, inside the host's heartbeat Lease (`leases.Heartbeat`),
   which is deleted once the stats entry is written. When the agent is stopped

@@ -1,11 +1,9 @@
-"""The Go text/template subset that hook bodies and commands are written in (§6.4).
+"""The Go text/template subset that hook bodies and commands are written in (§6.4): its
+parser.
 
-What it is for: `parse_template(text)` turns a template into a tree or raises
-`TemplateError` with the line and column of the first problem (admission refuses such a
-template, `stash.validation`); `render_template(text, data)` renders it over a hook's
-summary (`stash.contract.hooks.summary_data`) the way upstream's `text/template` with
-`missingkey=default` does, result trimmed. `template_problem(text)` is the admission
-check: parse errors, unknown functions and fields the summary does not have.
+What it is for: `parse_template(text)` turns a template into a tree (`Template` of text,
+`PipelineNode` and `IfNode`) or raises `TemplateError` with the line and column of the
+first problem; `stash.contract.hookrender` checks and renders the tree.
 
 The subset (docs/hooks.md): text and `{{ pipeline }}` actions with the `{{-`/`-}}` trim
 markers and `{{/* comments */}}`; operands `.`, `.Field.Field`, `$var`, `$var.field`,
@@ -15,37 +13,29 @@ pipelines `a | f b | g` (the left value is the last argument); variables `{{ $x 
 `stash.contract.hookfunctions`. `range`, `with`, `define`, `template` and `block` are
 refused with their position.
 
-Not for: the functions themselves (`hookfunctions`), running hooks (`stash.hooks`).
+Not for: the functions (`hookfunctions`), checking or rendering (`hookrender`), running
+hooks (`stash.hooks`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from stash.contract.hookfunctions import FUNCTIONS, TemplateRuntimeError, go_print, truth
+from stash.contract.hookfunctions import FUNCTIONS
 
 __all__ = [
-    "SUMMARY_FIELDS",
+    "FieldNode",
+    "FuncNode",
+    "IfNode",
+    "LiteralNode",
+    "PipelineNode",
     "Template",
     "TemplateError",
+    "error_at",
     "parse_template",
-    "render_template",
-    "template_problem",
 ]
-
-#: The fields of the summary a template may name (None: a leaf or a list of hosts).
-SUMMARY_FIELDS: Mapping[str, Any] = {
-    "Name": None,
-    "Namespace": None,
-    "Invoker": {"APIGroup": None, "Kind": None, "Name": None},
-    "Target": {"APIVersion": None, "Kind": None, "Name": None, "Namespace": None},
-    "Status": {"Phase": None, "Duration": None, "Error": None},
-    "Hosts": None,
-    "RetryLeft": None,
-}
 
 
 class TemplateError(ValueError):
@@ -62,34 +52,34 @@ class TemplateError(ValueError):
 
 
 @dataclass(frozen=True)
-class _Field:
+class FieldNode:
     var: str | None  # None: relative to the data (`.`); else `$name`
     path: tuple[str, ...]
     pos: int
 
 
 @dataclass(frozen=True)
-class _Literal:
+class LiteralNode:
     value: Any
 
 
 @dataclass(frozen=True)
-class _Func:
+class FuncNode:
     name: str
     pos: int
 
 
 @dataclass
-class _Pipeline:
-    commands: list[list[Any]]  # each command: operands; a _Func first = a call
+class PipelineNode:
+    commands: list[list[Any]]  # each command: operands; a FuncNode first = a call
     declare: str | None = None
     assign: bool = False
     pos: int = 0
 
 
 @dataclass
-class _If:
-    branches: list[tuple[_Pipeline, list[Any]]]
+class IfNode:
+    branches: list[tuple[PipelineNode, list[Any]]]
     otherwise: list[Any] = field(default_factory=list)
 
 
@@ -126,10 +116,11 @@ _ESCAPES |= {"b": "\b", "f": "\f", "v": "\v", "0": "\0"}
 _UNSUPPORTED = ("range", "with", "define", "template", "block", "break", "continue")
 
 
-def _position(source: str, offset: int) -> tuple[int, int]:
+def error_at(source: str, offset: int, message: str) -> TemplateError:
+    """A `TemplateError` for `message` at character `offset` of `source` (line:column)."""
     line = source.count("\n", 0, offset) + 1
     column = offset - (source.rfind("\n", 0, offset) + 1) + 1
-    return line, column
+    return TemplateError(message, line, column)
 
 
 class _Parser:
@@ -137,8 +128,7 @@ class _Parser:
         self.source = source
 
     def fail(self, message: str, offset: int) -> TemplateError:
-        line, column = _position(self.source, offset)
-        return TemplateError(message, line, column)
+        return error_at(self.source, offset, message)
 
     def tokens(self, start: int, end: int) -> list[tuple[str, str, int]]:
         out: list[tuple[str, str, int]] = []
@@ -250,7 +240,7 @@ class _Parser:
         raise self.fail("unexpected EOF: missing {{end}}", len(self.source))
 
     def _if(self, items: list[tuple[str, Any, int]], toks: list[Any], k: int, at: int) -> Any:
-        node = _If(branches=[])
+        node = IfNode(branches=[])
         cond = toks[1:]
         while True:
             if not cond:
@@ -272,8 +262,8 @@ class _Parser:
             node.otherwise = body
             return node, k
 
-    def pipeline(self, toks: list[tuple[str, str, int]], at: int) -> _Pipeline:
-        pipe = _Pipeline(commands=[], pos=toks[0][2] if toks else at)
+    def pipeline(self, toks: list[tuple[str, str, int]], at: int) -> PipelineNode:
+        pipe = PipelineNode(commands=[], pos=toks[0][2] if toks else at)
         if len(toks) >= 2 and toks[0][0] == "variable" and toks[1][0] in ("declare", "assign"):
             if "." in toks[0][1]:
                 raise self.fail("cannot assign to a field", toks[0][2])
@@ -310,34 +300,34 @@ class _Parser:
             raise self.fail("missing command", toks[-1][2] if toks else at)
         pipe.commands.append(command)
         for later in pipe.commands[1:]:
-            if not isinstance(later[0], _Func):
+            if not isinstance(later[0], FuncNode):
                 raise self.fail("non executable command in pipeline stage", pipe.pos)
         return pipe
 
     def operand(self, kind: str, text: str, pos: int, *, first: bool) -> Any:
         if kind == "field":
-            return _Field(None, tuple(text[1:].split(".")), pos)
+            return FieldNode(None, tuple(text[1:].split(".")), pos)
         if kind == "dot":
-            return _Field(None, (), pos)
+            return FieldNode(None, (), pos)
         if kind == "variable":
             name, *path = text.split(".")
-            return _Field(name, tuple(path), pos)
+            return FieldNode(name, tuple(path), pos)
         if kind == "string":
-            return _Literal(self._unquote(text, pos))
+            return LiteralNode(self._unquote(text, pos))
         if kind == "raw":
-            return _Literal(text[1:-1])
+            return LiteralNode(text[1:-1])
         if kind == "char":
-            return _Literal(ord(self._unquote(text, pos)))
+            return LiteralNode(ord(self._unquote(text, pos)))
         if kind == "number":
-            return _Literal(self._number(text, pos))
+            return LiteralNode(self._number(text, pos))
         if kind == "ident":
             if text in ("true", "false"):
-                return _Literal(text == "true")
+                return LiteralNode(text == "true")
             if text == "nil":
-                return _Literal(None)
+                return LiteralNode(None)
             if text not in FUNCTIONS:
                 raise self.fail(f'function "{text}" not defined', pos)
-            return _Func(text, pos)
+            return FuncNode(text, pos)
         raise self.fail(f"unexpected {text!r}", pos)
 
     def _unquote(self, text: str, pos: int) -> str:
@@ -369,137 +359,3 @@ class _Parser:
 def parse_template(text: str) -> Template:
     """The template's tree; `TemplateError` (with line:column) when it does not parse."""
     return _Parser(text).parse()
-
-
-# -- checking --------------------------------------------------------------------------
-
-
-def _walk_fields(nodes: Sequence[Any]) -> list[_Field]:
-    found: list[_Field] = []
-
-    def pipe(p: _Pipeline) -> None:
-        for command in p.commands:
-            for arg in command:
-                if isinstance(arg, _Field):
-                    found.append(arg)
-                elif isinstance(arg, _Pipeline):
-                    pipe(arg)
-
-    for node in nodes:
-        if isinstance(node, _Pipeline):
-            pipe(node)
-        elif isinstance(node, _If):
-            for cond, body in node.branches:
-                pipe(cond)
-                found.extend(_walk_fields(body))
-            found.extend(_walk_fields(node.otherwise))
-    return found
-
-
-def template_problem(text: str) -> TemplateError | None:
-    """Why admission refuses `text` (parse error, unknown function or summary field), or None."""
-    parser = _Parser(text)
-    try:
-        tree = parser.parse()
-    except TemplateError as exc:
-        return exc
-    for f in _walk_fields(tree.nodes):
-        if f.var is not None:
-            continue  # a variable holds whatever it was given (a dict, a string)
-        schema: Any = SUMMARY_FIELDS
-        for name in f.path:
-            if not isinstance(schema, Mapping) or name not in schema:
-                known = ", ".join(f".{k}" for k in schema) if isinstance(schema, Mapping) else ""
-                where = f" (known: {known})" if known else ""
-                return parser.fail(f'the hook summary has no field "{name}"{where}', f.pos)
-            schema = schema[name]
-    return None
-
-
-# -- rendering -------------------------------------------------------------------------
-
-
-class _Scope:
-    def __init__(self, data: Any) -> None:
-        self.data = data
-        self.vars: dict[str, Any] = {"$": data}
-
-
-def _lookup(value: Any, path: Sequence[str]) -> Any:
-    for name in path:
-        if isinstance(value, Mapping):
-            value = value.get(name)
-        else:
-            return None
-    return value
-
-
-def _evaluate(scope: _Scope, pipe: _Pipeline) -> Any:
-    value: Any = None
-    for n, command in enumerate(pipe.commands):
-        head, args = command[0], command[1:]
-        if isinstance(head, _Func):
-            values = [_operand(scope, a) for a in args]
-            if n > 0:
-                values.append(value)
-            value = FUNCTIONS[head.name](*values)
-        else:
-            if args:
-                raise TemplateRuntimeError("can't give argument to non-function")
-            value = _operand(scope, head)
-    if pipe.declare is not None:
-        if pipe.assign and pipe.declare not in scope.vars:
-            raise TemplateRuntimeError(f"undefined variable: {pipe.declare}")
-        scope.vars[pipe.declare] = value
-        return _NOTHING
-    return value
-
-
-_NOTHING = object()
-
-
-def _operand(scope: _Scope, node: Any) -> Any:
-    if isinstance(node, _Literal):
-        return node.value
-    if isinstance(node, _Pipeline):
-        return _evaluate(scope, node)
-    if isinstance(node, _Func):
-        return FUNCTIONS[node.name]()
-    if isinstance(node, _Field):
-        if node.var is None:
-            return _lookup(scope.data, node.path)
-        if node.var not in scope.vars:
-            raise TemplateRuntimeError(f"undefined variable: {node.var}")
-        return _lookup(scope.vars[node.var], node.path)
-    raise TemplateRuntimeError(f"cannot evaluate {node!r}")
-
-
-def _execute(scope: _Scope, nodes: Sequence[Any], out: list[str]) -> None:
-    for node in nodes:
-        if isinstance(node, str):
-            out.append(node)
-        elif isinstance(node, _Pipeline):
-            value = _evaluate(scope, node)
-            if value is not _NOTHING:
-                out.append("<no value>" if value is None else go_print(value))
-        elif isinstance(node, _If):
-            for cond, body in node.branches:
-                if truth(_evaluate(scope, cond)):
-                    _execute(scope, body, out)
-                    break
-            else:
-                _execute(scope, node.otherwise, out)
-
-
-def render_template(text: str, data: Mapping[str, Any]) -> str:
-    """`text` rendered over `data` and trimmed; text without `{{` is returned as it is.
-
-    Raises `TemplateError` when it does not parse, `TemplateRuntimeError` when a
-    function fails on its arguments.
-    """
-    if "{{" not in text:
-        return text
-    tree = parse_template(text)
-    out: list[str] = []
-    _execute(_Scope(data), tree.nodes, out)
-    return "".join(out).strip()

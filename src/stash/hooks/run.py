@@ -26,8 +26,9 @@ import aiohttp
 
 from stash.api.common import FormEntry, Handler, HTTPGetAction, HTTPPostAction
 from stash.contract.hookfunctions import TemplateRuntimeError
+from stash.contract.hookrender import render_template
 from stash.contract.hooks import HookName, HookResult, hook_action, hook_timeout
-from stash.contract.hooktemplate import TemplateError, render_template
+from stash.contract.hooktemplate import TemplateError
 from stash.hooks.podexec import ExecTarget, PodExec, PodExecError
 
 __all__ = ["run_hook"]

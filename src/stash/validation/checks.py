@@ -14,7 +14,7 @@ from stash.api.backupconfiguration import BackupConfigurationTemplateSpec
 from stash.api.common import BackupHooks, Handler, RestoreHooks, RetentionPolicy, Rule, TaskRef
 from stash.api.repository import PROVIDERS, Backend
 from stash.api.restoresession import RestoreTargetSpec
-from stash.contract.hooktemplate import template_problem
+from stash.contract.hookrender import template_problem
 from stash.contract.names import TMP_MOUNT
 from stash.contract.taskparams import OPERATOR_PARAMS
 from stash.contract.workloads import runs_in_workload
