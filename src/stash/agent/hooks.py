@@ -13,7 +13,8 @@ the target's hooks for its host:
   The caller writes the conditions with the stats entry (`with_hook_conditions`); a
   preBackup that succeeded is written at once, one that failed with the entry (so the
   operator never ends the session before the host's result is in).
-* `restore_hook()` for preRestore / postRestore, recorded by the caller in the host entry.
+* `restore_hook()` for preRestore / postRestore, recorded by the caller in the host entry
+  and, for a RestoreSession, as conditions (`with_restore_hook_conditions`).
 
 Every run is an entry in the host's `hooks` (output bounded) and an Event
 (`<Hook>HookExecutionSucceeded|Failed`) on the session.
@@ -32,6 +33,7 @@ from typing import Any
 from stash.agent.context import AgentContext
 from stash.api.backupsession import BackupSessionStatus, HostBackupStats
 from stash.api.common import Handler, HookExecution, PostBackupHook, PostRestoreHook
+from stash.api.restoresession import RestoreSessionStatus
 from stash.contract import phases as P
 from stash.contract.hooks import (
     HOOK_CONDITIONS,
@@ -52,6 +54,7 @@ __all__ = [
     "pre_backup_hook",
     "restore_hook",
     "with_hook_conditions",
+    "with_restore_hook_conditions",
 ]
 
 log = logging.getLogger(__name__)
@@ -144,6 +147,23 @@ def with_hook_conditions(
         target.conditions = set_condition(target.conditions, type_, ok, reason, message)
     target.phase = P.target_phase(target)
     return status.to_wire()
+
+
+def with_restore_hook_conditions(status: JSON, executions: Sequence[HookExecution]) -> JSON:
+    """A RestoreSession status (wire) with a condition per hook run; a False already
+    there (another host's hook failed) stays."""
+    st = RestoreSessionStatus.model_validate(status)
+    for run in executions:
+        type_ = HOOK_CONDITIONS[run.name]
+        previous = get_condition(st.conditions, type_)
+        ok = run.phase != "Failed"
+        if previous is not None and previous.status == "False" and ok:
+            continue
+        reason = {"Failed": "HookExecutionFailed", "Skipped": "HookExecutionSkipped"}.get(
+            run.phase, "HookExecutionSucceeded"
+        )
+        st.conditions = set_condition(st.conditions, type_, ok, reason, (run.message or "")[:1024])
+    return st.to_wire()
 
 
 async def pre_backup_hook(

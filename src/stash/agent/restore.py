@@ -17,7 +17,8 @@ nothing silently; docs/compatibility.md).
 Hooks (§6.3): `preRestore` runs before the restore, and a failed one fails the host
 without restoring; `postRestore` runs after it (filtered by its `executionPolicy` on the
 host's result), and a failed one fails the host (its message is the host's error; the
-restore itself is logged as done). Both are listed in the host entry's `hooks`.
+restore itself is logged as done). Both are listed in the host entry's `hooks`; a
+RestoreSession also gets `Pre/PostRestoreHookExecutionSucceeded` conditions.
 
 Exit status: 0 when the host's restore succeeded (now or before), 1 when it failed (now
 or before): an init-container that fails keeps the pod in Init, as upstream, with the
@@ -35,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from stash.agent.context import AgentContext
-from stash.agent.hooks import restore_hook
+from stash.agent.hooks import restore_hook, with_restore_hook_conditions
 from stash.agent.identity import backup_hostname, workload_lease_name
 from stash.agent.leases import take_turn
 from stash.agent.repository import AgentError, describe, open_repository
@@ -256,9 +257,14 @@ async def _restore_turn(
         error=error,
         hooks=runs or None,
     )
-    written = await update_status(
-        ctx.kube, inv.resource, name, ctx.namespace, lambda obj: inv.with_entry(obj, entry)
-    )
+
+    def record(obj: JSON) -> JSON | None:
+        status = inv.with_entry(obj, entry)
+        if status is None or inv.batch or not runs:
+            return status
+        return with_restore_hook_conditions(status, runs)
+
+    written = await update_status(ctx.kube, inv.resource, name, ctx.namespace, record)
     obj = written or live
     if error:
         await ctx.recorder.warn(

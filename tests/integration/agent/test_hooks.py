@@ -287,6 +287,9 @@ async def test_pre_and_post_restore_hooks_run_around_the_restore(
         ("preRestore", "Succeeded"),
         ("postRestore", "Succeeded"),
     ]
+    conds = {c["type"]: c["status"] for c in restore["status"]["conditions"]}
+    assert conds["PreRestoreHookExecutionSucceeded"] == "True"
+    assert conds["PostRestoreHookExecutionSucceeded"] == "True"
     events = await events_of(rawkube, namespace, "restore")
     assert "PreRestoreHookExecutionSucceeded" in events
     assert "PostRestoreHookExecutionSucceeded" in events

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stash.agent.hooks import with_hook_conditions
+from stash.agent.hooks import with_hook_conditions, with_restore_hook_conditions
 from stash.api.common import HookExecution
 
 
@@ -62,3 +62,16 @@ def test_a_skipped_post_hook_is_true_with_its_reason() -> None:
 def test_nothing_is_written_to_a_final_session_or_a_missing_target() -> None:
     assert with_hook_conditions(session("Failed"), 0, [OK_PRE]) is None
     assert with_hook_conditions(session(), 3, [OK_PRE]) is None
+
+
+def test_restore_hook_conditions() -> None:
+    failed = HookExecution(name="preRestore", phase="Failed", message="preRestore hook failed")
+    ok = HookExecution(name="preRestore", phase="Succeeded", message="ok")
+    status = with_restore_hook_conditions({"totalHosts": 2}, [failed])
+    status = with_restore_hook_conditions(status, [ok])  # another host's success
+    (cond,) = status["conditions"]
+    assert (cond["type"], cond["status"], cond["message"]) == (
+        "PreRestoreHookExecutionSucceeded",
+        "False",
+        "preRestore hook failed",
+    )
