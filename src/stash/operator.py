@@ -72,6 +72,7 @@ from stash.controllers.repository import RepositoryReconciler
 from stash.controllers.restorebatch import RestoreBatchReconciler
 from stash.controllers.restoresession import RestoreSessionReconciler
 from stash.controllers.sessionend import invoker_key
+from stash.controllers.staleness import StaleInvokerWatch
 from stash.controllers.trigger import create_backup_session
 from stash.controllers.workload import (
     WATCHED_WORKLOADS,
@@ -86,6 +87,7 @@ from stash.kube.informer import Informer, wait_synced
 from stash.kube.leader import LeaderElector
 from stash.kube.resources import JOBS, NAMESPACES, PODS, PVCS, SECRETS
 from stash.kube.supervisor import Supervisor
+from stash.notifications import Notifier, secret_loader
 from stash.scheduler import CronEngine
 from stash.sessionmetrics import MetricLabels, SessionMetricsSink
 from stash.settings import OperatorSettings
@@ -155,7 +157,11 @@ class Operator:
             session_metrics=SessionMetricsSink(
                 settings.pushgateway_url or None, settings.pushgateway_timeout
             ),
+            notifier=Notifier(secret_loader(kube, settings.namespace, settings.notifiers_secret))
+            if settings.notifiers_secret
+            else None,
         )
+        self.stale = StaleInvokerWatch(self.ctx)
         self.controllers = self._wire()
         observer = metrics.ControllerObserver()
         for ctrl in self.controllers:
@@ -401,6 +407,8 @@ class Operator:
             asyncio.create_task(ctrl.run(), name=f"controller {ctrl.name}")
             for ctrl in self.controllers
         ]
+        if self.ctx.notifier is not None:
+            tasks.append(asyncio.create_task(self.stale.run(), name="stale invokers"))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -408,6 +416,8 @@ class Operator:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self.ctx.notifier is not None:
+                await self.ctx.notifier.close()
             for ctrl in self.controllers:
                 ctrl.reset()
 

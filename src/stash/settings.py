@@ -51,6 +51,14 @@ class OperatorSettings(BaseSettings):
     pushgateway_timeout: float = Field(default=10.0, gt=0)
     """Seconds one push may take, connecting included."""
 
+    # --- notifications (docs/hooks.md)
+    notifiers_secret: str | None = None
+    """A Secret (in `namespace`) whose `notifiers.yaml` lists the operator's notifiers
+    (Slack, webhook, email). None: no notifications."""
+    stale_check_interval: float = Field(default=60.0, gt=0)
+    """Seconds between the leader's looks for stale invokers (no successful backup within
+    the schedule's period plus the configured `staleAfter`)."""
+
     # --- the operator itself
     namespace: str = "stash"
     """The namespace the operator runs in (never mutated by its own webhook)."""

@@ -214,6 +214,15 @@ async def test_invalid_objects_are_refused_with_the_webhooks_message(
     msg = await expect_denied(raw, REPOSITORIES, wipe_local, namespace)
     assert "spec.wipeOut: wipeOut is not supported for the local backend" in msg
 
+    templated = backup_configuration("Deployment")
+    body = '{"text": "{{ .Namespace }}\n{{ .Status.Phase | shout }}"}'
+    templated["spec"]["hooks"] = {"postBackup": {"httpPost": {"port": 80, "body": body}}}
+    msg = await expect_denied(raw, None, templated, namespace)
+    assert (
+        "spec.hooks.postBackup.httpPost.body: template error at line 2, column 20: "
+        'function "shout" not defined'
+    ) in msg
+
 
 async def test_metadata_only_updates_pass_even_for_objects_that_no_longer_validate(
     raw: Kube, stash_crds: list[str], namespace: str

@@ -131,12 +131,15 @@ def test_merge_targets_never_replaces_an_initiated_entry() -> None:
     assert merge_targets([], [(1, bare), (0, _initiated(None))])[1] is bare
 
 
-def test_batch_with_hooks_is_refused() -> None:
+def test_backup_batch_hooks_are_accepted_and_their_templates_checked() -> None:
     hooked = batch(hooks={"preBackup": {"httpGet": {"host": "h", "port": 80, "path": "/on"}}})
-    verdict = validate({"kind": "BackupBatch", **hooked.to_wire()})
-    assert [v.field for v in verdict.violations] == ["spec.hooks"]
-    assert "hooks are not supported yet" in verdict.message
-    assert validate({"kind": "BackupBatch", **batch().to_wire()}).ok
+    assert validate({"kind": "BackupBatch", **hooked.to_wire()}).ok
+    bad = {"port": 80, "body": "{{ .Status.Phase | nope }}"}
+    verdict = validate(
+        {"kind": "BackupBatch", **batch(hooks={"postBackup": {"httpPost": bad}}).to_wire()}
+    )
+    assert [v.field for v in verdict.violations] == ["spec.hooks.postBackup.httpPost.body"]
+    assert 'line 1, column 20: function "nope" not defined' in verdict.message
 
 
 def restore_batch() -> RestoreBatch:

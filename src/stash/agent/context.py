@@ -18,9 +18,10 @@ from stash.agent.identity import PodIdentity
 from stash.agent.repository import AgentError, ResticSettings
 from stash.agent.stats import TargetKey
 from stash.api import BackupBatch, BackupConfiguration
-from stash.api.common import BackupTarget, RetentionPolicy
+from stash.api.common import BackupHooks, BackupTarget, RetentionPolicy
 from stash.contract.batches import backup_members, member_index
 from stash.contract.resources import BACKUPBATCHES, BACKUPCONFIGURATIONS
+from stash.hooks import PodExec
 from stash.kube.client import JSON, Forbidden, Kube, NotFound
 from stash.kube.events import EventRecorder
 from stash.sessionmetrics import MetricLabels, target_group
@@ -40,6 +41,8 @@ class AgentContext:
     target: TargetKey
     pushgateway_url: str | None = None
     metrics_enabled: bool = True
+    pod_exec: PodExec | None = None
+    """How exec hooks run (`pods/exec`); None: exec hooks fail saying so."""
     recorder: EventRecorder = field(init=False)
 
     def __post_init__(self) -> None:
@@ -79,6 +82,7 @@ class BackupInvoker:
     retention: RetentionPolicy
     repository_name: str
     repository_namespace: str
+    hooks: BackupHooks | None = None
 
 
 def _readable(where: str, exc: Forbidden) -> AgentError:
@@ -146,4 +150,5 @@ async def load_backup_invoker(
         retention=spec.retention_policy,
         repository_name=spec.repository.name,
         repository_namespace=spec.repository.namespace or namespace,
+        hooks=spec.hooks,
     )

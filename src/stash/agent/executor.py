@@ -3,14 +3,16 @@
 What it is for: the sequence every backup executor (sidecar, job steps) follows for
 its host, in three parts the job model can split across its containers:
 
-* `take_backup()` — open the Repository, run the pre-backup action
+* `take_backup()` — run the target's preBackup hook (`hooks`; a failed one fails the
+  host before the repository is opened), open the Repository, run the pre-backup action
   `InitializeBackendRepository` when assigned (-> session condition
   `BackendRepositoryInitialized`, False with restic's message on failure), and back up
   the host's paths (`hostbackup.backup_host`). Never raises for a backup problem: the
   result is a Failed `HostBackupStats` with an error a person can act on.
 * `report_host()` — if this host succeeded and completes the target that carries the
   post-backup actions, run them (`postbackup`) *before* writing its stats entry, then
-  upsert the entry (by hostname), emit `HostBackupSucceeded|Failed` on the session and
+  the postBackup hook (per its executionPolicy), then upsert the entry (by hostname)
+  with the hooks' conditions, emit `HostBackupSucceeded|Failed` on the session and
   push the host metrics.
 * `back_up_host()` — both, inside the host's heartbeat Lease (`leases.Heartbeat`),
   which is deleted once the stats entry is written. When the agent is stopped
@@ -27,6 +29,7 @@ import logging
 from dataclasses import dataclass
 
 from stash.agent.context import AgentContext, BackupInvoker
+from stash.agent.hooks import post_backup_hook, pre_backup_hook, with_hook_conditions
 from stash.agent.hostbackup import (
     backup_host,
     failed_host,
@@ -44,6 +47,7 @@ from stash.agent.stats import (
     with_host_stats,
 )
 from stash.api.backupsession import BackupSessionStatus, HostBackupStats
+from stash.api.common import HookExecution
 from stash.contract import phases as P
 from stash.contract.resources import BACKUPSESSIONS
 from stash.kube.client import JSON
@@ -119,6 +123,23 @@ async def take_backup(
         target.args,
     )
     repo: RepositoryHandle | None = None
+    pre = invoker.hooks.pre_backup if invoker.hooks else None
+    executed: list[HookExecution] = []
+    if pre is not None:
+        result = await pre_backup_hook(ctx, pre, session, hostname)
+        run = result.execution()
+        if not result.ok:  # recorded with the host's entry (`report_host`)
+            host = failed_host(hostname, result.message)
+            host.hooks = [run]
+            return BackupOutcome(host, None)
+        await update_status(
+            ctx.kube,
+            BACKUPSESSIONS,
+            session["metadata"]["name"],
+            ctx.namespace,
+            lambda live: with_hook_conditions(live, assignment.target_index, [run]),
+        )
+        executed.append(run)
     try:
         repo = await open_repository(
             ctx.kube, invoker.repository_name, invoker.repository_namespace, ctx.settings
@@ -128,6 +149,7 @@ async def take_backup(
         host = await backup_host(ctx.kube, repo, request, ctx.namespace)
     except (AgentError, ResticError) as exc:
         host = failed_host(hostname, describe(exc))
+    host.hooks = executed or None
     return BackupOutcome(host, repo)
 
 
@@ -158,13 +180,22 @@ async def report_host(
                 outcome.repo,
                 hostname,
             )
-    written = await update_status(
-        ctx.kube,
-        BACKUPSESSIONS,
-        name,
-        ctx.namespace,
-        lambda live: with_host_stats(live, assignment.target_index, host),
-    )
+    post = invoker.hooks.post_backup if invoker.hooks else None
+    pre_failed = any(h.name == "preBackup" and h.phase == "Failed" for h in host.hooks or [])
+    if post is not None and not pre_failed:  # §6.3: no postBackup after a failed preBackup
+        live = await ctx.kube.get(BACKUPSESSIONS, name, ctx.namespace)
+        hook = await post_backup_hook(ctx, post, live, assignment.target_index, host)
+        host.hooks = [*(host.hooks or []), hook.execution()]
+    conditions = [h for h in host.hooks or [] if h.name == "postBackup" or h.phase == "Failed"]
+
+    def record(live: JSON) -> JSON | None:
+        updated = with_host_stats(live, assignment.target_index, host)
+        if updated is None or not conditions:
+            return updated
+        index = assignment.target_index
+        return with_hook_conditions({**live, "status": updated}, index, conditions) or updated
+
+    written = await update_status(ctx.kube, BACKUPSESSIONS, name, ctx.namespace, record)
     if written is None:
         log.warning("%s: session already final; stats of host %s not recorded", name, hostname)
     obj = written or session

@@ -14,6 +14,12 @@ original absolute paths, with the rule's include/exclude patterns. A rule that s
 neither paths nor snapshots fails the host with a message saying so (upstream restores
 nothing silently; docs/compatibility.md).
 
+Hooks (§6.3): `preRestore` runs before the restore, and a failed one fails the host
+without restoring; `postRestore` runs after it (filtered by its `executionPolicy` on the
+host's result), and a failed one fails the host (its message is the host's error; the
+restore itself is logged as done). Both are listed in the host entry's `hooks`; a
+RestoreSession also gets `Pre/PostRestoreHookExecutionSucceeded` conditions.
+
 Exit status: 0 when the host's restore succeeded (now or before), 1 when it failed (now
 or before): an init-container that fails keeps the pod in Init, as upstream, with the
 reason in the RestoreSession and in the container's log.
@@ -30,12 +36,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from stash.agent.context import AgentContext
+from stash.agent.hooks import restore_hook, with_restore_hook_conditions
 from stash.agent.identity import backup_hostname, workload_lease_name
 from stash.agent.leases import take_turn
 from stash.agent.repository import AgentError, describe, open_repository
 from stash.agent.restoretarget import RestoreInvoker
 from stash.api import RestoreSession
-from stash.api.common import Rule
+from stash.api.common import HookExecution, Rule
 from stash.api.restoresession import HostRestoreStats
 from stash.contract.sessions import format_duration
 from stash.kube.client import JSON, NotFound
@@ -181,6 +188,37 @@ def _rule_request(rs: RestoreSession, hostname: str) -> RestoreRequest | str:
     return request_from_rule(rules or [], hostname, (target.args if target else None) or ())
 
 
+async def _restore_with_hooks(
+    ctx: AgentContext,
+    rs: RestoreSession,
+    live: JSON,
+    hostname: str,
+    request: RestoreRequest | None,
+    runs: list[HookExecution],
+) -> str | None:
+    """preRestore, the restore, postRestore (module docstring); the host's error or None.
+    Each hook run is appended to `runs`."""
+    hooks = rs.spec.hooks if rs.spec else None
+    if hooks is not None and hooks.pre_restore is not None:
+        pre = await restore_hook(
+            ctx, "preRestore", hooks.pre_restore, live, hostname, phase="Running"
+        )
+        runs.append(pre.execution())
+        if not pre.ok:
+            return pre.message
+    chosen = request if request is not None else _rule_request(rs, hostname)
+    error = chosen if isinstance(chosen, str) else await _restore(ctx, rs, chosen)
+    if hooks is not None and hooks.post_restore is not None:
+        phase = "Failed" if error else "Succeeded"
+        post = await restore_hook(
+            ctx, "postRestore", hooks.post_restore, live, hostname, phase=phase, error=error or ""
+        )
+        runs.append(post.execution())
+        if not post.ok and error is None:
+            error = post.message
+    return error
+
+
 async def _restore_turn(
     ctx: AgentContext, name: str, hostname: str, request: RestoreRequest | None
 ) -> int:
@@ -208,19 +246,25 @@ async def _restore_turn(
     view = inv.view(live)
     rs: RestoreSession | None = None if isinstance(view, str) else view
     error: str | None = view if isinstance(view, str) else None
+    runs: list[HookExecution] = []
     if rs is not None:
-        chosen = request if request is not None else _rule_request(rs, hostname)
-        error = chosen if isinstance(chosen, str) else await _restore(ctx, rs, chosen)
+        error = await _restore_with_hooks(ctx, rs, live, hostname, request, runs)
     seconds = time.monotonic() - started
     entry = HostRestoreStats(
         hostname=hostname,
         phase="Failed" if error else "Succeeded",
         duration=format_duration(seconds),
         error=error,
+        hooks=runs or None,
     )
-    written = await update_status(
-        ctx.kube, inv.resource, name, ctx.namespace, lambda obj: inv.with_entry(obj, entry)
-    )
+
+    def record(obj: JSON) -> JSON | None:
+        status = inv.with_entry(obj, entry)
+        if status is None or inv.batch or not runs:
+            return status
+        return with_restore_hook_conditions(status, runs)
+
+    written = await update_status(ctx.kube, inv.resource, name, ctx.namespace, record)
     obj = written or live
     if error:
         await ctx.recorder.warn(

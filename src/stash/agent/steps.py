@@ -11,7 +11,8 @@ The contract (stash-api.md §5.5):
   `/stash-tmp` (the `stash-tmp-dir` emptyDir).
 * `stash backup-pvc` finds the session's entry for its target (waiting up to
   `INITIATION_WAIT` for the operator to initiate it), takes the host's heartbeat Lease
-  (`stash-hb-<session>-<host>`, see `leases`), runs `InitializeBackendRepository` when
+  (`stash-hb-<session>-<host>`, see `leases`), runs the target's preBackup hook (a
+  failed one is a Failed host, nothing backed up), runs `InitializeBackendRepository` when
   assigned, backs up each of `--backup-paths` (comma-separated) as its own snapshot
   with `--exclude` patterns (comma-separated) as restic host `--hostname`, and writes
   `<output-dir>/output.json`:
@@ -28,7 +29,9 @@ The contract (stash-api.md §5.5):
   heartbeat Lease is left for `update-status`.
 * `stash update-status` reads `output.json` (a missing file is a Failed host: the
   backup step crashed), takes over the heartbeat, runs the post-backup actions when
-  this host completes the session, writes the host's stats entry, emits
+  this host completes the session, runs the postBackup hook (its `executionPolicy`
+  judged on the host's result), writes the host's stats entry (with the `hooks` both
+  steps ran, which travel in `output.json`), emits
   `HostBackupSucceeded|Failed`, pushes the host metrics, and deletes the heartbeat.
   Exit 1 only when the stats entry could not be written.
 * `stash restore-pvc` restores `--snapshots` (each) or `latest` of each

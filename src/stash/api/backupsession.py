@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field
 
 from stash.api.base import Bool, Int32, Int64, StashModel, Time
-from stash.api.common import Condition, TargetRef
+from stash.api.common import Condition, HookExecution, TargetRef
 from stash.api.k8s import ObjectMeta
 
 __all__ = [
@@ -84,6 +84,7 @@ class HostBackupStats(StashModel):
     snapshots: list[SnapshotStats] | None = None
     duration: str | None = None
     error: str | None = None
+    hooks: list[HookExecution] | None = None
 
 
 class BackupTargetStatus(StashModel):

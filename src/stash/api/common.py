@@ -41,6 +41,7 @@ __all__ = [
     "HTTPHeader",
     "HTTPPostAction",
     "Handler",
+    "HookExecution",
     "HookExecutionPolicy",
     "IONiceSettings",
     "NiceSettings",
@@ -286,6 +287,8 @@ class Handler(StashModel):
     http_post: HTTPPostAction | None = None
     tcp_socket: TCPSocketAction | None = None
     container_name: str | None = None
+    timeout_seconds: Int32 | None = None
+    """Ours: how long the hook may take (unset = 30s; docs/hooks.md)."""
 
 
 class PostBackupHook(Handler):
@@ -319,6 +322,15 @@ class RestoreHooks(StashModel):
 
     pre_restore: Handler | None = None
     post_restore: PostRestoreHook | None = None
+
+
+class HookExecution(StashModel):
+    """Ours: one hook run for a host, with its (bounded) output (docs/hooks.md)."""
+
+    name: Literal["preBackup", "postBackup", "preRestore", "postRestore"]
+    phase: Literal["Succeeded", "Failed", "Skipped"]
+    message: str | None = None
+    output: str | None = None
 
 
 class Condition(StashModel):

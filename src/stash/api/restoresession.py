@@ -17,6 +17,7 @@ from stash.api.common import (
     Condition,
     Driver,
     EmptyDirSettings,
+    HookExecution,
     ObjectReference,
     RestoreHooks,
     RestoreTarget,
@@ -73,6 +74,7 @@ class HostRestoreStats(StashModel):
     phase: HostRestorePhase | None = None
     duration: str | None = None
     error: str | None = None
+    hooks: list[HookExecution] | None = None
 
 
 class RestoreSessionStatus(StashModel):

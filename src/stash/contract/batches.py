@@ -15,9 +15,9 @@ What it is for: one reading of a batch for every side.
 * `member_index()` / `restore_member_index()` — which member an agent serves.
 * `may_start()` — execution order: Sequential members start one after another.
 
-Global hooks (`spec.hooks` of a batch) are not run yet: validation refuses them (see
-`GLOBAL_HOOKS_NOT_SUPPORTED`); the operator's `global_hooks` extension point is where
-the hooks issue's runner plugs in.
+A BackupBatch's global hooks are run by the operator (`stash.controllers.globalhooks`),
+its members' hooks by their agents. A RestoreBatch's global hooks are not run yet:
+validation refuses them (`GLOBAL_HOOKS_NOT_SUPPORTED`); its members' hooks do run.
 
 Not for: phases or I/O.
 """
@@ -43,8 +43,8 @@ __all__ = [
 ]
 
 GLOBAL_HOOKS_NOT_SUPPORTED = (
-    "hooks are not supported yet for batches: remove spec.hooks (and members' hooks); "
-    "run the commands from the workload or a Job until hook support lands"
+    "global hooks are not run for a RestoreBatch yet: move spec.hooks to the members "
+    "(spec.members[*].hooks), which their restore agents run"
 )
 
 

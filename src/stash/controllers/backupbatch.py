@@ -1,16 +1,15 @@
 """BackupBatch reconciler (stash-api.md §1.6, §5.1 for a batch).
 
 Each pass: finalizer; conditions RepositoryFound, BackendSecretFound (the one shared
-Repository), ValidationPassed (`validate_backup_batch`, which refuses hooks until they
-run, and a schedule the cron engine can run) and ScheduleRegistered; per member, in
+Repository), ValidationPassed (`validate_backup_batch`, and a schedule the cron engine
+can run) and ScheduleRegistered; per member, in
 `status.memberConditions`, BackupTargetFound and (sidecar members) StashSidecarInjected;
 the phase from `phases.backup_invoker_phase`, NotReady while a member's target is
 missing or its sidecar cannot run. The schedule is registered with the cron engine like
 a BackupConfiguration's (`BackupBatch/<ns>/<name>`), so ticks create BackupSessions of
 the batch. Facts first (`_facts`), a pure decision (`_decide`), then the side effects.
 
-Global hooks: `run_global_hooks` is the extension point the hooks issue fills; today a
-batch with hooks is refused by validation, so it is never called with any.
+Global hooks are run per session by the BackupSession reconciler (`globalhooks`).
 
 Not for: running the members (`backupsession`, `sessiontargets`, the agents).
 """
@@ -49,16 +48,10 @@ from stash.kube.events import NORMAL, WARNING
 from stash.kube.status import update_status
 from stash.validation import ValidationFacts, validate_backup_batch
 
-__all__ = ["BackupBatchReconciler", "run_global_hooks"]
+__all__ = ["BackupBatchReconciler"]
 
 log = logging.getLogger(__name__)
 TARGET_RECHECK = 15.0
-
-
-async def run_global_hooks(ctx: ControllerContext, batch: BackupBatch, when: str) -> None:
-    """Extension point for a batch's global pre/post-backup hooks (run by the operator,
-    §6.2). Hooks are another issue: until then validation refuses a batch with hooks,
-    so there is nothing to run here."""
 
 
 @dataclass(frozen=True)

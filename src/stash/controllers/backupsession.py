@@ -34,6 +34,7 @@ from stash.contract.sessions import (
     session_labels,
 )
 from stash.controllers.context import ControllerContext
+from stash.controllers.globalhooks import global_post_backup, global_pre_backup
 from stash.controllers.liveness import ChangeClock, silent_hosts
 from stash.controllers.sessionend import complete_session, retry_session
 from stash.controllers.sessiontargets import (
@@ -102,9 +103,21 @@ class BackupSessionReconciler:
             return await retry_session(ctx, session, obj, status, invoker)
 
         now = ctx.now()
+        hooks = found.hooks if found is not None else None
         if P.session_completed(status) or is_true(status.conditions, P.BACKUP_SKIPPED):
+            if await global_post_backup(ctx, session, hooks):
+                return Result(requeue_after=0.01)  # complete it with the hook's condition
             await complete_session(ctx, session, obj, invoker, now)
             return DONE
+        pre_pending = (
+            not status.targets
+            and hooks is not None
+            and hooks.pre_backup is not None
+            and not is_true(status.conditions, P.GLOBAL_PRE_BACKUP_HOOK)
+        )
+        if pre_pending and self._skip_reason(session, status, invoker) is None:
+            await global_pre_backup(ctx, session, hooks)
+            return Result(requeue_after=0.01)  # start the targets, or end it Failed
 
         facts = await self._facts(session, status, found, now)
         written = await update_status(

@@ -21,10 +21,12 @@ from stash.contract.resources import TARGET_KINDS
 from stash.contract.sessions import LABEL_MANAGED_BY
 from stash.controllers.conditions import InvokerFacts, RepositoryFacts, TargetFacts
 from stash.controllers.liveness import ChangeClock, job_host, job_problem
+from stash.hooks import PodExec
 from stash.kube.client import JSON, Kube, KubeError, NotFound, key_of
 from stash.kube.events import EventRecorder
 from stash.kube.informer import Informer
 from stash.kube.resources import EVENTS
+from stash.notifications import Notifier
 from stash.scheduler import CronEngine
 from stash.sessionmetrics import SessionMetricsSink
 from stash.settings import OperatorSettings
@@ -107,6 +109,10 @@ class ControllerContext:
     now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     session_metrics: SessionMetricsSink = field(default_factory=SessionMetricsSink)
     """Where session metrics go: the Pushgateway, or kept for the operator's /metrics."""
+    pod_exec: PodExec | None = None
+    """How a batch's exec global hooks run (`pods/exec`); None: they fail saying so."""
+    notifier: Notifier | None = None
+    """The operator's notifiers (None: no notifications)."""
 
     _parsed: dict[tuple[str, str, str], Any] = field(default_factory=dict)
 

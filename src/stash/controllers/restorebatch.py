@@ -1,19 +1,19 @@
 """RestoreBatch reconciler (stash-api.md §1.6, §5.6 per member). One-shot.
 
-Checks the shared Repository, its Secret and validation (hooks are refused until they
-run); then, member by member — all at once (Parallel) or each once the previous one is
-final (Sequential) — checks the target (or its volumeClaimTemplates), provisions the
-executor (the restore Job(s), or the RBAC of the `stash-init` init-container the
-workload reconciler injects) and writes the member's entry in `status.members`
-(`ref`, `totalHosts`, `RestoreTargetFound`, `RestoreExecutorEnsured`). The agents write
-the members' host stats. When every member is final, or the deadline from `timeOut`
-passed, the metrics push is recorded, which makes the phase final
-(`phases.restore_batch_phase`), and a Event names what failed, member by member.
+Checks the shared Repository, its Secret and validation (global hooks are refused until
+they run; members' hooks are run by their agents); then, member by member — all at once
+(Parallel) or each once the previous one is final (Sequential) — checks the target (or
+its volumeClaimTemplates), provisions the executor (the restore Job(s), or the RBAC of
+the `stash-init` init-container the workload reconciler injects) and writes the member's
+entry in `status.members` (`ref`, `totalHosts`, `RestoreTargetFound`,
+`RestoreExecutorEnsured`). The agents write the members' host stats. When every member
+is final, or the deadline from `timeOut` passed, the metrics push is recorded, which
+makes the phase final (`phases.restore_batch_phase`), and a Event names what failed,
+member by member.
 
 Facts first (`_facts`), a pure decision (`_decide`), then the side effects (the
 executors, the status computed from the live object, never touching host stats).
-Global hooks: `run_global_hooks` in `backupbatch` is the extension point; a batch with
-hooks is refused by validation today. Not for: running restores (`stash.agent`).
+Not for: running restores or hooks (`stash.agent`).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from stash.controllers.conditions import (
 )
 from stash.controllers.context import ControllerContext
 from stash.controllers.liveness import ChangeClock
+from stash.controllers.notify import restore_session_ended
 from stash.controllers.provisioning import (
     ensure_binding,
     ensure_restore_executor,
@@ -388,12 +389,14 @@ class RestoreBatchReconciler:
         ]
         if is_true(done.conditions, P.DEADLINE_EXCEEDED):
             errors.append("the deadline passed before every member finished")
+        summary = f"{done.phase}" + (": " + "; ".join(errors) if errors else "")
         await self.ctx.recorder.emit(
             written,
             NORMAL if done.phase == "Succeeded" else WARNING,
             f"RestoreBatch{done.phase}",
-            f"{done.phase}" + (": " + "; ".join(errors) if errors else ""),
+            summary,
         )
+        restore_session_ended(self.ctx, written, summary)
 
     async def _write(
         self, obj: JSON, change: Callable[[RestoreBatchStatus], RestoreBatchStatus]

@@ -39,6 +39,7 @@ from stash.controllers.conditions import (
 from stash.controllers.context import ControllerContext
 from stash.controllers.liveness import ChangeClock
 from stash.controllers.metricspush import PROJECTED, MetricsRecord, restore_session_metrics
+from stash.controllers.notify import restore_session_ended
 from stash.controllers.provisioning import (
     ensure_binding,
     ensure_restore_executor,
@@ -264,12 +265,14 @@ class RestoreSessionReconciler:
             errors = [
                 f"host {s.hostname}: {s.error}" for s in done.stats or [] if s.phase != "Succeeded"
             ]
+            summary = f"{phase}" + (": " + "; ".join(errors) if errors else "")
             await self.ctx.recorder.emit(
                 written,
                 NORMAL if phase == "Succeeded" else WARNING,
                 f"RestoreSession{phase}",
-                f"{phase}" + (": " + "; ".join(errors) if errors else ""),
+                summary,
             )
+            restore_session_ended(self.ctx, written, summary)
 
     async def _write(
         self, obj: JSON, change: Callable[[RestoreSessionStatus], RestoreSessionStatus]

@@ -3,7 +3,7 @@
 What it is for: `complete_session()`, once every host reported or the session was
 skipped: clean the invoker's history per backupHistoryLimit, publish the session's
 metrics (`metricspush`) and record how that went (which makes the phase final), emit
-the final Event with what failed;
+the final Event with what failed, and hand the notifiers what happened (`notify`);
 `retry_session()`, for a Failed session with retries left: plan the retry after
 retryConfig.delay, then create the next session; `invoker_key()`, the cache index from a
 session to its invoker (the operator's wiring and the history cleanup use it).
@@ -29,6 +29,7 @@ from stash.contract.sessions import (
 )
 from stash.controllers.context import ControllerContext
 from stash.controllers.metricspush import PROJECTED, MetricsRecord, backup_session_metrics
+from stash.controllers.notify import backup_session_ended
 from stash.controllers.trigger import create_backup_session
 from stash.kube.client import JSON, KubeError
 from stash.kube.conditions import get_condition, is_true, set_condition
@@ -98,12 +99,14 @@ async def complete_session(
     if done.phase == "Succeeded":
         kind, inv_name = (ref.kind, ref.name) if ref else ("", "")
         metrics.LAST_SUCCESS.labels(ns, kind, inv_name).set(now.timestamp())
+    summary = _summary(done)
     await ctx.recorder.emit(
         written,
         NORMAL if done.phase in ("Succeeded", "Skipped") else WARNING,
         f"BackupSession{done.phase}",
-        _summary(done),
+        summary,
     )
+    backup_session_ended(ctx, written, summary)
 
 
 async def _clean_history(

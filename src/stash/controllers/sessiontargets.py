@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from stash.api import BackupBatch, BackupConfiguration, BackupSession
 from stash.api.backupsession import BackupTargetStatus
-from stash.api.common import TargetRef
+from stash.api.common import BackupHooks, TargetRef
 from stash.contract import phases as P
 from stash.contract.batches import backup_members, may_start
 from stash.contract.resources import TARGET_KINDS
@@ -60,6 +60,8 @@ class SessionInvoker:
     """The invoker-level fields (a batch: its shared fields and first member's target)."""
     members: tuple[BackupConfiguration, ...]
     sequential: bool = False
+    hooks: BackupHooks | None = None
+    """A batch's global hooks (run by the operator: `globalhooks`)."""
 
 
 def session_invoker(ctx: ControllerContext, session: BackupSession) -> SessionInvoker | None:
@@ -85,7 +87,8 @@ def session_invoker(ctx: ControllerContext, session: BackupSession) -> SessionIn
         if batch is None or not members:
             return None
         order = batch.spec.execution_order if batch.spec else None
-        return SessionInvoker(members[0], tuple(members), order == "Sequential")
+        hooks = batch.spec.hooks if batch.spec else None
+        return SessionInvoker(members[0], tuple(members), order == "Sequential", hooks)
     return None
 
 

@@ -14,6 +14,7 @@ from stash.api.backupconfiguration import BackupConfigurationTemplateSpec
 from stash.api.common import BackupHooks, Handler, RestoreHooks, RetentionPolicy, Rule, TaskRef
 from stash.api.repository import PROVIDERS, Backend
 from stash.api.restoresession import RestoreTargetSpec
+from stash.contract.hookrender import template_problem
 from stash.contract.names import TMP_MOUNT
 from stash.contract.taskparams import OPERATOR_PARAMS
 from stash.contract.workloads import runs_in_workload
@@ -80,6 +81,24 @@ def check_handler(r: Report, path: str, handler: Handler | None) -> None:
     actions = [a for a in ("exec", "http_get", "http_post", "tcp_socket") if getattr(handler, a)]
     if len(actions) != 1:
         r.error(path, "exactly one of exec, httpGet, httpPost or tcpSocket is required")
+    if handler.timeout_seconds is not None and handler.timeout_seconds <= 0:
+        r.error(f"{path}.timeoutSeconds", f"must be positive, got {handler.timeout_seconds}")
+    templates: list[tuple[str, str]] = []
+    if handler.http_post is not None and handler.http_post.body:
+        templates.append((f"{path}.httpPost.body", handler.http_post.body))
+    if handler.exec is not None:
+        for i, part in enumerate(handler.exec.command or []):
+            templates.append((f"{path}.exec.command[{i}]", part))
+    for where, text in templates:
+        if "{{" not in text:
+            continue
+        problem = template_problem(text)
+        if problem is not None:
+            r.error(
+                where,
+                f"template error at line {problem.line}, column "
+                f"{problem.column}: {problem.message} (docs/hooks.md lists the subset)",
+            )
 
 
 def check_hooks(r: Report, path: str, hooks: BackupHooks | RestoreHooks | None) -> None:

@@ -16,7 +16,6 @@ from stash.api import (
     RestoreSession,
     Task,
 )
-from stash.api.common import BackupHooks, RestoreHooks
 from stash.contract.batches import GLOBAL_HOOKS_NOT_SUPPORTED, member_alias
 from stash.validation.checks import (
     check_backend,
@@ -31,20 +30,6 @@ from stash.validation.checks import (
     check_schedule,
 )
 from stash.validation.report import Report, ValidationFacts, Verdict
-
-
-def check_batch_hooks(
-    r: Report,
-    hooks: BackupHooks | RestoreHooks | None,
-    member_hooks: list[BackupHooks | None] | list[RestoreHooks | None],
-) -> None:
-    """A batch's hooks (global or a member's) are refused until they are run: accepting
-    them would silently skip what they guard (`stash.contract.batches`)."""
-    if hooks is not None and hooks.to_wire():
-        r.error("spec.hooks", GLOBAL_HOOKS_NOT_SUPPORTED)
-    for i, h in enumerate(member_hooks):
-        if h is not None and h.to_wire():
-            r.error(f"spec.members[{i}].hooks", GLOBAL_HOOKS_NOT_SUPPORTED)
 
 
 def validate_backup_configuration(
@@ -171,7 +156,6 @@ def validate_backup_batch(
                 f'with the same alias "{alias}"; their snapshots will look like one host\'s'
             )
         aliases.setdefault(alias, i)
-    check_batch_hooks(r, spec.hooks, [m.hooks for m in spec.members or []])
     check_schedule(r, "spec.schedule", spec.schedule)
     check_repository_ref(
         r, "spec.repository.name", spec.repository.name if spec.repository else None, spec.driver
@@ -198,7 +182,8 @@ def validate_restore_batch(
         r.error("spec.members", "at least one member is required")
     for i, member in enumerate(spec.members or []):
         check_restore_template(r, f"spec.members[{i}]", member, ns, spec.driver, known)
-    check_batch_hooks(r, spec.hooks, [m.hooks for m in spec.members or []])
+    if spec.hooks is not None and spec.hooks.to_wire():
+        r.error("spec.hooks", GLOBAL_HOOKS_NOT_SUPPORTED)
     check_repository_ref(
         r, "spec.repository.name", spec.repository.name if spec.repository else None, spec.driver
     )

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from stash.contract.resources import BACKUPCONFIGURATIONS, REPOSITORIES, RESTORESESSIONS
 from stash.contract.steps import pvc_backup_args, pvc_restore_args, update_status_args
@@ -111,12 +112,16 @@ async def _scheduled(kube: Kube, ns: str, body: JSON) -> JSON:
     return await eventually(bound, timeout=30, what="step pod scheduled")
 
 
-async def _pvc_world(kube: Kube, ns: str, restic_bin: str, repo_dir: Path) -> None:
+async def _pvc_world(
+    kube: Kube, ns: str, restic_bin: str, repo_dir: Path, hooks: JSON | None = None
+) -> None:
     bc = backup_configuration(restic_bin, paths=[MOUNT])
     bc["spec"]["target"] = {
         "ref": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": "data"},
         "paths": [MOUNT],
     }
+    if hooks:
+        bc["spec"]["hooks"] = hooks
     await create_objects(
         kube,
         ns,
@@ -272,3 +277,56 @@ async def test_a_failed_pvc_backup_is_recorded_not_crashed(
     assert session["status"]["phase"] == "Failed"
     host = host_stats(session)["host-0"]
     assert "path /stash-data/missing does not exist in the pod" in host["error"]
+
+
+async def test_the_job_steps_run_the_backup_hooks(
+    rawkube: Kube,
+    run_operator: OperatorFactory,
+    namespace: str,
+    agent_rbac: None,
+    runner: PodRunner,
+    restic_bin: str,
+    tmp_path: Path,
+) -> None:
+    got: list[tuple[str, str, str]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        got.append((request.method, request.path, await request.text()))
+        return web.Response(text="done")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    server = web.AppRunner(app)
+    await server.setup()
+    await web.TCPSite(server, "127.0.0.1", 0).start()
+    where = {"host": "127.0.0.1", "port": server.addresses[0][1]}
+    hooks = {
+        "preBackup": {"httpGet": {**where, "path": "/freeze"}},
+        "postBackup": {
+            "executionPolicy": "OnSuccess",
+            "httpPost": {
+                **where,
+                "path": "/thaw",
+                "body": "{{ .Target.Kind }} {{ .Status.Phase }}",
+            },
+        },
+    }
+    try:
+        await run_operator()
+        await _pvc_world(rawkube, namespace, restic_bin, tmp_path / "repo", hooks)
+        write_tree(tmp_path / "pvc", {"a": b"a"})
+        name, codes, _ = await _run_backup_job(
+            rawkube, namespace, runner, restic_bin, tmp_path, MOUNT
+        )
+        assert codes == [0]
+        session = await finished(rawkube, namespace, name)
+    finally:
+        await server.cleanup()
+    assert session["status"]["phase"] == "Succeeded", json.dumps(session["status"], indent=1)
+    # preBackup in the backup step, postBackup in update-status, in that order
+    assert got == [("GET", "/freeze", ""), ("POST", "/thaw", "PersistentVolumeClaim Succeeded")]
+    host = host_stats(session)["host-0"]
+    assert [(h["name"], h["phase"]) for h in host["hooks"]] == [
+        ("preBackup", "Succeeded"),
+        ("postBackup", "Succeeded"),
+    ]

@@ -15,6 +15,7 @@ import pytest
 from stash.cli import operator as operator_cli
 from stash.cli.main import build_parser
 from stash.contract.rbac import agent_cluster_roles
+from stash.notifications import NotificationConfig
 from stash.settings import OperatorSettings
 from stash.webhook.registration import configurations
 from tests.support.chart_tools import CHART, ROOT, Rendered, helm, render
@@ -282,6 +283,31 @@ def test_operator_is_configured_as_the_values_say(monkeypatch: pytest.MonkeyPatc
     assert settings.default_timezone == "Europe/Berlin"
     assert settings.missed_schedule_grace == 90
     assert all("leases" not in rule["resources"] for rule in r.one("Role")["rules"])
+
+
+def test_notifiers_come_from_values_or_an_existing_secret(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "Secret" not in render().kinds()
+    assert _operator_settings(render(), monkeypatch).notifiers_secret is None
+    values = tmp_path / "notify.yaml"
+    values.write_text(
+        "notifications:\n"
+        "  staleCheckInterval: 30\n"
+        "  config:\n"
+        "    notifiers: [{name: ops, type: slack, url: 'https://hooks.slack.com/services/X'}]\n"
+        "    staleAfter: 2h\n"
+    )
+    r = render(values_files=[values], release="rel")
+    secret = r.one("Secret", "rel-stash-operator-notifications")
+    config = NotificationConfig.parse(secret["stringData"]["notifiers.yaml"])
+    assert [n.name for n in config.notifiers] == ["ops"] and config.stale_after == 7200
+    settings = _operator_settings(r, monkeypatch)
+    assert settings.notifiers_secret == "rel-stash-operator-notifications"
+    assert settings.stale_check_interval == 30
+    own = render("notifications.existingSecret=my-notifiers")
+    assert "Secret" not in own.kinds()
+    assert _operator_settings(own, monkeypatch).notifiers_secret == "my-notifiers"
 
 
 # ---------------------------------------------------------------- bad values

@@ -1,23 +1,27 @@
 """BackupBatch and RestoreBatch against the real control plane (no data moved here; the
 end-to-end tests run the agents): a Deployment member gets the batch's sidecar, the
-batch becomes Ready with memberConditions, a batch with hooks is Invalid with the
-reason, and a session of a Sequential batch leaves the second member Pending."""
+batch becomes Ready with memberConditions, a session of a Sequential batch leaves the
+second member Pending, and the batch's global preBackup hook runs (once) before any
+member starts: one answering 500 fails the session with no member started."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
 
 from stash.contract.resources import BACKUPBATCHES, BACKUPSESSIONS, REPOSITORIES
 from stash.controllers.trigger import create_backup_session
-from stash.kube.client import JSON, Kube
+from stash.kube.client import JSON, Kube, Resource
 from stash.kube.resources import DEPLOYMENTS, SECRETS
 from tests.integration.operator.conftest import OperatorFactory, deployment, repository, secret
 from tests.support.cluster import eventually
 
 pytestmark = pytest.mark.cluster
 
+EVENTS = Resource("", "v1", "events", "Event")
 WEB = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}
 
 
@@ -101,14 +105,84 @@ async def test_batch_member_gets_the_sidecar_and_the_batch_becomes_ready(
     assert first["preBackupActions"] == ["InitializeBackendRepository"]
 
 
-async def test_batch_with_hooks_is_invalid(
-    rawkube: Kube, run_operator: OperatorFactory, namespace: str
+class Receiver:
+    """A local endpoint for the batch's global hooks: records paths, answers `status`."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.status = 200
+        self.port = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.paths.append(request.path)
+        return web.Response(status=self.status, text=f"maintenance said {self.status}")
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    rec = Receiver()
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", rec.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    rec.port = runner.addresses[0][1]
+    yield rec
+    await runner.cleanup()
+
+
+async def test_global_pre_backup_hook_runs_before_any_member(
+    rawkube: Kube, run_operator: OperatorFactory, namespace: str, receiver: Receiver
 ) -> None:
+    from stash.kube.resources import PVCS
+
     await run_operator()
     await rawkube.create(SECRETS, secret(), namespace)
     await rawkube.create(REPOSITORIES, repository(), namespace)
-    hooks = {"preBackup": {"httpGet": {"host": "wp", "port": 80, "path": "/maintenance/on"}}}
-    await rawkube.create(BACKUPBATCHES, batch(hooks=hooks), namespace)
-    invalid = await _phase(rawkube, namespace, "Invalid")
-    (cond,) = [c for c in invalid["status"]["conditions"] if c["type"] == "ValidationPassed"]
-    assert "hooks are not supported yet" in cond["message"]
+    await rawkube.create(DEPLOYMENTS, deployment(), namespace)
+    claim = {
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    await rawkube.create(PVCS, claim, namespace)
+    on = {"httpGet": {"host": "127.0.0.1", "port": receiver.port, "path": "/maintenance/on"}}
+    await rawkube.create(BACKUPBATCHES, batch(hooks={"preBackup": on}), namespace)
+    ready = await _phase(rawkube, namespace, "Ready")
+
+    # S5: the pre-hook answers 500 -> the session fails and no member starts
+    receiver.status = 500
+    failed = await create_backup_session(
+        rawkube, {**ready, "kind": "BackupBatch"}, dt.datetime.now(dt.UTC)
+    )
+
+    async def final() -> JSON | None:
+        obj = await rawkube.get(BACKUPSESSIONS, failed, namespace)
+        return obj if (obj.get("status") or {}).get("phase") == "Failed" else None
+
+    session = await eventually(final, timeout=30, what="the session Failed")
+    conds = {c["type"]: c for c in session["status"]["conditions"]}
+    hook = conds["GlobalPreBackupHookSucceeded"]
+    assert hook["status"] == "False"
+    assert (
+        "preBackup hook (httpGet) failed" in hook["message"] and "answered 500" in hook["message"]
+    )
+    assert not any(t.get("totalHosts") for t in session["status"].get("targets") or [])
+    assert receiver.paths == ["/maintenance/on"]
+    events = (await rawkube.list(EVENTS, namespace))["items"]
+    reasons = {e["reason"]: e["message"] for e in events if e["involvedObject"]["name"] == failed}
+    assert "maintenance said 500" in reasons["GlobalPreBackupHookFailed"]
+
+    # answering 200, the hook passes once and the first member starts
+    receiver.status = 200
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+    ok = await create_backup_session(rawkube, {**ready, "kind": "BackupBatch"}, later)
+
+    async def initiated() -> JSON | None:
+        obj = await rawkube.get(BACKUPSESSIONS, ok, namespace)
+        targets = (obj.get("status") or {}).get("targets") or []
+        return obj if targets and targets[0].get("totalHosts") else None
+
+    running = await eventually(initiated, timeout=30, what="the first member initiated")
+    conds = {c["type"]: c for c in running["status"]["conditions"]}
+    assert conds["GlobalPreBackupHookSucceeded"]["status"] == "True"
+    assert receiver.paths == ["/maintenance/on", "/maintenance/on"]
