@@ -7,12 +7,14 @@ turns with the workload's other pods on the Lease `lock-<kind>-<name>-restore` (
 Deployment's replicas do not restore host-0 twice), restore, and record the host's
 stats entry (phase, duration, error) with an Event `HostRestoreSucceeded|Failed`.
 
-What is restored comes from the matching rule (`select_rule`: the rule naming the host
-in `targetHosts` wins, else the catch-all rule): each listed snapshot, or `latest` of
-each listed path from `sourceHost` (default: this host), into `/` so files land at their
-original absolute paths, with the rule's include/exclude patterns. A rule that selects
-neither paths nor snapshots fails the host with a message saying so (upstream restores
-nothing silently; docs/compatibility.md).
+What is restored comes from the matching rule (`stash.contract.restorerules`: the rule
+naming the host in `targetHosts` wins, else the catch-all rule): each listed snapshot,
+or `latest` of each listed path from `sourceHost` (default: this host), into `/` so
+files land at their original absolute paths, with the rule's include/exclude patterns.
+When rules exist but none names the host and none is a catch-all, the host has nothing
+to restore and succeeds without touching its data, as upstream. A rule that selects
+neither paths nor snapshots, or a restore without any rule, fails the host with a
+message saying so (upstream restores nothing silently; docs/compatibility.md).
 
 Exit status: 0 when the host's restore succeeded (now or before), 1 when it failed (now
 or before): an init-container that fails keeps the pod in Init, as upstream, with the
@@ -37,6 +39,7 @@ from stash.agent.restoretarget import RestoreInvoker
 from stash.api import RestoreSession
 from stash.api.common import Rule
 from stash.api.restoresession import HostRestoreStats
+from stash.contract.restorerules import RuleMatch, match_rule, rule_for_host
 from stash.contract.sessions import format_duration
 from stash.kube.client import JSON, NotFound
 from stash.kube.events import NORMAL
@@ -66,30 +69,27 @@ class RestoreRequest:
     args: tuple[str, ...] = ()
     target_dir: str = "/"
 
+    @property
+    def nothing(self) -> bool:
+        """No rule is for this host: it restores nothing and succeeds."""
+        return not self.snapshots and not self.paths
+
 
 def select_rule(rules: Sequence[Rule], hostname: str) -> Rule | None:
     """The rule for `hostname`: one naming it in targetHosts, else the catch-all (§1.1)."""
-    for rule in rules:
-        if hostname in (rule.target_hosts or []):
-            return rule
-    for rule in rules:
-        if not rule.target_hosts:
-            return rule
-    return None
+    return rule_for_host(rules, hostname)
 
 
 def request_from_rule(
     rules: Sequence[Rule], hostname: str, args: Sequence[str] = ()
 ) -> RestoreRequest | str:
-    """The restore `hostname` must do, or the reason it cannot restore anything."""
-    rule = select_rule(rules, hostname)
+    """The restore `hostname` must do (`nothing` when no rule is for it), or the reason
+    it cannot restore anything."""
+    how, rule = match_rule(rules, hostname)
+    if how is RuleMatch.NO_RULES:
+        return "the RestoreSession has no rules (spec.target.rules); nothing selects data"
     if rule is None:
-        if not rules:
-            return "the RestoreSession has no rules (spec.target.rules); nothing selects data"
-        return (
-            f"no rule of the RestoreSession applies to host {hostname}: none lists it in "
-            "targetHosts and there is no rule without targetHosts"
-        )
+        return RestoreRequest(hostname=hostname, source_host=hostname, args=tuple(args))
     if not rule.snapshots and not rule.paths:
         return (
             f"the rule for host {hostname} selects nothing to restore: it lists neither "
@@ -208,8 +208,12 @@ async def _restore_turn(
     view = inv.view(live)
     rs: RestoreSession | None = None if isinstance(view, str) else view
     error: str | None = view if isinstance(view, str) else None
+    nothing = False
     if rs is not None:
         chosen = request if request is not None else _rule_request(rs, hostname)
+        nothing = not isinstance(chosen, str) and chosen.nothing
+        if nothing:
+            log.info("no rule of %s is for host %s: nothing to restore", name, hostname)
         error = chosen if isinstance(chosen, str) else await _restore(ctx, rs, chosen)
     seconds = time.monotonic() - started
     entry = HostRestoreStats(
@@ -231,7 +235,8 @@ async def _restore_turn(
             obj,
             NORMAL,
             "HostRestoreSucceeded",
-            f"restore of host {hostname} succeeded in {entry.duration}",
+            f"restore of host {hostname} succeeded in {entry.duration}"
+            + (": no rule is for this host, nothing was restored" if nothing else ""),
         )
     if ctx.push_url:
         repo = (rs.spec.repository.name if rs and rs.spec and rs.spec.repository else "") or ""
