@@ -1,0 +1,90 @@
+"""Rolling out an injection where Kubernetes does not: ReplicaSets and
+ReplicationControllers (stash-api.md §4.1).
+
+A Deployment, StatefulSet or DaemonSet replaces its pods when its pod template changes;
+a ReplicaSet or ReplicationController does not, so after the agent was injected into
+(or removed from) its template the running pods keep their old spec: the sidecar never
+backs up, the init-container never restores. Upstream (`ensureWorkloadLatestState`,
+stashed/stash v0.9) deletes the pods whose stash containers or applied-invoker hash
+annotations differ from the template, and the controller recreates them from it. We do
+the same: `stale_pods` decides (pure), `restart_stale_pods` deletes.
+
+Not for: computing the injection (`stash.inject`) or patching the workload
+(`controllers.workload`). Deployment-owned ReplicaSets are never targets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from stash.contract.names import ANN_BACKUP_HASH, ANN_RESTORE_HASH, INIT_CONTAINER, SIDECAR
+from stash.controllers.context import ControllerContext
+from stash.kube.client import JSON, KubeError, NotFound
+from stash.kube.resources import PODS
+
+__all__ = ["RESTARTED_KINDS", "restart_stale_pods", "stale_pods"]
+
+log = logging.getLogger(__name__)
+
+#: Kinds whose controller does not replace pods when the template changes.
+RESTARTED_KINDS = frozenset({"ReplicaSet", "ReplicationController"})
+
+
+def _injection_state(meta: JSON, spec: JSON) -> tuple[bool, bool, str | None, str | None]:
+    annotations = meta.get("annotations") or {}
+    return (
+        any(c.get("name") == SIDECAR for c in spec.get("containers") or []),
+        any(c.get("name") == INIT_CONTAINER for c in spec.get("initContainers") or []),
+        annotations.get(ANN_BACKUP_HASH),
+        annotations.get(ANN_RESTORE_HASH),
+    )
+
+
+def stale_pods(workload: JSON, pods: Iterable[JSON]) -> list[str]:
+    """Names of the live pods `workload` controls whose injection (sidecar,
+    init-container, applied-invoker hashes) differs from its pod template."""
+    uid = workload["metadata"].get("uid")
+    template = (workload.get("spec") or {}).get("template") or {}
+    want = _injection_state(template.get("metadata") or {}, template.get("spec") or {})
+    out = []
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        owned = any(
+            ref.get("controller") and ref.get("uid") == uid
+            for ref in meta.get("ownerReferences") or []
+        )
+        if not owned or meta.get("deletionTimestamp"):
+            continue
+        if _injection_state(meta, pod.get("spec") or {}) != want:
+            out.append(str(meta["name"]))
+    return sorted(out)
+
+
+async def restart_stale_pods(ctx: ControllerContext, kind: str, workload: JSON) -> int:
+    """Delete the pods of a ReplicaSet / ReplicationController that do not carry its
+    template's injection, so its controller recreates them; how many were deleted."""
+    if kind not in RESTARTED_KINDS:
+        return 0
+    ns = str(workload["metadata"]["namespace"])
+    try:
+        pods = (await ctx.kube.list(PODS, ns))["items"]
+    except KubeError as exc:
+        log.warning("listing the pods of %s %s/%s: %s", kind, ns, workload["metadata"]["name"], exc)
+        return 0
+    deleted = 0
+    for name in stale_pods(workload, pods):
+        try:
+            await ctx.kube.delete(PODS, name, ns)
+        except NotFound:
+            continue
+        deleted += 1
+    if deleted:
+        log.info(
+            "%s %s/%s: %d pod(s) deleted to start with the injected template",
+            kind,
+            ns,
+            workload["metadata"]["name"],
+            deleted,
+        )
+    return deleted
