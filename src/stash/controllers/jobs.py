@@ -119,8 +119,8 @@ def build_job(
             )
         variables = {**_params(step.get("params")), **invoker_params, **inputs}
         spec = envsubst(fn.get("spec") or {}, variables)
-        name = f"{fn['metadata']['name'].replace('.', '-')}-{i}"
-        container = _step_container(name, spec, extra_env or [])
+        step_name = f"{fn['metadata']['name'].replace('.', '-')}-{i}"
+        container = _step_container(step_name, spec, extra_env or [])
         _apply_container_settings(container, container_settings or {})
         containers.append(container)
     if not containers:

@@ -87,6 +87,7 @@ def _pvc_backup_job(
 
 def test_pvc_backup_job_matches_the_documented_shape() -> None:
     job = _pvc_backup_job()
+    assert job["metadata"]["name"] == "stash-backup-pvc-backup-1-0"
     pod = job["spec"]["template"]["spec"]
     (backup,) = pod["initContainers"]
     (update,) = pod["containers"]
