@@ -23,10 +23,11 @@ from stash.controllers.context import ControllerContext
 from stash.kube.client import JSON, KubeError, NotFound
 from stash.kube.resources import PODS
 
-__all__ = ["RESTARTED_KINDS", "restart_stale_pods", "stale_pods"]
+__all__ = ["RESTARTED_KINDS", "caught_up", "restart_stale_pods", "stale_pods"]
 
 log = logging.getLogger(__name__)
 
+RECHECK = 2.0
 #: Kinds whose controller does not replace pods when the template changes.
 RESTARTED_KINDS = frozenset({"ReplicaSet", "ReplicationController"})
 
@@ -61,30 +62,34 @@ def stale_pods(workload: JSON, pods: Iterable[JSON]) -> list[str]:
     return sorted(out)
 
 
-async def restart_stale_pods(ctx: ControllerContext, kind: str, workload: JSON) -> int:
+def caught_up(workload: JSON) -> bool:
+    """The workload's controller has observed its current spec (so the pods it creates
+    from now on follow the current template)."""
+    observed = (workload.get("status") or {}).get("observedGeneration")
+    generation = workload["metadata"].get("generation")
+    return generation is None or (observed is not None and observed >= generation)
+
+
+async def restart_stale_pods(ctx: ControllerContext, kind: str, workload: JSON) -> float | None:
     """Delete the pods of a ReplicaSet / ReplicationController that do not carry its
-    template's injection, so its controller recreates them; how many were deleted."""
+    template's injection, so its controller recreates them. Returns the seconds after
+    which to look again (its controller has not observed the template yet, so it may
+    still create a pod from the old one; or pods were just deleted), else None."""
     if kind not in RESTARTED_KINDS:
-        return 0
-    ns = str(workload["metadata"]["namespace"])
+        return None
+    ns, name = str(workload["metadata"]["namespace"]), str(workload["metadata"]["name"])
     try:
         pods = (await ctx.kube.list(PODS, ns))["items"]
     except KubeError as exc:
-        log.warning("listing the pods of %s %s/%s: %s", kind, ns, workload["metadata"]["name"], exc)
-        return 0
+        log.warning("listing the pods of %s %s/%s: %s", kind, ns, name, exc)
+        return RECHECK
     deleted = 0
-    for name in stale_pods(workload, pods):
+    for pod in stale_pods(workload, pods):
         try:
-            await ctx.kube.delete(PODS, name, ns)
+            await ctx.kube.delete(PODS, pod, ns)
         except NotFound:
             continue
         deleted += 1
     if deleted:
-        log.info(
-            "%s %s/%s: %d pod(s) deleted to start with the injected template",
-            kind,
-            ns,
-            workload["metadata"]["name"],
-            deleted,
-        )
-    return deleted
+        log.info("%s %s/%s: %d pod(s) deleted to start with its template", kind, ns, name, deleted)
+    return RECHECK if deleted or not caught_up(workload) else None

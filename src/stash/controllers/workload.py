@@ -153,8 +153,8 @@ class WorkloadReconciler:
         if not patch:
             # The stored template is what it should be: a ReplicaSet's or RC's pods
             # follow it only when recreated (`controllers.rollout`).
-            await restart_stale_pods(self.ctx, kind, obj)
-            return DONE
+            again = await restart_stale_pods(self.ctx, kind, obj)
+            return DONE if again is None else Result(requeue_after=again)
         ops = [
             {
                 "op": "test",

@@ -123,7 +123,7 @@ def test_a_local_backend_is_a_volume_of_the_job_mounted_in_every_step() -> None:
     job = _pvc_backup_job(backend_volume=local_backend(repo, "stash-local"))
     pod = job["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert volumes["stash-local"]["hostPath"] == {"path": "/backups"}
+    assert volumes["stash-local"]["hostPath"] == {"type": "", "path": "/backups"}
     for container in [*pod["initContainers"], *pod["containers"]]:
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         assert mounts["stash-local"] == "/safe/repo", container["name"]

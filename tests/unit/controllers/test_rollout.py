@@ -4,7 +4,7 @@ changes: the pods that do not carry the template's injection are the ones to rec
 from __future__ import annotations
 
 from stash.contract.names import ANN_BACKUP_HASH
-from stash.controllers.rollout import stale_pods
+from stash.controllers.rollout import caught_up, stale_pods
 from stash.kube.client import JSON
 
 HASH = {ANN_BACKUP_HASH: "42"}
@@ -49,3 +49,16 @@ def test_pods_started_before_the_injection_are_stale() -> None:
 def test_pods_keeping_a_removed_sidecar_are_stale_too() -> None:
     rs = _rs(["app"], {})
     assert stale_pods(rs, [_pod("a", ["app", "stash"], HASH), _pod("b", ["app"], {})]) == ["a"]
+
+
+def test_a_controller_that_has_not_observed_the_template_may_still_make_old_pods() -> None:
+    # A ReplicationController made its first pod from the template it had before the
+    # injection, after the operator had looked and found no pods: look again until it
+    # observed the injected template.
+    rc = _rs(["app", "stash"], HASH)
+    rc["metadata"]["generation"] = 2
+    assert not caught_up(rc)
+    rc["status"] = {"observedGeneration": 1}
+    assert not caught_up(rc)
+    rc["status"] = {"observedGeneration": 2}
+    assert caught_up(rc)
