@@ -106,6 +106,13 @@ async def test_deployment_guide_backs_up_one_host_and_restores_into_a_new_claim(
 
     # Every replica carries the sidecar; they share the claim; only the leader backs up.
     pods = await injected_pods(rawkube, ns, "shop", "stash", count=3)
+    # "Verify Sidecar": container `stash` running `run-backup` for the invoker.
+    sidecar_spec = next(c for c in pods[0]["spec"]["containers"] if c["name"] == "stash")
+    assert sidecar_spec["args"][:3] == [
+        "run-backup",
+        "--invoker-name=shop-backup",
+        "--invoker-kind=BackupConfiguration",
+    ]
     sidecars = [await runner.run(pod, "stash") for pod in pods]
     session = await finished(rawkube, ns, await trigger(rawkube, ns, "shop-backup"), logs=sidecars)
     assert session["status"]["phase"] == "Succeeded", session["status"]
@@ -136,6 +143,10 @@ async def test_deployment_guide_backs_up_one_host_and_restores_into_a_new_claim(
     )
     await rawkube.create(RESTORESESSIONS, rs, ns)
     pods = await injected_pods(rawkube, ns, "shop-restored", "stash-init", count=3)
+    # "Verify Init-Container": `stash-init` first, running `restore` for the invoker.
+    init_spec = pods[0]["spec"]["initContainers"][0]
+    assert init_spec["name"] == "stash-init" and init_spec["args"][0] == "restore"
+    assert "--invoker-name=shop-restore" in init_spec["args"]
     inits = [await runner.run(pod, "stash-init") for pod in pods]
     codes = await asyncio.gather(*(i.wait(120) for i in inits))
     assert codes == [0, 0, 0], [i.logs()[-2000:] for i in inits]
