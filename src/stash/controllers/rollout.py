@@ -23,7 +23,13 @@ from stash.controllers.context import ControllerContext
 from stash.kube.client import JSON, KubeError, NotFound
 from stash.kube.resources import PODS
 
-__all__ = ["RESTARTED_KINDS", "caught_up", "restart_stale_pods", "stale_pods"]
+__all__ = [
+    "RESTARTED_KINDS",
+    "carries_injection",
+    "caught_up",
+    "restart_stale_pods",
+    "stale_pods",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,15 @@ def _injection_state(meta: JSON, spec: JSON) -> tuple[bool, bool, str | None, st
         annotations.get(ANN_BACKUP_HASH),
         annotations.get(ANN_RESTORE_HASH),
     )
+
+
+def carries_injection(workload: JSON) -> bool:
+    """The workload's pod template carries a sidecar, an init-container or their hashes
+    (its pods are worth checking; one without has nothing to roll out unless it was
+    just removed, which the reconciler remembers)."""
+    template = (workload.get("spec") or {}).get("template") or {}
+    state = _injection_state(template.get("metadata") or {}, template.get("spec") or {})
+    return state != (False, False, None, None)
 
 
 def stale_pods(workload: JSON, pods: Iterable[JSON]) -> list[str]:

@@ -4,7 +4,7 @@ changes: the pods that do not carry the template's injection are the ones to rec
 from __future__ import annotations
 
 from stash.contract.names import ANN_BACKUP_HASH
-from stash.controllers.rollout import caught_up, stale_pods
+from stash.controllers.rollout import carries_injection, caught_up, stale_pods
 from stash.kube.client import JSON
 
 HASH = {ANN_BACKUP_HASH: "42"}
@@ -62,3 +62,9 @@ def test_a_controller_that_has_not_observed_the_template_may_still_make_old_pods
     assert not caught_up(rc)
     rc["status"] = {"observedGeneration": 2}
     assert caught_up(rc)
+
+
+def test_only_a_template_with_the_agent_or_a_just_patched_one_is_worth_a_pod_list() -> None:
+    assert carries_injection(_rs(["app", "stash"], HASH))
+    assert carries_injection(_rs(["app"], HASH))
+    assert not carries_injection(_rs(["app"], {}))
