@@ -19,6 +19,7 @@ CONTROLLERS = [
     "garbage-collector-controller",
     "deployment-controller",
     "replicaset-controller",
+    "replicationcontroller-controller",
     "statefulset-controller",
     "daemonset-controller",
     "job-controller",

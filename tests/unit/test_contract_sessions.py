@@ -13,6 +13,7 @@ from stash.contract.sessions import (
     heartbeat_labels,
     heartbeat_selector,
     history_to_delete,
+    hosts_observed,
     invoker_selector,
     label_value,
     new_backup_session,
@@ -90,6 +91,16 @@ def test_total_hosts() -> None:
     assert total_hosts("StatefulSet", {"spec": {"replicas": 3}}) == 3
     assert total_hosts("DaemonSet", {"status": {"desiredNumberScheduled": 2}}) == 2
     assert total_hosts("PersistentVolumeClaim", None) == 1
+
+
+def test_a_new_daemonsets_host_count_is_not_known_until_its_controller_counted() -> None:
+    # A RestoreSession applied with its DaemonSet counted 0 hosts and ended at once.
+    assert not hosts_observed("DaemonSet", {"metadata": {"generation": 1}})
+    assert not hosts_observed("DaemonSet", {"status": {"desiredNumberScheduled": 0}})
+    counted = {"status": {"observedGeneration": 1, "desiredNumberScheduled": 2}}
+    assert hosts_observed("DaemonSet", counted)
+    assert hosts_observed("StatefulSet", {"spec": {"replicas": 3}})
+    assert hosts_observed("Deployment", None)
 
 
 #: Kubernetes' rule for a label value (apimachinery validation.IsValidLabelValue).

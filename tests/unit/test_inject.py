@@ -249,6 +249,21 @@ def test_local_backend_is_mounted_into_the_sidecar() -> None:
     ]
 
 
+def test_a_local_backend_volume_carries_what_the_apiserver_would_default() -> None:
+    # Without hostPath.type the stored template never equalled the desired one: every
+    # pass patched it again and a ReplicaSet's pods were never seen as stale.
+    repo = repository({"local": {"mountPath": "/safe/data", "hostPath": {"path": "/b"}}})
+    out = inject_backup(workload(), backup_config(), SETTINGS, repo)
+    assert named(pod_spec(out)["volumes"], "stash-local") == [
+        {"name": "stash-local", "hostPath": {"type": "", "path": "/b"}}
+    ]
+    typed = repository(
+        {"local": {"mountPath": "/safe/data", "hostPath": {"path": "/b", "type": "Directory"}}}
+    )
+    out = inject_backup(workload(), backup_config(), SETTINGS, typed)
+    assert named(pod_spec(out)["volumes"], "stash-local")[0]["hostPath"]["type"] == "Directory"
+
+
 def test_runtime_settings_apply_to_the_sidecar() -> None:
     container = {
         "resources": {"limits": {"memory": "256Mi"}},

@@ -7,12 +7,14 @@ turns with the workload's other pods on the Lease `lock-<kind>-<name>-restore` (
 Deployment's replicas do not restore host-0 twice), restore, and record the host's
 stats entry (phase, duration, error) with an Event `HostRestoreSucceeded|Failed`.
 
-What is restored comes from the matching rule (`select_rule`: the rule naming the host
-in `targetHosts` wins, else the catch-all rule): each listed snapshot, or `latest` of
-each listed path from `sourceHost` (default: this host), into `/` so files land at their
-original absolute paths, with the rule's include/exclude patterns. A rule that selects
-neither paths nor snapshots fails the host with a message saying so (upstream restores
-nothing silently; docs/compatibility.md).
+What is restored comes from the matching rule (`stash.contract.restorerules`: the rule
+naming the host in `targetHosts` wins, else the catch-all rule): each listed snapshot,
+or `latest` of each listed path from `sourceHost` (default: this host), into `/` so
+files land at their original absolute paths, with the rule's include/exclude patterns.
+When rules exist but none names the host and none is a catch-all, the host has nothing
+to restore and succeeds without touching its data, as upstream. A rule that selects
+neither paths nor snapshots, or a restore without any rule, fails the host with a
+message saying so (upstream restores nothing silently; docs/compatibility.md).
 
 Hooks (§6.3): `preRestore` runs before the restore, and a failed one fails the host
 without restoring; `postRestore` runs after it (filtered by its `executionPolicy` on the
@@ -44,6 +46,7 @@ from stash.agent.restoretarget import RestoreInvoker
 from stash.api import RestoreSession
 from stash.api.common import HookExecution, Rule
 from stash.api.restoresession import HostRestoreStats
+from stash.contract.restorerules import RuleMatch, match_rule, rule_for_host
 from stash.contract.sessions import format_duration
 from stash.kube.client import JSON, NotFound
 from stash.kube.events import NORMAL
@@ -73,30 +76,27 @@ class RestoreRequest:
     args: tuple[str, ...] = ()
     target_dir: str = "/"
 
+    @property
+    def nothing(self) -> bool:
+        """No rule is for this host: it restores nothing and succeeds."""
+        return not self.snapshots and not self.paths
+
 
 def select_rule(rules: Sequence[Rule], hostname: str) -> Rule | None:
     """The rule for `hostname`: one naming it in targetHosts, else the catch-all (§1.1)."""
-    for rule in rules:
-        if hostname in (rule.target_hosts or []):
-            return rule
-    for rule in rules:
-        if not rule.target_hosts:
-            return rule
-    return None
+    return rule_for_host(rules, hostname)
 
 
 def request_from_rule(
     rules: Sequence[Rule], hostname: str, args: Sequence[str] = ()
 ) -> RestoreRequest | str:
-    """The restore `hostname` must do, or the reason it cannot restore anything."""
-    rule = select_rule(rules, hostname)
+    """The restore `hostname` must do (`nothing` when no rule is for it), or the reason
+    it cannot restore anything."""
+    how, rule = match_rule(rules, hostname)
+    if how is RuleMatch.NO_RULES:
+        return "the RestoreSession has no rules (spec.target.rules); nothing selects data"
     if rule is None:
-        if not rules:
-            return "the RestoreSession has no rules (spec.target.rules); nothing selects data"
-        return (
-            f"no rule of the RestoreSession applies to host {hostname}: none lists it in "
-            "targetHosts and there is no rule without targetHosts"
-        )
+        return RestoreRequest(hostname=hostname, source_host=hostname, args=tuple(args))
     if not rule.snapshots and not rule.paths:
         return (
             f"the rule for host {hostname} selects nothing to restore: it lists neither "
@@ -193,11 +193,11 @@ async def _restore_with_hooks(
     rs: RestoreSession,
     live: JSON,
     hostname: str,
-    request: RestoreRequest | None,
+    chosen: RestoreRequest | str,
     runs: list[HookExecution],
 ) -> str | None:
-    """preRestore, the restore, postRestore (module docstring); the host's error or None.
-    Each hook run is appended to `runs`."""
+    """preRestore, the restore `chosen` (or the reason there is none), postRestore
+    (module docstring); the host's error or None. Each hook run is appended to `runs`."""
     hooks = rs.spec.hooks if rs.spec else None
     if hooks is not None and hooks.pre_restore is not None:
         pre = await restore_hook(
@@ -206,7 +206,6 @@ async def _restore_with_hooks(
         runs.append(pre.execution())
         if not pre.ok:
             return pre.message
-    chosen = request if request is not None else _rule_request(rs, hostname)
     error = chosen if isinstance(chosen, str) else await _restore(ctx, rs, chosen)
     if hooks is not None and hooks.post_restore is not None:
         phase = "Failed" if error else "Succeeded"
@@ -247,8 +246,16 @@ async def _restore_turn(
     rs: RestoreSession | None = None if isinstance(view, str) else view
     error: str | None = view if isinstance(view, str) else None
     runs: list[HookExecution] = []
+    nothing = False
     if rs is not None:
-        error = await _restore_with_hooks(ctx, rs, live, hostname, request, runs)
+        chosen = request if request is not None else _rule_request(rs, hostname)
+        nothing = not isinstance(chosen, str) and chosen.nothing
+        if nothing:
+            # no hooks either: a host no rule is for is left exactly as it is
+            log.info("no rule of %s is for host %s: nothing to restore", name, hostname)
+            error = None
+        else:
+            error = await _restore_with_hooks(ctx, rs, live, hostname, chosen, runs)
     seconds = time.monotonic() - started
     entry = HostRestoreStats(
         hostname=hostname,
@@ -275,7 +282,8 @@ async def _restore_turn(
             obj,
             NORMAL,
             "HostRestoreSucceeded",
-            f"restore of host {hostname} succeeded in {entry.duration}",
+            f"restore of host {hostname} succeeded in {entry.duration}"
+            + (": no rule is for this host, nothing was restored" if nothing else ""),
         )
     if ctx.push_url:
         repo = (rs.spec.repository.name if rs and rs.spec and rs.spec.repository else "") or ""

@@ -38,7 +38,8 @@ The contract (stash-api.md §5.5):
   `--restore-paths` from `--source-hostname` (default `--hostname`) into
   `--target-dir` (default `/`, so the PVC must be mounted at the path it was backed
   up from) with `--include`/`--exclude`, and records the RestoreSession's host entry;
-  exit 1 when the restore failed.
+  exit 1 when the restore failed. With neither `--snapshots` nor `--restore-paths`
+  the host follows the RestoreSession's rules (`stash.contract.restorerules`).
 
 Values use the Function variables of §5.5 (`${TARGET_PATHS}`, `${BACKUP_SESSION}`,
 ...); the operator substitutes them when it builds the Job.
@@ -243,8 +244,11 @@ async def run_update_status(
     return 0
 
 
-async def run_restore_pvc(ctx: AgentContext, restore_session: str, request: RestoreRequest) -> int:
-    """The `restore-pvc` step (module docstring); the exit status."""
+async def run_restore_pvc(
+    ctx: AgentContext, restore_session: str, hostname: str, request: RestoreRequest | None
+) -> int:
+    """The `restore-pvc` step (module docstring); the exit status. Without a `request`
+    (the Job gave neither paths nor snapshots) the host follows the session's rules."""
     return await run_restore(
-        ctx, restore_session, hostname=request.hostname, request=request, exclusive=False
+        ctx, restore_session, hostname=hostname, request=request, exclusive=False
     )

@@ -240,10 +240,11 @@ def restore_pvc(args: argparse.Namespace) -> int:
         excludes=split_list(args.exclude),
         target_dir=args.target_dir or "/",
     )
-    if not request.snapshots and not request.paths:
-        raise UsageError("give --restore-paths or --snapshots: nothing selects data to restore")
+    # Neither flag: the host follows the RestoreSession's rules itself (a host no rule
+    # is for restores nothing; a restore without rules fails saying so).
+    chosen = None if request.nothing else request
     return _run(
         args,
-        lambda ctx: run_restore_pvc(ctx, args.restoresession, request),
+        lambda ctx: run_restore_pvc(ctx, args.restoresession, hostname, chosen),
         ("RestoreSession", args.restoresession),
     )

@@ -167,6 +167,16 @@ def total_hosts(target_kind: str, workload: Mapping[str, Any] | None) -> int:
     return 1
 
 
+def hosts_observed(target_kind: str, workload: Mapping[str, Any] | None) -> bool:
+    """Whether `total_hosts` can be trusted yet: a DaemonSet's host count is its
+    controller's `status.desiredNumberScheduled`, absent (read as 0) until the
+    controller first observed it; a restore that counted 0 hosts then would end at once
+    with no host restored."""
+    if target_kind != "DaemonSet" or workload is None:
+        return True
+    return (workload.get("status") or {}).get("observedGeneration") is not None
+
+
 def new_backup_session(
     invoker: Mapping[str, Any], when: dt.datetime, retry_left: int | None = None
 ) -> dict[str, Any]:

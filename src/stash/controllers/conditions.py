@@ -150,7 +150,7 @@ def target_check(type_: str, facts: TargetFacts) -> Check:
     if facts.found is True:
         return Check(type_, True, "TargetAvailable", f"{where} found")
     if facts.found is False:
-        return Check(type_, False, "TargetNotAvailable", f"{where} does not exist")
+        return Check(type_, False, "TargetNotAvailable", facts.detail or f"{where} does not exist")
     return Check(type_, UNKNOWN, "UnableToCheckTargetAvailability", facts.detail)
 
 

@@ -187,7 +187,15 @@ class ControllerContext:
             return TargetFacts(kind, ns, name, True, workload=cached)
         try:
             live = await self.kube.get(res, name, ns)
-        except NotFound:
+        except NotFound as exc:
+            if not isinstance(exc.body, dict):
+                # The apiserver's plain "404 page not found": no such API here (e.g.
+                # DeploymentConfig off OpenShift), not a missing object.
+                why = (
+                    f"{kind} {ns}/{name} cannot be a target here: this cluster does not "
+                    f"serve {res.plural}.{res.group or 'core'}/{res.version}"
+                )
+                return TargetFacts(kind, ns, name, False, why)
             return TargetFacts(kind, ns, name, False)
         except KubeError as exc:
             why = f"looking up {kind} {ns}/{name}: {exc.message or exc}"

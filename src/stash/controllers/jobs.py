@@ -5,7 +5,8 @@ each Function (precedence: a step's params from the Task < the invoker's `task.p
 < operator inputs; an invoker's value for a name in `OPERATOR_PARAMS` — the image, the
 Repository, the session — is dropped, so only the operator sets those); all steps but
 the last become init-containers so they run in order in one pod sharing `/stash-tmp`;
-the Task's volumes become pod volumes.
+the Task's volumes become pod volumes, and a local-backend Repository's volume is
+mounted in every step (as upstream's `AttachLocalBackend`).
 Not for: creating anything (the reconcilers do).
 """
 
@@ -102,8 +103,10 @@ def build_job(
     pod_settings: Mapping[str, Any] | None = None,
     container_settings: Mapping[str, Any] | None = None,
     extra_env: list[JSON] | None = None,
+    backend_volume: tuple[JSON, JSON] | None = None,
 ) -> JSON:
-    """The Job that runs `task`'s steps in order for one target (and host)."""
+    """The Job that runs `task`'s steps in order for one target (and host); with
+    `backend_volume`, a local backend's (volume, mount) attached (`attach_backend`)."""
     task_spec = task.get("spec") or {}
     invoker_params = {k: v for k, v in invoker_params.items() if k not in OPERATOR_PARAMS}
     containers: list[JSON] = []
@@ -116,25 +119,8 @@ def build_job(
             )
         variables = {**_params(step.get("params")), **invoker_params, **inputs}
         spec = envsubst(fn.get("spec") or {}, variables)
-        container: JSON = {
-            "name": f"{fn['metadata']['name'].replace('.', '-')}-{i}",
-            "image": spec.get("image"),
-            "command": spec.get("command") or [],
-            "args": spec.get("args") or [],
-            "volumeMounts": [*(spec.get("volumeMounts") or []), dict(TMP_MOUNT)],
-            "env": [
-                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-                *(extra_env or []),
-            ],
-            "securityContext": {
-                "allowPrivilegeEscalation": False,
-                "capabilities": {"drop": ["ALL"]},
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-        }
-        if spec.get("workingDir"):
-            container["workingDir"] = spec["workingDir"]
+        step_name = f"{fn['metadata']['name'].replace('.', '-')}-{i}"
+        container = _step_container(step_name, spec, extra_env or [])
         _apply_container_settings(container, container_settings or {})
         containers.append(container)
     if not containers:
@@ -149,6 +135,8 @@ def build_job(
         "containers": containers[-1:],
         "volumes": volumes,
     }
+    if backend_volume is not None:
+        attach_backend(pod, *backend_volume)
     for key, value in (pod_settings or {}).items():
         if value is not None:
             pod[key] = value
@@ -167,6 +155,40 @@ def build_job(
             "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
         },
     }
+
+
+def _step_container(name: str, spec: JSON, extra_env: list[JSON]) -> JSON:
+    """A step's container from its Function's resolved spec."""
+    container: JSON = {
+        "name": name,
+        "image": spec.get("image"),
+        "command": spec.get("command") or [],
+        "args": spec.get("args") or [],
+        "volumeMounts": [*(spec.get("volumeMounts") or []), dict(TMP_MOUNT)],
+        "env": [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            *extra_env,
+        ],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if spec.get("workingDir"):
+        container["workingDir"] = spec["workingDir"]
+    return container
+
+
+def attach_backend(pod: JSON, volume: JSON, mount: JSON) -> None:
+    """Give a Job's pod a local-backend Repository's volume (from
+    `stash.inject.container.local_backend`) and mount it in every step, so restic finds
+    the repository at `backend.local.mountPath` (upstream's `AttachLocalBackend`)."""
+    pod["volumes"] = [*(v for v in pod["volumes"] if v.get("name") != volume["name"]), volume]
+    for container in [*pod["initContainers"], *pod["containers"]]:
+        kept = [m for m in container["volumeMounts"] if m["name"] != mount["name"]]
+        container["volumeMounts"] = [*kept, dict(mount)]
 
 
 def _apply_container_settings(container: JSON, settings: Mapping[str, Any]) -> None:

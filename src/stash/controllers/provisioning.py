@@ -28,8 +28,10 @@ from stash.api.common import (
 from stash.api.k8s import PersistentVolumeClaimTemplate
 from stash.api.restoresession import RestoreSessionSpec
 from stash.contract.authority import AGENT_SERVICE_ACCOUNT
+from stash.contract.names import LOCAL_VOLUME
 from stash.contract.rbac import agent_cluster_roles
 from stash.contract.resources import FUNCTIONS, TASKS
+from stash.contract.restorerules import rule_for_host
 from stash.contract.sessions import LABEL_MANAGED_BY
 from stash.contract.workloads import execution_model
 from stash.controllers.access import (
@@ -41,6 +43,7 @@ from stash.controllers.access import (
 from stash.controllers.context import ControllerContext
 from stash.controllers.jobs import build_job, envsubst, job_conflict, job_name
 from stash.controllers.liveness import JOB_HOST_ANNOTATION
+from stash.inject.container import local_backend
 from stash.inject.pod import pod_spec_of
 from stash.kube.client import JSON, Conflict, KubeError, NotFound
 from stash.kube.resources import CLUSTERROLES, JOBS, PVCS
@@ -133,9 +136,10 @@ def target_inputs(target: BackupTarget | RestoreTarget | None, ns: str) -> dict[
     }
 
 
-def _rule_inputs(rules: list[Rule]) -> dict[str, str]:
-    """§5.5 restore variables from the rule for hosts not named by any other rule."""
-    rule = next((r for r in rules if not r.target_hosts), rules[0] if rules else Rule())
+def _rule_inputs(rules: list[Rule], hostname: str) -> dict[str, str]:
+    """§5.5 restore variables from the rule `hostname` follows (`contract.restorerules`);
+    all empty when no rule is for it (the step then finds nothing to restore)."""
+    rule = rule_for_host(rules, hostname) or Rule()
     return {
         "SOURCE_HOSTNAME": rule.source_host or "",
         "RESTORE_PATHS": ",".join(rule.paths or []),
@@ -193,8 +197,9 @@ async def ensure_backup_executor(
     if problem:
         return False, problem
     retention = spec.retention_policy
+    repository = ctx.repository(spec.repository, ns)
     inputs = {
-        **repository_inputs(ctx.repository(spec.repository, ns)),
+        **repository_inputs(repository),
         **target_inputs(spec.target, ns),
         **_image_inputs(ctx.settings),
         "NAMESPACE": ns,
@@ -228,6 +233,7 @@ async def ensure_backup_executor(
                 "affinity": pod.affinity,
             },
             container_settings=runtime.container.to_wire() if runtime.container else None,
+            backend_volume=local_backend(repository, LOCAL_VOLUME),
         ),
     )
     if not ok:
@@ -256,17 +262,18 @@ async def ensure_restore_executor(
     problem = problem or await grant_repository_access(ctx, rs, sa)
     if problem:
         return False, problem, replicas
+    repository = ctx.repository(spec.repository, ns)
     common = {
-        **repository_inputs(ctx.repository(spec.repository, ns)),
+        **repository_inputs(repository),
         **target_inputs(target, ns),
         **_image_inputs(ctx.settings),
         "NAMESPACE": ns,
         "RESTORE_SESSION": name,
         "INVOKER_KIND": rs.kind,
         "INVOKER_NAME": name,
-        **_rule_inputs(target.rules or spec.rules or []),
         "TARGET_APP_REPLICAS": str(replicas),
     }
+    rules = target.rules or spec.rules or []
     for ordinal in range(replicas):
         claim = await _create_claims(ctx, rs, templates, ordinal)
         if templates:
@@ -275,6 +282,7 @@ async def ensure_restore_executor(
             host = target.alias or "host-0"
         inputs = {
             **common,
+            **_rule_inputs(rules, host),
             "TARGET_NAME": claim or ((target.ref.name if target.ref else None) or ""),
             "HOSTNAME": host,
             "POD_ORDINAL": str(ordinal),
@@ -298,6 +306,7 @@ async def ensure_restore_executor(
                 run_as_user=_run_as(pod, 0),
                 extra_env=[{"name": "POD_ORDINAL", "value": str(ordinal)}],
                 container_settings=runtime.container.to_wire() if runtime.container else None,
+                backend_volume=local_backend(repository, LOCAL_VOLUME),
             ),
         )
         if not ok:

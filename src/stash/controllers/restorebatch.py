@@ -32,7 +32,12 @@ from stash.api.restoresession import HostRestoreStats
 from stash.contract import phases as P
 from stash.contract.batches import claim_names, may_start, restore_members
 from stash.contract.resources import RESTOREBATCHES
-from stash.contract.sessions import INVOKER_FINALIZER, format_duration, total_hosts
+from stash.contract.sessions import (
+    INVOKER_FINALIZER,
+    format_duration,
+    hosts_observed,
+    total_hosts,
+)
 from stash.controllers.access import grant_repository_access, revoke_repository_access
 from stash.controllers.conditions import (
     Check,
@@ -134,10 +139,10 @@ def _decide(batch: RestoreBatch, status: RestoreBatchStatus, facts: _Facts) -> _
         mine: list[Check] = []
         if target is not None:
             mine.append(target_check(P.RESTORE_TARGET_FOUND, target))
-            if target.found:
-                hosts = total_hosts(target.kind, target.workload)
-            else:
+            if not target.found or not hosts_observed(target.kind, target.workload):
                 recheck = True
+            else:
+                hosts = total_hosts(target.kind, target.workload)
         elif spec_target is not None and spec_target.volume_claim_templates:
             mine.append(
                 Check(

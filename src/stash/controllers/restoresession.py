@@ -26,7 +26,12 @@ from stash.api.common import Condition, TargetRef
 from stash.api.restoresession import HostRestoreStats, RestoreSessionStatus
 from stash.contract import phases as P
 from stash.contract.resources import RESTORESESSIONS
-from stash.contract.sessions import INVOKER_FINALIZER, format_duration, total_hosts
+from stash.contract.sessions import (
+    INVOKER_FINALIZER,
+    format_duration,
+    hosts_observed,
+    total_hosts,
+)
 from stash.controllers.access import grant_repository_access, revoke_repository_access
 from stash.controllers.conditions import (
     Check,
@@ -89,10 +94,12 @@ def _decide(rs: RestoreSession, facts: InvokerFacts) -> _Decision:
     hosts: int | None = None
     if facts.target is not None:
         checks.append(target_check(P.RESTORE_TARGET_FOUND, facts.target))
-        if facts.target.found:
+        if not facts.target.found:
+            recheck = True
+        elif hosts_observed(facts.target.kind, facts.target.workload):
             hosts = total_hosts(facts.target.kind, facts.target.workload)
         else:
-            recheck = True
+            recheck = True  # a new DaemonSet: its controller has not counted its pods
     elif target is not None and target.volume_claim_templates:
         message = "the target is created from spec.target.volumeClaimTemplates"
         checks.append(Check(P.RESTORE_TARGET_FOUND, True, "TargetAvailable", message))

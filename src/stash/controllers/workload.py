@@ -7,7 +7,9 @@ RestoreSessions that target it and, when that differs from the stored object, pa
 the difference (a JSON patch guarded by the resourceVersion it was computed from).
 When the webhook did its job the two are equal and nothing is written. Invokers that
 cannot be injected (a volume they mount does not exist) get a Warning Event.
-ReplicaSets owned by a Deployment are left to the Deployment's template.
+ReplicaSets owned by a Deployment are left to the Deployment's template; the pods of a
+ReplicaSet or ReplicationController, which do not roll out, are recreated
+(`controllers.rollout`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from stash.contract.workloads import WORKLOADS
 from stash.controllers.access import ensure_binding, grant_repository_access
 from stash.controllers.autobackup import plan_for
 from stash.controllers.context import ControllerContext
+from stash.controllers.rollout import RESTARTED_KINDS, carries_injection, restart_stale_pods
 from stash.inject import (
     auto_backup_invoker,
     choose_backup_invoker,
@@ -116,6 +119,8 @@ class WorkloadReconciler:
         self.ctx = ctx
         self.workloads = ctx.workloads
         self.settings = ctx.settings
+        self.rolling: set[str] = set()
+        """ReplicaSets/RCs patched by us whose pods may not follow yet (`rollout`)."""
 
     async def reconcile(self, key: str) -> Result:
         kind, ns, name = key.split("/", 2)
@@ -148,7 +153,15 @@ class WorkloadReconciler:
             await self.ctx.recorder.emit(current, WARNING, "StashInjectionFailed", problem)
         patch = _patch(current, desired.workload)
         if not patch:
-            return DONE
+            # The stored template is what it should be: a ReplicaSet's or RC's pods
+            # follow it only when recreated (`controllers.rollout`).
+            if key not in self.rolling and not carries_injection(obj):
+                return DONE
+            again = await restart_stale_pods(self.ctx, kind, obj)
+            if again is None:
+                self.rolling.discard(key)
+                return DONE
+            return Result(requeue_after=again)
         ops = [
             {
                 "op": "test",
@@ -171,6 +184,8 @@ class WorkloadReconciler:
                 return Result(requeue_after=0.5)
             raise
         log.info("%s: agent injection repaired (%d operations)", key, len(patch))
+        if kind in RESTARTED_KINDS:
+            self.rolling.add(key)
         return DONE
 
     def _invokers(

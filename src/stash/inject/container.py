@@ -186,7 +186,25 @@ def local_backend(repository: Repository | None, volume: str) -> tuple[JSON, JSO
     mount: JSON = {"name": volume, "mountPath": local.mount_path}
     if local.sub_path:
         mount["subPath"] = local.sub_path
-    return {"name": volume, **clone(local.volume_source())}, mount
+    return _server_defaults({"name": volume, **clone(local.volume_source())}), mount
+
+
+#: Fields the apiserver sets on a pod template's volume when they are absent.
+_VOLUME_DEFAULTS: dict[str, dict[str, object]] = {
+    "hostPath": {"type": ""},
+    "secret": {"defaultMode": 0o644},
+    "configMap": {"defaultMode": 0o644},
+}
+
+
+def _server_defaults(volume: JSON) -> JSON:
+    """`volume` as the apiserver stores it: a stored template then equals the desired one,
+    so the workload is not patched again on every pass (the patch removed `hostPath.type`,
+    the apiserver put it back) and a ReplicaSet's stale pods are recognised."""
+    for source, defaults in _VOLUME_DEFAULTS.items():
+        if isinstance(volume.get(source), dict):
+            volume[source] = {**defaults, **volume[source]}
+    return volume
 
 
 def target_mounts(volume_mounts: Iterable[Any] | None) -> list[JSON]:

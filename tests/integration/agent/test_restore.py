@@ -126,7 +126,17 @@ async def test_init_container_restores_into_an_empty_volume(
     assert not (empty / "db" / "table.bin").exists()
 
 
+@pytest.mark.parametrize(
+    ("rules", "why"),
+    [
+        ([{"targetHosts": ["host-0"]}], "neither paths nor snapshots"),
+        ([], "has no rules"),  # upstream: silent success (docs/compatibility.md)
+    ],
+    ids=["rule-without-paths", "no-rules"],
+)
 async def test_a_rule_that_selects_nothing_fails_the_host_and_keeps_the_pod_in_init(
+    rules: list[dict[str, Any]],
+    why: str,
     rawkube: Kube,
     run_operator: OperatorFactory,
     namespace: str,
@@ -137,21 +147,20 @@ async def test_a_rule_that_selects_nothing_fails_the_host_and_keeps_the_pod_in_i
 ) -> None:
     await run_operator()
     await _backed_up(rawkube, namespace, runner, restic_bin, tmp_path)
-    rules = [{"targetHosts": ["host-0"]}]
     await rawkube.create(RESTORESESSIONS, restore_session(restic_bin, rules), namespace)
     (pod,) = await injected_pods(rawkube, namespace, "web", "stash-init")
     empty = tmp_path / "new-volume"
     empty.mkdir()
     init = await runner.run(pod, "stash-init", volumes={"data": empty})
     assert await init.wait(120) != 0
-    assert "selects nothing to restore" in init.logs()
+    assert why in init.logs()
     assert read_tree(empty) == {}
 
     restore = await _restore_phase(rawkube, namespace)
     assert restore["status"]["phase"] == "Failed"
     (host,) = restore["status"]["stats"]
-    assert host["phase"] == "Failed" and "neither paths nor snapshots" in host["error"]
+    assert host["phase"] == "Failed" and why in host["error"]
     # A restart fails again with the recorded reason (the pod stays in Init).
     again = await runner.run(pod, "stash-init", volumes={"data": empty})
     assert await again.wait(60) != 0
-    assert "neither paths nor snapshots" in again.logs()
+    assert why in again.logs()

@@ -3,7 +3,8 @@
 apiserver's RBAC authorizer).
 
 The operator's account may do what docs/rbac.md lists and nothing it has no reason to:
-no `pods/exec`, no Pods, no Secret writes outside its own certificate Secret, no
+no `pods/exec`, no Pod reads or creates (only the deletes that roll out a ReplicaSet),
+no Secret writes outside its own certificate Secret, no
 ClusterRole writes, no webhook configurations but its own. A workload's account, once
 the operator bound the sidecar's role to it, reads the Repository's storage Secret and
 no other Secret of its namespace.
@@ -91,6 +92,8 @@ async def test_the_operator_account_cannot_do_what_it_has_no_reason_to(
         ("get", "pods:log", apps, False),
         ("get", "pods", apps, False),
         ("create", "pods", apps, False),
+        # A ReplicaSet/RC does not roll out an injected template: its pods are deleted.
+        ("delete", "pods", apps, True),
         # Secrets: reading is justified in docs/rbac.md (storage Secrets, any namespace);
         # writing only its own certificate Secret in the release namespace.
         *[(v, "secrets", "kube-system", v in documented) for v in SECRET_VERBS],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from stash.agent.restore import RestoreRequest, request_from_rule, select_rule
 from stash.api.common import Rule
+from stash.contract.restorerules import RuleMatch, match_rule
 
 SPECIFIC = Rule(target_hosts=["host-1"], source_host="host-0", paths=["/data"])
 CATCH_ALL = Rule(paths=["/data", "/conf"], include=["*.db"], exclude=["tmp/*"])
@@ -39,6 +40,18 @@ def test_a_rule_that_selects_nothing_is_an_error_saying_so() -> None:
     assert isinstance(got, str) and "selects nothing" in got
 
 
-def test_no_matching_rule_or_no_rules_is_an_error_naming_the_host() -> None:
-    assert "host-2" in str(request_from_rule([SPECIFIC], "host-2"))
+def test_a_host_no_rule_is_for_restores_nothing_and_a_restore_without_rules_fails() -> None:
+    # Upstream (util.RestoreOptionsForHost): rules naming only some hosts, no catch-all,
+    # leave the other hosts nothing to restore; they succeed without touching data.
+    got = request_from_rule([SPECIFIC], "host-2")
+    assert isinstance(got, RestoreRequest) and got.nothing
+    assert got.hostname == "host-2"
+    assert not request_from_rule([SPECIFIC], "host-1").nothing  # type: ignore[union-attr]
     assert "no rules" in str(request_from_rule([], "host-0"))
+
+
+def test_how_a_hosts_rule_is_found() -> None:
+    assert match_rule([], "host-0") == (RuleMatch.NO_RULES, None)
+    assert match_rule([SPECIFIC, CATCH_ALL], "host-1") == (RuleMatch.NAMED, SPECIFIC)
+    assert match_rule([SPECIFIC, CATCH_ALL], "node-0") == (RuleMatch.CATCH_ALL, CATCH_ALL)
+    assert match_rule([SPECIFIC], "node-0") == (RuleMatch.UNNAMED, None)

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from stash.api import Repository
-from stash.api.common import BackupTarget, RestoreTarget
+from stash.api.common import BackupTarget, RestoreTarget, Rule
 from stash.contract.steps import BACKUP_PVC_FLAGS
 from stash.contract.taskparams import OPERATOR_PARAMS
 from stash.controllers import provisioning
@@ -21,6 +21,8 @@ from stash.controllers.provisioning import (
     repository_inputs,
     target_inputs,
 )
+from stash.inject.container import local_backend
+from stash.kube.client import JSON
 from stash.settings import OperatorSettings
 from tests.support.pod_security import restricted_violations
 
@@ -53,7 +55,9 @@ def test_long_names_sharing_their_ends_get_different_jobs() -> None:
     assert len(primary) <= 63 and len(replica) <= 63
 
 
-def _pvc_backup_job(params: dict[str, str] | None = None) -> dict:  # type: ignore[type-arg]
+def _pvc_backup_job(
+    params: dict[str, str] | None = None, backend_volume: tuple[JSON, JSON] | None = None
+) -> dict:  # type: ignore[type-arg]
     functions = {f["metadata"]["name"]: f for f in builtin_functions()}
     task = next(t for t in builtin_tasks() if t["metadata"]["name"] == "pvc-backup")
     return build_job(
@@ -77,11 +81,13 @@ def _pvc_backup_job(params: dict[str, str] | None = None) -> dict:  # type: igno
         owner={"kind": "BackupSession", "name": "pvc-backup-1", "uid": "u"},
         service_account="stash-agent",
         run_as_user=65535,
+        backend_volume=backend_volume,
     )
 
 
 def test_pvc_backup_job_matches_the_documented_shape() -> None:
     job = _pvc_backup_job()
+    assert job["metadata"]["name"] == "stash-backup-pvc-backup-1-0"
     pod = job["spec"]["template"]["spec"]
     (backup,) = pod["initContainers"]
     (update,) = pod["containers"]
@@ -99,6 +105,43 @@ def test_pvc_backup_job_matches_the_documented_shape() -> None:
     assert pod["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] == 0
     assert pod["securityContext"]["runAsUser"] == 65535
     assert {f.name for f in BACKUP_PVC_FLAGS} == {a.split("=")[0][2:] for a in backup["args"][1:]}
+
+
+def test_a_local_backend_is_a_volume_of_the_job_mounted_in_every_step() -> None:
+    # Without it the steps' restic found no repository at backend.local.mountPath.
+    repo = Repository.model_validate(
+        {
+            "metadata": {"name": "r", "namespace": "n"},
+            "spec": {
+                "backend": {
+                    "storageSecretName": "s",
+                    "local": {"hostPath": {"path": "/backups"}, "mountPath": "/safe/repo"},
+                }
+            },
+        }
+    )
+    job = _pvc_backup_job(backend_volume=local_backend(repo, "stash-local"))
+    pod = job["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["stash-local"]["hostPath"] == {"type": "", "path": "/backups"}
+    for container in [*pod["initContainers"], *pod["containers"]]:
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert mounts["stash-local"] == "/safe/repo", container["name"]
+    plain = _pvc_backup_job()["spec"]["template"]["spec"]
+    assert "stash-local" not in {v["name"] for v in plain["volumes"]}
+
+
+def test_a_restore_job_follows_the_rule_of_its_own_host() -> None:
+    rules = [
+        Rule(target_hosts=["host-1"], source_host="host-0", paths=["/a"]),
+        Rule(paths=["/b"]),
+    ]
+    assert _rule_inputs(rules, "host-1")["RESTORE_PATHS"] == "/a"
+    assert _rule_inputs(rules, "host-1")["SOURCE_HOSTNAME"] == "host-0"
+    assert _rule_inputs(rules, "host-2")["RESTORE_PATHS"] == "/b"
+    # No rule is for host-2: nothing given, the step follows the rules itself.
+    unnamed = _rule_inputs(rules[:1], "host-2")
+    assert unnamed["RESTORE_PATHS"] == unnamed["RESTORE_SNAPSHOTS"] == ""
 
 
 def test_operator_inputs_win_over_invoker_params() -> None:
@@ -130,7 +173,7 @@ def test_every_variable_the_operator_sets_is_operator_owned() -> None:
         *target_inputs(BackupTarget(), "n"),
         *target_inputs(RestoreTarget(), "n"),
         *_image_inputs(OperatorSettings()),
-        *_rule_inputs([]),
+        *_rule_inputs([], "host-0"),
     }
     assert names <= OPERATOR_PARAMS
     # the names ensure_*_executor set inline
