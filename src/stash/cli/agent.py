@@ -109,6 +109,7 @@ def _run(
     from stash.agent.repository import ResticSettings
     from stash.agent.stats import TargetKey
     from stash.kube.client import Kube
+    from stash.kube.podexec import PodExec
 
     setup_logging(args)
     pod = PodIdentity.from_env()
@@ -151,6 +152,7 @@ def _run(
                 ),
                 pushgateway_url=getattr(args, "pushgateway_url", "") or None,
                 metrics_enabled=bool(metrics),
+                pod_exec=PodExec(kube),  # exec hooks, through the apiserver's pods/exec
             )
             return await body(ctx)
         finally:

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from stash.api import GROUP, BackupConfiguration, Repository, RestoreSession
-from stash.api.common import RuntimeSettings
+from stash.api.common import Handler, RuntimeSettings
 from stash.contract.authority import (
     AGENT_SERVICE_ACCOUNT,
     ANN_AUTHOR,
@@ -37,6 +37,7 @@ from stash.contract.authority import (
     Author,
     job_service_account,
 )
+from stash.contract.rbac import HOOK_EXEC_ROLE
 from stash.contract.sessions import label_value
 from stash.contract.usage import usage_refusal
 from stash.controllers.context import ControllerContext
@@ -225,10 +226,23 @@ def repository_grant(
     return role, binding
 
 
+def uses_exec_hooks(invoker: Invoker) -> bool:
+    """Whether one of the invoker's hooks runs a command in a container (`exec`)."""
+    hooks = invoker.spec.hooks if invoker.spec else None
+    if hooks is None:
+        return False
+    handlers = (getattr(hooks, field) for field in type(hooks).model_fields)
+    return any(isinstance(h, Handler) and h.exec is not None for h in handlers)
+
+
 async def grant_repository_access(ctx: ControllerContext, invoker: Invoker, sa: str) -> str | None:
     """Let ServiceAccount `sa` read the invoker's Repository and its storage Secret (and
-    nothing else) when its usage policy allows the invoker's namespace; why not, if not."""
+    nothing else) when its usage policy allows the invoker's namespace; why not, if not.
+    An invoker whose hooks exec into a container also gets `stash-hook-exec` bound to
+    `sa` (the agent runs them; no other agent may exec)."""
     ns = str(invoker.metadata.namespace)
+    if uses_exec_hooks(invoker):
+        await ensure_binding(ctx, ns, sa, HOOK_EXEC_ROLE)
     ref = invoker.spec.repository if invoker.spec else None
     if ref is None or not ref.name:
         return None

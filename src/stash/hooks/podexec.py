@@ -6,6 +6,8 @@ pod and container an exec hook runs in. The hook runner (`stash.hooks.run`) only
 this protocol, so tests give it a fake and the operator or agent give it the real
 client.
 
+The transport is `stash.kube.podexec.PodExec` (the agent's `AgentContext.pod_exec`).
+
 Not for: the transport itself (websocket, channels, TLS).
 """
 
@@ -15,12 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+# The transport's error (pod or container missing, exec forbidden, the connection
+# failed); its message says which. Its timeout is also a TimeoutError.
+from stash.kube.podexec import PodExecError
+
 __all__ = ["ExecTarget", "PodExec", "PodExecError"]
-
-
-class PodExecError(Exception):
-    """The command could not be run at all (pod or container missing, exec forbidden,
-    the connection failed); its message says which."""
 
 
 @dataclass(frozen=True)

@@ -48,9 +48,15 @@ class ExecTransport(Protocol):
     """What runs exec hooks: `PodExec` in a cluster, a fake in unit tests."""
 
     async def run(
-        self, namespace: str, pod: str, container: str, command: Sequence[str], timeout: float
+        self,
+        namespace: str,
+        pod: str,
+        container: str | None,
+        command: Sequence[str],
+        timeout: float,
     ) -> tuple[int, str]:
-        """Run `command` in `container` of `pod`; (exit code, bounded stdout+stderr)."""
+        """Run `command` in `container` of `pod` (None: the apiserver's choice, which is
+        the only container, or an error naming them); (exit code, bounded output)."""
         ...
 
 
@@ -64,7 +70,7 @@ class PodExecError(Exception):
         self.status = status
 
 
-class PodExecTimeout(PodExecError):
+class PodExecTimeout(PodExecError, TimeoutError):
     """The command was still running at the deadline; `output` is what it wrote so far."""
 
     def __init__(self, message: str, output: str) -> None:
@@ -132,9 +138,15 @@ class PodExec:
         self.max_output = max_output
 
     async def run(
-        self, namespace: str, pod: str, container: str, command: Sequence[str], timeout: float
+        self,
+        namespace: str,
+        pod: str,
+        container: str | None,
+        command: Sequence[str],
+        timeout: float,
     ) -> tuple[int, str]:
-        """Run `command` in `container` of `pod`; (exit code, bounded stdout+stderr)."""
+        """Run `command` in `container` of `pod` (None: the apiserver's choice, which is
+        the only container, or an error naming them); (exit code, bounded output)."""
         what = f"exec in {namespace}/{pod} container {container!r}"
         if not command:
             raise PodExecError(f"{what}: no command given")
@@ -151,12 +163,13 @@ class PodExec:
         self,
         namespace: str,
         pod: str,
-        container: str,
+        container: str | None,
         command: Sequence[str],
         output: _Tail,
         what: str,
     ) -> tuple[int, str]:
-        query = [("container", container), ("stdout", "true"), ("stderr", "true")]
+        query = [("container", container)] if container else []
+        query += [("stdout", "true"), ("stderr", "true")]
         query += [("command", str(arg)) for arg in command]
         host = str(self.kube.api.configuration.host).rstrip("/")
         url = f"{host}{PODS.path(namespace, pod, 'exec')}?{urlencode(query)}"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from stash.contract.rbac import agent_cluster_roles
+from stash.contract.rbac import HOOK_EXEC_ROLE, agent_cluster_roles
 from stash.contract.resources import BACKUPCONFIGURATIONS, BACKUPSESSIONS, REPOSITORIES
 from stash.controllers.trigger import create_backup_session
 from stash.kube.client import JSON, Conflict, Kube, Resource
@@ -50,7 +50,8 @@ def agent_env(restic_bin: str, **extra: str) -> list[JSON]:
 
 @pytest.fixture
 async def agent_rbac(rawkube: Kube, namespace: str) -> None:  # noqa: F811
-    """The agent ClusterRoles installed, and bound to the namespace's `default` account."""
+    """The agent ClusterRoles installed, and bound to the namespace's `default` account
+    (all but `stash-hook-exec`: the operator binds that one only for exec hooks)."""
     for role in agent_cluster_roles():
         try:
             await rawkube.create(CLUSTER_ROLES, role)
@@ -60,6 +61,8 @@ async def agent_rbac(rawkube: Kube, namespace: str) -> None:  # noqa: F811
             await rawkube.replace(CLUSTER_ROLES, role)
     for role in agent_cluster_roles():
         name = role["metadata"]["name"]
+        if name == HOOK_EXEC_ROLE:
+            continue
         binding = {
             "metadata": {"name": name},
             "roleRef": {

@@ -27,6 +27,7 @@ from stash.kube.client import JSON, Kube, Resource
 from stash.kube.resources import DEPLOYMENTS, SECRETS
 from stash_dev.podrunner import PodRunner
 from tests.integration.agent.conftest import (
+    ROLE_BINDINGS,
     backup_configuration,
     create_objects,
     deployment,
@@ -355,3 +356,59 @@ async def test_a_batchs_global_hooks_run_around_its_members(
     conds = {c["type"]: c["status"] for c in session["status"]["conditions"]}
     assert conds["GlobalPreBackupHookSucceeded"] == "True"
     assert conds["GlobalPostBackupHookSucceeded"] == "True"
+
+
+async def test_pre_backup_exec_hook_writes_into_the_volume_and_the_snapshot_has_it(
+    rawkube: Kube,
+    run_operator: OperatorFactory,
+    namespace: str,
+    agent_rbac: None,
+    runner: PodRunner,
+    restic_bin: str,
+    tmp_path: Path,
+) -> None:
+    """The sidecar runs the hook through the apiserver's pods/exec into the app container
+    (the stand-in kubelet enters that container's namespaces), which writes a marker into
+    the shared volume before restic reads it."""
+    await run_operator()
+    hooks = {
+        "preBackup": {
+            "containerName": "app",
+            "exec": {"command": ["sh", "-c", "echo frozen-by-hook > /data/app/.frozen"]},
+        }
+    }
+    dep = deployment()
+    dep["spec"]["template"]["spec"]["containers"][0]["command"] = ["sleep", "3600"]
+    bc = backup_configuration(restic_bin)
+    bc["spec"]["hooks"] = hooks
+    await create_objects(
+        rawkube,
+        namespace,
+        [
+            (SECRETS, secret()),
+            (REPOSITORIES, local_repository(tmp_path / "repo")),
+            (DEPLOYMENTS, dep),
+            (BACKUPCONFIGURATIONS, bc),
+        ],
+    )
+    await ready_invoker(rawkube, namespace)
+    (pod,) = await injected_pods(rawkube, namespace, "web", "stash")
+    data = tmp_path / "data"
+    write_tree(data, {"app/db.bin": os.urandom(20_000)})
+    await runner.run(pod, "app", volumes={"data": data})
+    sidecar = await runner.run(pod, "stash", volumes={"data": data})
+
+    session = await finished(rawkube, namespace, await trigger(rawkube, namespace), logs=[sidecar])
+    assert session["status"]["phase"] == "Succeeded", (session["status"], sidecar.logs()[-3000:])
+    assert target_condition(session, "PreBackupHookExecutionSucceeded")["status"] == "True"
+    assert (data / "app" / ".frozen").read_text() == "frozen-by-hook\n"
+    restic = host_restic(
+        {"local": {"mountPath": str(tmp_path / "repo")}}, restic_bin, tmp_path / "s"
+    )
+    (snap,) = await restic.snapshots()
+    out = tmp_path / "restored"
+    await restic.restore(str(out), snap.id)
+    assert (out / "data" / "app" / ".frozen").read_text() == "frozen-by-hook\n"
+    # the exec role was bound for this invoker's agent only because its hook execs
+    bindings = (await rawkube.list(ROLE_BINDINGS, namespace))["items"]
+    assert any(b["roleRef"]["name"] == "stash-hook-exec" for b in bindings)
