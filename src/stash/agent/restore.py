@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from stash.agent.context import AgentContext
@@ -46,7 +46,7 @@ from stash.logs import log_key, object_key
 from stash.restic import ResticError, SnapshotNotFound
 from stash.sessionmetrics import host_restore_registry, push
 
-__all__ = ["RestoreRequest", "request_from_rule", "run_restore", "select_rule"]
+__all__ = ["HostRestore", "RestoreRequest", "request_from_rule", "run_restore", "select_rule"]
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +181,16 @@ def _rule_request(rs: RestoreSession, hostname: str) -> RestoreRequest | str:
     return request_from_rule(rules or [], hostname, (target.args if target else None) or ())
 
 
+HostRestore = Callable[[AgentContext, RestoreSession, RestoreRequest], Awaitable[str | None]]
+"""What restores one host (default: files with `restic restore`); None or the error."""
+
+
 async def _restore_turn(
-    ctx: AgentContext, name: str, hostname: str, request: RestoreRequest | None
+    ctx: AgentContext,
+    name: str,
+    hostname: str,
+    request: RestoreRequest | None,
+    perform: HostRestore | None = None,
 ) -> int:
     inv = _invoker(ctx, name)
     live = await ctx.kube.get(inv.resource, name, ctx.namespace)
@@ -210,7 +218,8 @@ async def _restore_turn(
     error: str | None = view if isinstance(view, str) else None
     if rs is not None:
         chosen = request if request is not None else _rule_request(rs, hostname)
-        error = chosen if isinstance(chosen, str) else await _restore(ctx, rs, chosen)
+        restore = perform or _restore
+        error = chosen if isinstance(chosen, str) else await restore(ctx, rs, chosen)
     seconds = time.monotonic() - started
     entry = HostRestoreStats(
         hostname=hostname,
@@ -250,12 +259,14 @@ async def run_restore(
     hostname: str | None = None,
     request: RestoreRequest | None = None,
     exclusive: bool = True,
+    perform: HostRestore | None = None,
 ) -> int:
     """Restore this host for RestoreSession `name`; the exit status (module docstring).
 
     `hostname` overrides the computed host name and `request` the rule matching (the
     job model passes both from its flags). `exclusive` takes turns with the workload's
-    other pods on its restore Lease (one job per host does not need to).
+    other pods on its restore Lease (one job per host does not need to). `perform`
+    replaces the restore of files (the database steps load a dump instead).
     """
     ready = await _wait_until_ready(ctx, name)
     if isinstance(ready, str):
@@ -275,7 +286,7 @@ async def run_restore(
     host = hostname
     with log_key(object_key(_invoker(ctx, name).kind, ctx.namespace, name, host)):
         if not exclusive:
-            return await _restore_turn(ctx, name, host, request)
+            return await _restore_turn(ctx, name, host, request, perform)
         return await _restore_in_turn(ctx, name, host, request)
 
 

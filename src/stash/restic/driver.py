@@ -16,10 +16,11 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from stash.restic import process
 from stash.restic.errors import (
     BackupCommandFailed,
     BackupIncomplete,
@@ -47,6 +48,7 @@ from stash.restic.models import (
     RestoreSummary,
     Snapshot,
 )
+from stash.restic.pipe import Piped, pipe_into
 from stash.restic.retention import has_keep_rule, retention_args
 from stash.restic.runner import ProgressCallback, ResticOptions, ResticRunner, json_doc, json_value
 from stash.restic.version import FEATURES, require
@@ -365,6 +367,27 @@ class Restic(ResticRunner):
         if not found:
             raise SnapshotNotFound(f"restic restored nothing from {snapshot}", command="restore")
         return found[-1]
+
+    async def dump_into(
+        self,
+        snapshot: str,
+        path: str,
+        command: Sequence[str],
+        *,
+        env: Mapping[str, str],
+    ) -> Piped:
+        """Stream file `path` of `snapshot` (`restic dump`) into `command`'s stdin through
+        an OS pipe (`pipe.pipe_into`). A failed `restic dump` raises its ResticError
+        unless `command` failed too (the caller reports that one, it is the cause more
+        often: a loader that stops reading kills the dump with SIGPIPE)."""
+        await self.version()
+        self._prepare_files()
+        argv = self._argv(["dump", snapshot, path], json_output=False, no_lock=False)
+        done = await pipe_into(argv, self._env(), command, env)
+        if done.producer_exit != 0 and done.consumer_exit == 0:
+            failed = process.Completed(done.producer_exit, b"", done.producer_stderr)
+            raise await self._failure(failed, "dump")
+        return done
 
     # ---- keys ---------------------------------------------------------------------
 
