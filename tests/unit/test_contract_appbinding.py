@@ -169,3 +169,7 @@ def test_dump_commands() -> None:
     assert not pg.retryable('FATAL:  password authentication failed for user "postgres"')
     assert my.retryable("ERROR 2003 (HY000): Can't connect to MySQL server on '127.0.0.1'")
     assert not my.retryable("ERROR 1045 (28000): Access denied for user 'root'@'127.0.0.1'")
+    assert my.refused_login("ERROR 1045 (28000): Access denied for user 'root'@'127.0.0.1'")
+    assert not pg.refused_login('FATAL:  database "shop" does not exist')
+    assert pg.probe_argv(conn, "", restoring=True)[1]["PGDATABASE"] == "postgres"
+    assert pg.probe_argv(conn, "")[1]["PGDATABASE"] == "shop"

@@ -13,7 +13,9 @@ flags into argument lists and environments:
   (`dumpfile.dump`); MySQL/MariaDB `mysqldump` / `mariadb-dump` with
   `--single-transaction --routines --triggers --events --flush-privileges`, and
   `--all-databases` unless `args` names what to dump.
-* `load_argv()`: `psql` for `.sql`, `pg_restore --create` for `.dump`; `mysql`/`mariadb`.
+* `load_argv()`: `psql` (into the maintenance database `postgres`: a pg_dumpall
+  script connects to each database itself) for `.sql`, `pg_restore --create` for
+  `.dump`; `mysql`/`mariadb`.
 * `probe_argv()` + `retryable()`: a `SELECT 1` that tells "not up yet" (retry until
   `waitTimeout`) from "refused to log in" (fail at once).
 
@@ -48,6 +50,11 @@ _PG_QUERY_ENV = {
 _PG_RETRY = re.compile(
     r"could not connect|Connection refused|starting up|shutting down|timeout expired|"
     r"No such file or directory|could not translate host name|in recovery mode",
+    re.IGNORECASE,
+)
+_LOGIN_REFUSED = re.compile(
+    r"password authentication failed|authentication failed|no password supplied|"
+    r"ERROR 1045|Access denied for user|ERROR 1698",
     re.IGNORECASE,
 )
 _MYSQL_RETRY = re.compile(r"ERROR 200[23]|ERROR 2013|ERROR 2005|Can't connect", re.IGNORECASE)
@@ -156,24 +163,31 @@ class Engine:
     ) -> tuple[list[str], dict[str, str]]:
         """(argv, extra env) of the tool that loads the dump stored as `path`."""
         if self.key == "pg":
-            database = conn.database or "postgres"
             if path.endswith(".dump"):
                 tool = tool or "pg_restore"
                 return [tool, "--create", "--dbname=postgres", *args], {}
-            return [tool or self.load_tool, "--no-psqlrc", *args], {"PGDATABASE": database}
+            return [tool or self.load_tool, "--no-psqlrc", *args], {"PGDATABASE": "postgres"}
         return [tool or self.load_tool, *conn.lead, *args], {}
 
-    def probe_argv(self, conn: Connection, tool: str) -> tuple[list[str], dict[str, str]]:
-        """A `SELECT 1` through the load tool (logs in like the real work will)."""
+    def probe_argv(
+        self, conn: Connection, tool: str, *, restoring: bool = False
+    ) -> tuple[list[str], dict[str, str]]:
+        """A `SELECT 1` through the load tool (logs in like the real work will); before
+        a restore PostgreSQL's maintenance database (the AppBinding's may not exist yet)."""
         if self.key == "pg":
-            env = {"PGDATABASE": conn.database or "postgres", "PGCONNECT_TIMEOUT": "5"}
+            database = "postgres" if restoring else (conn.database or "postgres")
+            env = {"PGDATABASE": database, "PGCONNECT_TIMEOUT": "5"}
             return [tool or self.load_tool, "--no-psqlrc", "-tAc", "SELECT 1"], env
         return [tool or self.load_tool, *conn.lead, "--connect-timeout=5", "-e", "SELECT 1"], {}
 
     def retryable(self, stderr: str) -> bool:
         """Whether a failed probe means "not reachable yet" (else: will never work)."""
         pattern = _PG_RETRY if self.key == "pg" else _MYSQL_RETRY
-        return bool(pattern.search(stderr)) and "authentication" not in stderr
+        return bool(pattern.search(stderr)) and not self.refused_login(stderr)
+
+    def refused_login(self, stderr: str) -> bool:
+        """Whether a failure is the server refusing the credentials."""
+        return bool(_LOGIN_REFUSED.search(stderr))
 
 
 ENGINES: dict[str, Engine] = {

@@ -87,10 +87,16 @@ def _child_env(conn: Connection, extra: dict[str, str]) -> dict[str, str]:
 
 
 async def wait_for_database(
-    engine: Engine, conn: Connection, tool: str, step: DatabaseStep, redact: _Redactor
+    engine: Engine,
+    conn: Connection,
+    tool: str,
+    step: DatabaseStep,
+    redact: _Redactor,
+    *,
+    restoring: bool = False,
 ) -> str | None:
     """None once a `SELECT 1` works; else why not (at once when the login is refused)."""
-    argv, extra = engine.probe_argv(conn, tool)
+    argv, extra = engine.probe_argv(conn, tool, restoring=restoring)
     deadline = time.monotonic() + step.wait_timeout
     said = False
     while True:
@@ -110,12 +116,17 @@ async def wait_for_database(
         stderr = redact(err.decode("utf-8", "replace").strip())
         who = f" as user {conn.username!r}" if conn.username else ""
         if not engine.retryable(stderr):
+            said_what = stderr or f"{argv[0]} exited {proc.returncode}"
+            if not engine.refused_login(stderr):
+                return (
+                    f"cannot connect to {conn.where}{who} (AppBinding {step.appbinding}): "
+                    f"{said_what}"
+                )
             secret = f"Secret {step.secret}" if step.secret else "the AppBinding's Secret"
             return (
                 f"cannot log in to {conn.where}{who} (AppBinding {step.appbinding}): "
-                f"{stderr or f'{argv[0]} exited {proc.returncode}'}; check the username and "
-                f"password in {secret} (keys username and password) and that this user may "
-                "connect from the backup Job"
+                f"{said_what}; check the username and password in {secret} (keys username "
+                "and password) and that this user may connect from the Job's pod"
             )
         if time.monotonic() > deadline:
             return (
@@ -231,7 +242,7 @@ async def _load(
         snapshot, path = chosen
         with private_dir(step.scratch) as workdir:
             conn = engine.connect(endpoint, creds, workdir)
-            problem = await wait_for_database(engine, conn, step.tool, step, redact)
+            problem = await wait_for_database(engine, conn, step.tool, step, redact, restoring=True)
             if problem:
                 return problem
             argv, extra = engine.load_argv(conn, step.tool, path, step.args)

@@ -155,3 +155,35 @@ async def test_dump_killed_mid_stream_fails_and_keeps_no_snapshot(
     assert "pg_dumpall did not complete" in host["error"], host
     assert "signal: killed" in host["error"], host
     assert world.snapshots() == []
+
+
+async def test_pg_dump_of_one_database_in_custom_format_round_trips(
+    rawkube: Kube,
+    run_operator,  # type: ignore[no-untyped-def]
+    runner: PodRunner,
+    rest_server: RestServer,
+    restic_bin: str,
+    namespace: str,
+    postgres: PostgresServer,
+    shop: tuple[str, str],
+) -> None:
+    db, reader = shop
+    before = _fingerprint(postgres, db)
+    await run_operator()
+    world = _world(rawkube, runner, namespace, restic_bin, rest_server)
+    binding = {
+        **_binding(postgres),
+        "clientConfig": {"url": f"postgres://127.0.0.1:{postgres.port}/{db}"},
+    }
+    await world.setup({"username": "postgres", "password": postgres.password}, binding)
+    params = [{"name": "backupCMD", "value": "pg_dump"}, {"name": "args", "value": "--no-comments"}]
+    done = await world.backup({"name": "postgres-backup-15", "params": params})
+    assert done["status"]["phase"] == "Succeeded", (done["status"], world.logs[0][-3000:])
+    (host,) = done["status"]["targets"][0]["stats"]
+    assert host["snapshots"][0]["path"] == "/dumpfile.dump"
+    postgres.sql(f"DROP DATABASE {db} WITH (FORCE)")
+    rs = await world.restore({"name": "postgres-restore-15"})
+    assert rs["status"]["phase"] == "Succeeded", (rs["status"], world.logs[-1][-3000:])
+    assert _fingerprint(postgres, db) == before
+    # the grants on the restored tables are the dump's (the role itself was kept)
+    assert postgres.login(reader, READER_PASSWORD, db, "SELECT count(*) FROM blobs") == "500"

@@ -204,9 +204,10 @@ class World:
             docs.append((await self.kube.list(res, self.ns))["items"])
         return json.dumps(docs) + "\n".join(self.logs)
 
-    def snapshots(self) -> list[JSON]:
-        """The repository's snapshots, as restic lists them."""
-        env = {**os.environ, "RESTIC_PASSWORD": PASSWORD, "RESTIC_REPOSITORY": self.repo_url}
+    def snapshots(self, url: str = "") -> list[JSON]:
+        """The snapshots of the repository (`url`, default the test's), as restic lists them."""
+        repo = url or self.repo_url
+        env = {**os.environ, "RESTIC_PASSWORD": PASSWORD, "RESTIC_REPOSITORY": repo}
         out = subprocess.run(
             [self.restic_bin, "snapshots", "--json", "--no-cache"],
             env=env,
