@@ -151,7 +151,7 @@ def test_credential_files_are_private_and_the_password_is_in_no_argv(tmp_path: P
     assert not work.exists()
 
 
-def test_dump_commands() -> None:
+def test_dump_commands(tmp_path: Path) -> None:
     pg, my = ENGINES["pg"], ENGINES["mysql"]
     conn = pg.connect(Endpoint("postgres", "h", None, "shop"), Credentials(), Path("/nonexistent"))
     assert pg.dump_argv(conn, "", ("--clean",)) == (["pg_dumpall", "--clean"], {}, "dumpfile.sql")
@@ -169,6 +169,9 @@ def test_dump_commands() -> None:
     assert not pg.retryable('FATAL:  password authentication failed for user "postgres"')
     assert my.retryable("ERROR 2003 (HY000): Can't connect to MySQL server on '127.0.0.1'")
     assert not my.retryable("ERROR 1045 (28000): Access denied for user 'root'@'127.0.0.1'")
+    my_conn = my.connect(Endpoint("mysql", "h", None), Credentials(), tmp_path)
+    assert my.dump_argv(my_conn, "", ("--compact",))[0][-2:] == ["--compact", "--all-databases"]
+    assert my.dump_argv(my_conn, "", ("--databases", "shop"))[0][-2:] == ["--databases", "shop"]
     assert my.refused_login("ERROR 1045 (28000): Access denied for user 'root'@'127.0.0.1'")
     assert not pg.refused_login('FATAL:  database "shop" does not exist')
     assert pg.probe_argv(conn, "", restoring=True)[1]["PGDATABASE"] == "postgres"

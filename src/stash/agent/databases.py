@@ -12,7 +12,7 @@ flags into argument lists and environments:
   stored as `dumpfile.sql`) or `pg_dump` of the AppBinding's database in custom format
   (`dumpfile.dump`); MySQL/MariaDB `mysqldump` / `mariadb-dump` with
   `--single-transaction --routines --triggers --events --flush-privileges`, and
-  `--all-databases` unless `args` names what to dump.
+  `--all-databases` unless `args` selects what to dump (`--databases`, a name, ...).
 * `load_argv()`: `psql` (into the maintenance database `postgres`: a pg_dumpall
   script connects to each database itself) for `.sql`, `pg_restore --create` for
   `.dump`; `mysql`/`mariadb`.
@@ -57,6 +57,7 @@ _LOGIN_REFUSED = re.compile(
     r"ERROR 1045|Access denied for user|ERROR 1698",
     re.IGNORECASE,
 )
+_MYSQL_SELECTION = frozenset({"--all-databases", "-A", "--databases", "-B"})
 _MYSQL_RETRY = re.compile(r"ERROR 200[23]|ERROR 2013|ERROR 2005|Can't connect", re.IGNORECASE)
 
 
@@ -155,7 +156,8 @@ class Engine:
             return [tool, *args], {}, "dumpfile.sql"
         fixed = ["--single-transaction", "--routines", "--triggers", "--events"]
         fixed.append("--flush-privileges")
-        chosen = list(args) or ["--all-databases"]
+        selects = any(a in _MYSQL_SELECTION or not a.startswith("-") for a in args)
+        chosen = [*args] if selects else [*args, "--all-databases"]
         return [tool, *conn.lead, *fixed, *chosen], {}, "dumpfile.sql"
 
     def load_argv(
