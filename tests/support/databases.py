@@ -3,7 +3,8 @@
 started once per test run on a free loopback port in a temp directory.
 
 `PostgresServer`: initdb through `runuser -u postgres` (initdb refuses root), local socket
-trust for the test's own SQL, scram passwords over TCP (what the backup Job uses).
+trust for the test's own SQL, scram passwords over TCP (what the backup Job uses), TLS
+on (a test CA, `ca_pem`; only role `tls_only` must use it).
 `MariaDBServer`: `mariadb-install-db` + `mariadbd --no-defaults` as root; root@localhost
 (socket, the test's SQL) has no password, root@127.0.0.1 (TCP, the Job) has one.
 A binary that is missing raises DatabaseUnavailable with what to install.
@@ -11,6 +12,7 @@ A binary that is missing raises DatabaseUnavailable with what to install.
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
 import os
 import shutil
@@ -19,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from stash.pki import issue_ca, issue_serving_cert
 from tests.support.storage import free_port
 
 __all__ = ["DatabaseUnavailable", "MariaDBServer", "PostgresServer"]
@@ -60,6 +63,7 @@ class PostgresServer:
         self.dir = Path(tempfile.mkdtemp(prefix="stash-pg-"))
         self.port = free_port()
         self.started = False
+        self.ca_pem = ""
 
     def start(self) -> None:
         """initdb, start, and set the postgres password (for TCP logins)."""
@@ -87,9 +91,11 @@ class PostgresServer:
             ]
         )
         pwfile.unlink()
+        self._tls(data)
         opts = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off "
-            "-c full_page_writes=off -c synchronous_commit=off"
+            "-c full_page_writes=off -c synchronous_commit=off -c ssl=on "
+            f"-c ssl_cert_file={self.dir / 'server.crt'} -c ssl_key_file={self.dir / 'server.key'}"
         )
         _run(
             [
@@ -106,6 +112,21 @@ class PostgresServer:
             ]
         )
         self.started = True
+
+    def _tls(self, data: Path) -> None:
+        """A CA and a server certificate for 127.0.0.1 (TLS is optional for clients, but
+        role `tls_only` may log in over TCP only with TLS: `hostnossl ... reject`)."""
+        now = dt.datetime.now(dt.UTC)
+        ca = issue_ca("stash-test-postgres-ca", now, dt.timedelta(days=2))
+        server = issue_serving_cert(ca, ["localhost"], ["127.0.0.1"], now, dt.timedelta(days=2))
+        self.ca_pem = ca.cert_pem.decode()
+        for name, pem in (("server.crt", server.cert_pem), ("server.key", server.key_pem)):
+            path = self.dir / name
+            path.write_bytes(pem)
+            shutil.chown(path, "postgres", "postgres")
+            os.chmod(path, 0o600)
+        hba = data / "pg_hba.conf"
+        hba.write_text("hostnossl all tls_only 127.0.0.1/32 reject\n" + hba.read_text())
 
     def stop(self) -> None:
         """Stop the server and remove its files."""

@@ -3,6 +3,7 @@ variables, the addon Task, and the env a Job's steps get (credentials only by re
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -15,11 +16,13 @@ from stash.api import AppBinding
 from stash.contract.appbinding import (
     Credentials,
     Endpoint,
+    TlsMaterial,
     addon_task,
     app_variables,
     connection_env,
     credentials_from_env,
     resolve_endpoint,
+    tls_from_env,
 )
 
 
@@ -176,3 +179,35 @@ def test_dump_commands(tmp_path: Path) -> None:
     assert not pg.refused_login('FATAL:  database "shop" does not exist')
     assert pg.probe_argv(conn, "", restoring=True)[1]["PGDATABASE"] == "postgres"
     assert pg.probe_argv(conn, "")[1]["PGDATABASE"] == "shop"
+
+
+def test_tls_material_reaches_the_tools_as_private_files(tmp_path: Path) -> None:
+    b = _binding(
+        {
+            "clientConfig": {"url": "postgres://db:5432/"},
+            "tlsSecret": {"name": "db-tls"},
+        }
+    )
+    env = connection_env(b, resolve_endpoint(b, "demo"))
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e}
+    assert refs["STASH_DB_TLS_CA"] == {"name": "db-tls", "key": "ca.crt", "optional": True}
+    tls = tls_from_env({"STASH_DB_TLS_CA": "CA PEM", "STASH_DB_TLS_KEY": "KEY PEM"})
+    assert tls == TlsMaterial("CA PEM", "", "KEY PEM") and "KEY PEM" not in repr(tls)
+    bundle = base64.b64encode(b"BUNDLE PEM").decode()
+    assert tls_from_env({"STASH_DB_CA_BUNDLE": bundle}).ca == "BUNDLE PEM"
+    endpoint = Endpoint("postgres", "db", 5432)
+    with private_dir(tmp_path) as work:
+        pg = ENGINES["pg"].connect(endpoint, Credentials("u", "p"), work, tls)
+        assert pg.env["PGSSLMODE"] == "verify-full"
+        assert Path(pg.env["PGSSLROOTCERT"]).read_text() == "CA PEM"
+        assert stat.S_IMODE(os.stat(pg.env["PGSSLKEY"]).st_mode) == 0o600
+        asked = ENGINES["pg"].connect(
+            Endpoint("postgres", "db", 5432, "", (("sslmode", "verify-ca"),)),
+            Credentials(),
+            work,
+            tls,
+        )
+        assert asked.env["PGSSLMODE"] == "verify-ca"
+        ENGINES["mysql"].connect(endpoint, Credentials(), work, tls)
+        cnf = (work / "my.cnf").read_text()
+        assert "ssl-verify-server-cert" in cnf and "ssl-ca=" in cnf

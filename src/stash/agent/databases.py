@@ -16,6 +16,10 @@ flags into argument lists and environments:
 * `load_argv()`: `psql` (into the maintenance database `postgres`: a pg_dumpall
   script connects to each database itself) for `.sql`, `pg_restore --create` for
   `.dump`; `mysql`/`mariadb`.
+* TLS: the AppBinding's CA (`tlsSecret` `ca.crt` or `clientConfig.caBundle`), client
+  certificate and key are written to 0600 files too; a CA given means the server is
+  verified (libpq `sslmode=verify-full`, MySQL `ssl-verify-server-cert`) unless the
+  client config's query says otherwise (`sslmode=...`).
 * `probe_argv()` + `retryable()`: a `SELECT 1` that tells "not up yet" (retry until
   `waitTimeout`) from "refused to log in" (fail at once).
 
@@ -33,7 +37,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stash.contract.appbinding import Credentials, Endpoint
+from stash.contract.appbinding import Credentials, Endpoint, TlsMaterial
 
 __all__ = ["DUMP_FILES", "ENGINES", "Connection", "Engine", "private_dir"]
 
@@ -99,6 +103,17 @@ def _cnf_quote(value: str) -> str:
     return f'"{escaped}"'
 
 
+def _tls_files(tls: TlsMaterial, workdir: Path) -> dict[str, str]:
+    """Write the PEM texts given into 0600 files; {"ca"|"cert"|"key": path}."""
+    out: dict[str, str] = {}
+    for name, text in (("ca", tls.ca), ("cert", tls.cert), ("key", tls.key)):
+        if text:
+            path = workdir / f"tls-{name}.pem"
+            _write_private(path, text)
+            out[name] = str(path)
+    return out
+
+
 @dataclass(frozen=True)
 class Engine:
     """One database family and its tools."""
@@ -109,11 +124,18 @@ class Engine:
     load_tool: str
     default_port: int
 
-    def connect(self, endpoint: Endpoint, creds: Credentials, workdir: Path) -> Connection:
-        """Write the credential file into `workdir` and say how tools use it."""
+    def connect(
+        self,
+        endpoint: Endpoint,
+        creds: Credentials,
+        workdir: Path,
+        tls: TlsMaterial | None = None,
+    ) -> Connection:
+        """Write the credential (and TLS) files into `workdir`; say how tools use them."""
         host = endpoint.host or "127.0.0.1"
         port = endpoint.port or self.default_port
         where = f"{self.title} at {host}:{port}"
+        files = _tls_files(tls or TlsMaterial(), workdir)
         if self.key == "pg":
             env = {"PGHOST": host, "PGPORT": str(port)}
             if creds.username:
@@ -122,6 +144,11 @@ class Engine:
                 passfile = workdir / "pgpass"
                 _write_private(passfile, f"*:*:*:*:{_pg_escape(creds.password)}\n")
                 env["PGPASSFILE"] = str(passfile)
+            for name, var in (("ca", "PGSSLROOTCERT"), ("cert", "PGSSLCERT"), ("key", "PGSSLKEY")):
+                if name in files:
+                    env[var] = files[name]
+            if "ca" in files:
+                env["PGSSLMODE"] = "verify-full"  # a CA given is a CA to check against
             for key, value in endpoint.query:
                 if key in _PG_QUERY_ENV:
                     env[_PG_QUERY_ENV[key]] = value
@@ -131,6 +158,11 @@ class Engine:
             lines.append(f"user={_cnf_quote(creds.username)}")
         if creds.password:
             lines.append(f"password={_cnf_quote(creds.password)}")
+        for name, option in (("ca", "ssl-ca"), ("cert", "ssl-cert"), ("key", "ssl-key")):
+            if name in files:
+                lines.append(f"{option}={_cnf_quote(files[name])}")
+        if "ca" in files:
+            lines.append("ssl-verify-server-cert")
         for key, value in endpoint.query:
             if key.startswith("ssl"):
                 lines.append(f"{key.replace('_', '-')}={_cnf_quote(value)}")

@@ -42,11 +42,25 @@ from stash.agent.stats import snapshot_stats
 from stash.agent.steps import run_backup_pvc
 from stash.api import RestoreSession
 from stash.api.backupsession import HostBackupStats
-from stash.contract.appbinding import SECRET_ENV, Credentials, Endpoint, credentials_from_env
+from stash.contract.appbinding import (
+    SECRET_ENV,
+    TLS_ENV,
+    Credentials,
+    Endpoint,
+    TlsMaterial,
+    credentials_from_env,
+    tls_from_env,
+)
 from stash.contract.sessions import format_duration
 from stash.restic import BackupCommandFailed, Restic, ResticError
 
-__all__ = ["DatabaseStep", "run_database_backup", "run_database_restore", "take_credentials"]
+__all__ = [
+    "DatabaseStep",
+    "Target",
+    "run_database_backup",
+    "run_database_restore",
+    "take_credentials",
+]
 
 log = logging.getLogger(__name__)
 PROBE_INTERVAL = 1.0
@@ -65,12 +79,22 @@ class DatabaseStep:
     secret: str = ""
 
 
-def take_credentials() -> tuple[Endpoint, Credentials]:
+@dataclass(frozen=True)
+class Target:
+    """Where the database is and how to log in (read once from the env)."""
+
+    endpoint: Endpoint
+    creds: Credentials
+    tls: TlsMaterial
+
+
+def take_credentials() -> Target:
     """Read the connection env and remove the credentials from this process's env."""
     endpoint, creds = credentials_from_env(os.environ)
-    for name in SECRET_ENV:
+    tls = tls_from_env(os.environ)
+    for name in (*SECRET_ENV, *TLS_ENV):
         os.environ.pop(name, None)
-    return endpoint, creds
+    return Target(endpoint, creds, tls)
 
 
 class _Redactor:
@@ -141,17 +165,16 @@ async def wait_for_database(
 
 async def _dump(
     step: DatabaseStep,
-    endpoint: Endpoint,
-    creds: Credentials,
+    target: Target,
     hostname: str,
     repo: RepositoryHandle,
 ) -> HostBackupStats:
     """Stream the dump into one snapshot (module docstring)."""
     started = time.monotonic()
     engine = ENGINES[step.engine]
-    redact = _Redactor(creds)
+    redact = _Redactor(target.creds)
     with private_dir(step.scratch) as workdir:
-        conn = engine.connect(endpoint, creds, workdir)
+        conn = engine.connect(target.endpoint, target.creds, workdir, target.tls)
         problem = await wait_for_database(engine, conn, "", step, redact)
         if problem:
             return failed_host(hostname, problem, started)
@@ -196,10 +219,10 @@ async def run_database_backup(
     ctx: AgentContext, step: DatabaseStep, session: str, hostname: str, output_dir: Path
 ) -> int:
     """The `backup-<engine>` step; the exit status (as `backup-pvc`'s)."""
-    endpoint, creds = take_credentials()
+    target = take_credentials()
 
     async def perform(repo: RepositoryHandle) -> HostBackupStats:
-        return await _dump(step, endpoint, creds, hostname, repo)
+        return await _dump(step, target, hostname, repo)
 
     return await run_backup_pvc(ctx, session, hostname, (), (), output_dir, perform=perform)
 
@@ -221,14 +244,13 @@ async def _snapshot(repo: RepositoryHandle, request: RestoreRequest) -> tuple[st
 async def _load(
     ctx: AgentContext,
     step: DatabaseStep,
-    endpoint: Endpoint,
-    creds: Credentials,
+    target: Target,
     rs: RestoreSession,
     request: RestoreRequest,
 ) -> str | None:
     """Stream the chosen dump into the load tool; None or the error."""
     engine = ENGINES[step.engine]
-    redact = _Redactor(creds)
+    redact = _Redactor(target.creds)
     repo_ref = rs.spec.repository if rs.spec else None
     if repo_ref is None or not repo_ref.name:
         return "the RestoreSession has no spec.repository.name"
@@ -241,7 +263,7 @@ async def _load(
             return chosen
         snapshot, path = chosen
         with private_dir(step.scratch) as workdir:
-            conn = engine.connect(endpoint, creds, workdir)
+            conn = engine.connect(target.endpoint, target.creds, workdir, target.tls)
             problem = await wait_for_database(engine, conn, step.tool, step, redact, restoring=True)
             if problem:
                 return problem
@@ -272,10 +294,10 @@ async def run_database_restore(
     ctx: AgentContext, step: DatabaseStep, restore_session: str, request: RestoreRequest
 ) -> int:
     """The `restore-<engine>` step; the exit status (as `restore-pvc`'s)."""
-    endpoint, creds = take_credentials()
+    target = take_credentials()
 
     async def perform(ctx: AgentContext, rs: RestoreSession, req: RestoreRequest) -> str | None:
-        return await _load(ctx, step, endpoint, creds, rs, req)
+        return await _load(ctx, step, target, rs, req)
 
     return await run_restore(
         ctx,

@@ -12,14 +12,17 @@ What it is for: the rules both sides of the job model share —
 * `connection_env()`: the env the operator gives every step of the Job — the endpoint as
   `STASH_DB_*` values and the credentials as `secretKeyRef`s into `spec.secret` (keys
   `username`/`password`, legacy `POSTGRES_USER`/`POSTGRES_PASSWORD`, or a whole DSN in
-  `url`), so a password is never in a Function, an argument list or a status, and the
-  agent needs no access to Secrets; `credentials_from_env()` is the agent's side.
+  `url`) and into `spec.tlsSecret` (`ca.crt`, `tls.crt`, `tls.key`; or
+  `clientConfig.caBundle`), so a password is never in a Function, an argument list or a
+  status, and the agent needs no access to Secrets; `credentials_from_env()` and
+  `tls_from_env()` are the agent's side.
 
 Not for: reading objects (the operator) or running dump tools (`stash.agent.databases`).
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,13 +37,16 @@ __all__ = [
     "ENV_QUERY",
     "ENV_SCHEME",
     "SECRET_ENV",
+    "TLS_ENV",
     "Credentials",
     "Endpoint",
+    "TlsMaterial",
     "addon_task",
     "app_variables",
     "connection_env",
     "credentials_from_env",
     "resolve_endpoint",
+    "tls_from_env",
 ]
 
 ENV_SCHEME = "STASH_DB_SCHEME"
@@ -56,6 +62,27 @@ SECRET_ENV: dict[str, str] = {
     "STASH_DB_LEGACY_PASSWORD": "POSTGRES_PASSWORD",
     "STASH_DB_URL": "url",
 }
+
+
+#: env variable -> the key of the AppBinding's `spec.tlsSecret` it is read from.
+TLS_ENV: dict[str, str] = {
+    "STASH_DB_TLS_CA": "ca.crt",
+    "STASH_DB_TLS_CERT": "tls.crt",
+    "STASH_DB_TLS_KEY": "tls.key",
+}
+ENV_CA_BUNDLE = "STASH_DB_CA_BUNDLE"
+
+
+@dataclass(frozen=True, repr=False)
+class TlsMaterial:
+    """PEM texts for the client's TLS (the CA to verify the server; a client certificate)."""
+
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+
+    def __repr__(self) -> str:
+        return f"TlsMaterial(ca={bool(self.ca)}, cert={bool(self.cert)}, key=<{bool(self.key)}>)"
 
 
 @dataclass(frozen=True)
@@ -174,6 +201,18 @@ def connection_env(binding: AppBinding, endpoint: Endpoint) -> list[dict[str, An
         {"name": ENV_NAME, "value": endpoint.database},
         {"name": ENV_QUERY, "value": query},
     ]
+    config = binding.spec.client_config if binding.spec else None
+    if config is not None and config.ca_bundle:
+        env.append({"name": ENV_CA_BUNDLE, "value": config.ca_bundle})
+    tls = binding.spec.tls_secret if binding.spec else None
+    if tls is not None and tls.name:
+        env += [
+            {
+                "name": var,
+                "valueFrom": {"secretKeyRef": {"name": tls.name, "key": key, "optional": True}},
+            }
+            for var, key in TLS_ENV.items()
+        ]
     secret = binding.spec.secret if binding.spec else None
     if secret is not None and secret.name:
         env += [
@@ -215,3 +254,18 @@ def credentials_from_env(environ: Mapping[str, str]) -> tuple[Endpoint, Credenti
             creds.username or url_creds.username, creds.password or url_creds.password
         )
     return endpoint, creds
+
+
+def tls_from_env(environ: Mapping[str, str]) -> TlsMaterial:
+    """The agent's view of the TLS part of `connection_env()`: `tlsSecret`'s `ca.crt`
+    (else `clientConfig.caBundle`, base64 PEM), `tls.crt` and `tls.key`."""
+    ca = environ.get("STASH_DB_TLS_CA", "")
+    bundle = environ.get(ENV_CA_BUNDLE, "")
+    if not ca and bundle:
+        try:
+            ca = base64.b64decode(bundle, validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            ca = bundle  # already PEM
+    return TlsMaterial(
+        ca, environ.get("STASH_DB_TLS_CERT", ""), environ.get("STASH_DB_TLS_KEY", "")
+    )

@@ -9,12 +9,17 @@ Data: STASH_DB_TEST_ROWS order rows (default 60000, about 6 MB of dump)."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import json
 import os
 from pathlib import Path
 
 import pytest
 
 from stash.kube.client import Kube
+from stash.kube.resources import SECRETS
+from stash.pki import issue_ca
 from stash_dev.podrunner import PodRunner
 from tests.e2e.databases.world import ArgvWatch, World
 from tests.support.databases import PostgresServer
@@ -187,3 +192,42 @@ async def test_pg_dump_of_one_database_in_custom_format_round_trips(
     assert _fingerprint(postgres, db) == before
     # the grants on the restored tables are the dump's (the role itself was kept)
     assert postgres.login(reader, READER_PASSWORD, db, "SELECT count(*) FROM blobs") == "500"
+
+
+async def test_tls_with_the_appbinding_s_ca_verifies_the_server(
+    rawkube: Kube,
+    run_operator,  # type: ignore[no-untyped-def]
+    runner: PodRunner,
+    rest_server: RestServer,
+    restic_bin: str,
+    namespace: str,
+    postgres: PostgresServer,
+) -> None:
+    # Role tls_only is rejected on plain TCP (pg_hba hostnossl ... reject): the backup
+    # works only over TLS, and with the CA from tlsSecret libpq verifies the server.
+    password = "tls-Only-" + namespace[-6:]
+    postgres.sql("DROP ROLE IF EXISTS tls_only")
+    postgres.sql(f"CREATE ROLE tls_only SUPERUSER LOGIN PASSWORD '{password}'")
+    await run_operator()
+    world = _world(rawkube, runner, namespace, restic_bin, rest_server)
+    await rawkube.create(
+        SECRETS,
+        {"metadata": {"name": "db-tls"}, "stringData": {"ca.crt": postgres.ca_pem}},
+        namespace,
+    )
+    binding = {**_binding(postgres), "tlsSecret": {"name": "db-tls"}}
+    await world.setup({"username": "tls_only", "password": password}, binding)
+    done = await world.backup({"name": "postgres-backup-15"})
+    assert done["status"]["phase"] == "Succeeded", (done["status"], world.logs[0][-3000:])
+    assert "PGSSLROOTCERT" not in json.dumps(done)
+    # Another CA: the server's certificate no longer verifies.
+    other = issue_ca("someone-else", dt.datetime.now(dt.UTC), dt.timedelta(days=1))
+    await rawkube.patch(
+        SECRETS, "db-tls", {"stringData": {"ca.crt": other.cert_pem.decode()}}, namespace
+    )
+    await asyncio.sleep(1.1)  # a new session name (they are per second)
+    refused = await world.another_backup()
+    assert refused["status"]["phase"] == "Failed"
+    (host,) = refused["status"]["targets"][0]["stats"]
+    assert "certificate verify failed" in host["error"], host
+    postgres.sql("DROP ROLE tls_only")
