@@ -1,5 +1,6 @@
-"""`Restic.dump_into`: a snapshot's file streamed by `restic dump` through an OS pipe into
-a command's stdin (the database restore path), with both ends' failures told apart."""
+"""The database paths of the driver: `dump_into` (a snapshot's file streamed by `restic
+dump` through an OS pipe into a command's stdin, both ends' failures told apart) and a
+failed `backup_command` saying what the dump tool wrote."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stash.restic import ResticError
+from stash.restic import BackupCommandFailed, ResticError
 from tests.integration.conftest import MakeRestic
 from tests.support.storage import Storage
 
@@ -49,3 +50,18 @@ async def test_a_failing_restic_dump_raises_when_the_loader_was_fine(
         await restic.dump_into(
             "0123abcd", "/dumpfile.sql", ["sh", "-c", "cat >/dev/null"], env={"PATH": "/bin"}
         )
+
+
+async def test_a_failed_dump_says_what_the_dump_tool_wrote(
+    local_storage: Storage, make_restic: MakeRestic
+) -> None:
+    restic = make_restic(local_storage)
+    await restic.init()
+    with pytest.raises(BackupCommandFailed) as failed:
+        await restic.backup_command(
+            ["sh", "-c", "echo data; echo 'pg_dumpall: error: query failed' >&2; exit 2"],
+            filename="dumpfile.sql",
+        )
+    assert "command failed: exit status 2" in failed.value.message
+    assert "the command wrote: pg_dumpall: error: query failed" in failed.value.message
+    assert await restic.snapshots() == []

@@ -191,10 +191,7 @@ async def _dump(
         except BackupCommandFailed as exc:
             return failed_host(
                 hostname,
-                redact(
-                    f"{argv[0]} did not complete, so no snapshot was kept: {exc.message} "
-                    f"(restic exit {exc.exit_code}); see the backup Job's log for its output"
-                ),
+                redact(f"{argv[0]} did not complete, so no snapshot was kept: {exc.message}"),
                 started,
             )
         except ResticError as exc:

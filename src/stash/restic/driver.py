@@ -67,6 +67,13 @@ def _check_extra_args(command: str, extra_args: Sequence[str]) -> None:
         raise InvalidArguments(problem, command=command)
 
 
+def _command_stderr(stderr: str, lines: int = 5) -> str:
+    """The last lines a `--stdin-from-command` command wrote to stderr (restic passes
+    them on as `subprocess <name>: <line>`)."""
+    said = [ln.split(": ", 1)[-1] for ln in stderr.splitlines() if ln.startswith("subprocess ")]
+    return " | ".join(said[-lines:])
+
+
 class Restic(ResticRunner):
     """Drive restic against one repository. Methods may run concurrently."""
 
@@ -263,7 +270,9 @@ class Restic(ResticRunner):
             done = await self._exec(args, on_line=on_line, ok=(0, 3))
         except ResticError as exc:
             if stdin and type(exc) is ResticError:
-                raise BackupCommandFailed(exc.message, command="backup") from None
+                said = _command_stderr(exc.stderr)
+                message = f"{exc.message}; the command wrote: {said}" if said else exc.message
+                raise BackupCommandFailed(message, command="backup") from None
             raise
         if not found:
             raise ResticError(

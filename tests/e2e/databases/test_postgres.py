@@ -144,11 +144,16 @@ async def test_dump_killed_mid_stream_fails_and_keeps_no_snapshot(
     shop: tuple[str, str],
     tmp_path: Path,
 ) -> None:
-    # A pg_dumpall that writes the first 300 kB of the real dump, then is killed.
+    # A pg_dumpall that writes the first 300 kB of the real dump and a last word, then
+    # is killed.
     wrappers = tmp_path / "wrappers"
     wrappers.mkdir()
     tool = wrappers / "pg_dumpall"
-    tool.write_text('#!/bin/sh\n/usr/bin/pg_dumpall "$@" | head -c 300000\nkill -9 $$\n')
+    tool.write_text(
+        '#!/bin/sh\n/usr/bin/pg_dumpall "$@" | head -c 300000\n'
+        "echo 'pg_dumpall: error: server closed the connection unexpectedly' >&2\n"
+        "kill -9 $$\n"
+    )
     tool.chmod(0o755)
     await run_operator()
     world = _world(rawkube, runner, namespace, restic_bin, rest_server)
@@ -159,6 +164,7 @@ async def test_dump_killed_mid_stream_fails_and_keeps_no_snapshot(
     (host,) = done["status"]["targets"][0]["stats"]
     assert "pg_dumpall did not complete" in host["error"], host
     assert "signal: killed" in host["error"], host
+    assert "server closed the connection unexpectedly" in host["error"], host
     assert world.snapshots() == []
 
 
