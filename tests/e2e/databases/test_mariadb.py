@@ -3,9 +3,9 @@
 RestoreSession name none; mariadb-dump (`--single-transaction`, routines, triggers,
 events, all databases) is streamed into restic. After the database and its user are
 dropped, the restore brings back every row (counts and order-independent checksums), the
-view, the function, the trigger and the user with its grants. A wrong password is a
-Failed session that says what to fix, and the password is in no argument list, log,
-Event or status.
+view, the function, the trigger and the user with its grants. A wrong password (with
+the MySQL catalog's `mysql-backup-8.0`) is a Failed session that says what to fix, and
+the password is in no argument list, log, Event or status.
 
 Data: STASH_DB_TEST_ROWS order rows (default 60000, about 6 MB of dump)."""
 
@@ -150,8 +150,8 @@ async def test_wrong_password_fails_with_what_to_fix_and_leaks_nowhere(
     await run_operator()
     world = World(rawkube, runner, namespace, restic_bin, rest_server)
     await world.setup({"username": "root", "password": wrong}, _binding(mariadb))
-    with ArgvWatch(wrong) as argv:
-        done = await world.backup({"name": "mariadb-backup-10.11"})
+    with ArgvWatch(wrong) as argv:  # the MySQL catalog's Task: mysqldump and mysql
+        done = await world.backup({"name": "mysql-backup-8.0"})
     assert done["status"]["phase"] == "Failed"
     (host,) = done["status"]["targets"][0]["stats"]
     assert "cannot log in to MySQL/MariaDB at 127.0.0.1" in host["error"], host

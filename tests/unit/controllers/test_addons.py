@@ -54,3 +54,12 @@ def test_function_args_parse_after_substitution() -> None:
     assert args.dump_tool == "mariadb-dump"
     assert args.args == "--databases shop" and args.wait_timeout == "30"
     assert args.backupsession == "s-1" and args.appbinding == "db"
+
+
+def test_every_addon_function_parses_as_its_step_command() -> None:
+    parser = build_parser()
+    for fn in addon_functions():
+        args = parser.parse_args(fn["spec"]["args"])
+        verb, _, engine = fn["spec"]["args"][0].partition("-")
+        assert args.command_name == f"{verb}-{engine}"
+        assert fn["metadata"]["name"].split("-")[1] == verb
