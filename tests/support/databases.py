@@ -34,8 +34,15 @@ class DatabaseUnavailable(RuntimeError):
     """A database server could not be started (missing package, failed start)."""
 
 
-def _run(argv: list[str], **kw: object) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, check=False, **kw)  # type: ignore[call-overload]
+def _run(argv: list[str], timeout: float = 120, **kw: object) -> str:
+    """Run a client or admin tool; its stdout. A tool that hangs is an error saying which
+    statement, not a test run that waits forever."""
+    try:
+        done = subprocess.run(  # type: ignore[call-overload]
+            argv, capture_output=True, text=True, check=False, timeout=timeout, **kw
+        )
+    except subprocess.TimeoutExpired:
+        raise DatabaseUnavailable(f"{' '.join(argv)[-300:]} did not finish in {timeout}s") from None
     if done.returncode != 0:
         raise DatabaseUnavailable(
             f"{' '.join(argv[:3])}... exited {done.returncode}: {done.stderr}"
