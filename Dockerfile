@@ -26,6 +26,11 @@ RUN python -m venv /opt/stash \
          -c /tmp/constraints.txt /tmp/wheels/*.whl \
     && rm -rf /tmp/wheels /tmp/constraints.txt
 COPY --from=restic /out/restic /usr/local/bin/restic
+# The database addons' client tools (docs/databases.md): pg_dump/pg_dumpall/pg_restore/psql
+# and mariadb-dump/mariadb (mysqldump/mysql are links to them).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends postgresql-client-15 mariadb-client \
+    && rm -rf /var/lib/apt/lists/*
 ENV PATH=/opt/stash/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1

@@ -11,7 +11,8 @@ export STASH_CACHE ?= $(HOME)/.cache/stash
 # prometheus: promtool for the chart's alert rules, and with prometheus-pushgateway the
 # real Prometheus and Pushgateway the metrics tests start on free loopback ports (their
 # daemons are never started by the packages, below).
-DEB_PACKAGES := ca-certificates util-linux procps prometheus prometheus-pushgateway
+DEB_PACKAGES := ca-certificates util-linux procps prometheus prometheus-pushgateway \
+  postgresql-15 postgresql-client-15 mariadb-server mariadb-client
 STAMP := $(VENV)/.installed
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE ?= stash:$(VERSION)

@@ -46,20 +46,22 @@ def test_bad_invocation_exits_non_zero_with_one_line(args: tuple[str, ...]) -> N
     assert "error" in lines[0]
 
 
-def test_crds_prints_all_nine_crds() -> None:
+def test_crds_prints_our_nine_crds_and_the_appbinding() -> None:
     result = _run("crds")
     assert result.returncode == 0, result.stderr
     docs = [d for d in yaml.safe_load_all(result.stdout) if d]
-    assert len(docs) == 9
+    assert len(docs) == 10
     assert {d["kind"] for d in docs} == {"CustomResourceDefinition"}
-    assert {d["spec"]["names"]["kind"] for d in docs} == set(KINDS)
+    assert {d["spec"]["names"]["kind"] for d in docs} == {*KINDS, "AppBinding"}
+    (app,) = [d for d in docs if d["spec"]["group"] == "appcatalog.appscode.com"]
+    assert app["metadata"]["name"] == "appbindings.appcatalog.appscode.com"
 
 
 def test_crds_out_dir_writes_the_committed_manifests(tmp_path: Path) -> None:
     result = _run("crds", "--out-dir", str(tmp_path / "crds"))
     assert result.returncode == 0, result.stderr
     written = sorted(p.name for p in (tmp_path / "crds").iterdir())
-    assert written == sorted(p.name for p in MANIFESTS.glob("stash.*.yaml"))
+    assert written == sorted(p.name for p in MANIFESTS.glob("*.yaml"))
     for name in written:
         assert (tmp_path / "crds" / name).read_bytes() == (MANIFESTS / name).read_bytes()
 

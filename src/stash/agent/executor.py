@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from stash.agent.context import AgentContext, BackupInvoker
@@ -57,9 +58,13 @@ from stash.kube.status import update_status
 from stash.restic import ResticError
 from stash.sessionmetrics import host_backup_registry, push
 
-__all__ = ["BackupOutcome", "back_up_host", "report_host", "take_backup"]
+__all__ = ["BackupOutcome", "HostBackup", "back_up_host", "report_host", "take_backup"]
 
 log = logging.getLogger(__name__)
+
+
+HostBackup = Callable[[RepositoryHandle], Awaitable[HostBackupStats]]
+"""What backs up one host into an open repository (default: its paths)."""
 
 
 @dataclass(frozen=True)
@@ -110,10 +115,12 @@ async def take_backup(
     *,
     paths: tuple[str, ...] | None = None,
     excludes: tuple[str, ...] | None = None,
+    perform: HostBackup | None = None,
 ) -> BackupOutcome:
     """Open the repository, run the pre-backup action if assigned, back up the host.
 
-    `paths`/`excludes` override the invoker's target (the job model passes its flags).
+    `paths`/`excludes` override the invoker's target (the job model passes its flags);
+    `perform` replaces the backup of paths (a database step streams a dump instead).
     """
     target = invoker.target
     request = request_from_target(
@@ -146,7 +153,10 @@ async def take_backup(
         )
         if INITIALIZE_REPOSITORY in assignment.pre_actions:
             await _initialize(ctx, session["metadata"]["name"], repo)
-        host = await backup_host(ctx.kube, repo, request, ctx.namespace)
+        if perform is not None:
+            host = await perform(repo)
+        else:
+            host = await backup_host(ctx.kube, repo, request, ctx.namespace)
     except (AgentError, ResticError) as exc:
         host = failed_host(hostname, describe(exc))
     host.hooks = executed or None

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from stash.agent.context import AgentContext
@@ -56,7 +56,7 @@ from stash.logs import log_key, object_key
 from stash.restic import ResticError, SnapshotNotFound
 from stash.sessionmetrics import host_restore_registry, push
 
-__all__ = ["RestoreRequest", "request_from_rule", "run_restore", "select_rule"]
+__all__ = ["HostRestore", "RestoreRequest", "request_from_rule", "run_restore", "select_rule"]
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +188,10 @@ def _rule_request(rs: RestoreSession, hostname: str) -> RestoreRequest | str:
     return request_from_rule(rules or [], hostname, (target.args if target else None) or ())
 
 
+HostRestore = Callable[[AgentContext, RestoreSession, RestoreRequest], Awaitable[str | None]]
+"""What restores one host (default: files with `restic restore`); None or the error."""
+
+
 async def _restore_with_hooks(
     ctx: AgentContext,
     rs: RestoreSession,
@@ -195,9 +199,11 @@ async def _restore_with_hooks(
     hostname: str,
     chosen: RestoreRequest | str,
     runs: list[HookExecution],
+    perform: HostRestore,
 ) -> str | None:
-    """preRestore, the restore `chosen` (or the reason there is none), postRestore
-    (module docstring); the host's error or None. Each hook run is appended to `runs`."""
+    """preRestore, the restore `chosen` by `perform` (or the reason there is none),
+    postRestore (module docstring); the host's error or None. Each hook run is appended
+    to `runs`."""
     hooks = rs.spec.hooks if rs.spec else None
     if hooks is not None and hooks.pre_restore is not None:
         pre = await restore_hook(
@@ -206,7 +212,7 @@ async def _restore_with_hooks(
         runs.append(pre.execution())
         if not pre.ok:
             return pre.message
-    error = chosen if isinstance(chosen, str) else await _restore(ctx, rs, chosen)
+    error = chosen if isinstance(chosen, str) else await perform(ctx, rs, chosen)
     if hooks is not None and hooks.post_restore is not None:
         phase = "Failed" if error else "Succeeded"
         post = await restore_hook(
@@ -219,7 +225,11 @@ async def _restore_with_hooks(
 
 
 async def _restore_turn(
-    ctx: AgentContext, name: str, hostname: str, request: RestoreRequest | None
+    ctx: AgentContext,
+    name: str,
+    hostname: str,
+    request: RestoreRequest | None,
+    perform: HostRestore | None = None,
 ) -> int:
     inv = _invoker(ctx, name)
     live = await ctx.kube.get(inv.resource, name, ctx.namespace)
@@ -255,7 +265,8 @@ async def _restore_turn(
             log.info("no rule of %s is for host %s: nothing to restore", name, hostname)
             error = None
         else:
-            error = await _restore_with_hooks(ctx, rs, live, hostname, chosen, runs)
+            restore = perform or _restore
+            error = await _restore_with_hooks(ctx, rs, live, hostname, chosen, runs, restore)
     seconds = time.monotonic() - started
     entry = HostRestoreStats(
         hostname=hostname,
@@ -302,12 +313,14 @@ async def run_restore(
     hostname: str | None = None,
     request: RestoreRequest | None = None,
     exclusive: bool = True,
+    perform: HostRestore | None = None,
 ) -> int:
     """Restore this host for RestoreSession `name`; the exit status (module docstring).
 
     `hostname` overrides the computed host name and `request` the rule matching (the
     job model passes both from its flags). `exclusive` takes turns with the workload's
-    other pods on its restore Lease (one job per host does not need to).
+    other pods on its restore Lease (one job per host does not need to). `perform`
+    replaces the restore of files (the database steps load a dump instead).
     """
     ready = await _wait_until_ready(ctx, name)
     if isinstance(ready, str):
@@ -327,7 +340,7 @@ async def run_restore(
     host = hostname
     with log_key(object_key(_invoker(ctx, name).kind, ctx.namespace, name, host)):
         if not exclusive:
-            return await _restore_turn(ctx, name, host, request)
+            return await _restore_turn(ctx, name, host, request, perform)
         return await _restore_in_turn(ctx, name, host, request)
 
 

@@ -58,7 +58,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stash.agent.context import AgentContext, load_backup_invoker
-from stash.agent.executor import BackupOutcome, report_host, take_backup
+from stash.agent.executor import BackupOutcome, HostBackup, report_host, take_backup
 from stash.agent.hostbackup import failed_host
 from stash.agent.leases import Heartbeat
 from stash.agent.repository import AgentError, describe, open_repository
@@ -149,8 +149,10 @@ async def run_backup_pvc(
     paths: Sequence[str],
     excludes: Sequence[str],
     output_dir: Path,
+    perform: HostBackup | None = None,
 ) -> int:
-    """The `backup-pvc` step (module docstring); the exit status."""
+    """The `backup-pvc` step (module docstring); the exit status. With `perform`, the
+    same step backs up something else than paths (the database steps)."""
     out = BackupOutput(target=_target_ref(ctx))
     try:
         live, found = await _assignment(ctx, session, hostname)
@@ -173,6 +175,7 @@ async def run_backup_pvc(
                     hostname,
                     paths=tuple(paths),
                     excludes=tuple(excludes),
+                    perform=perform,
                 )
                 out.host_backup_stats = outcome.host
             finally:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stash.api.appbinding import APPCATALOG_GROUP, AppBinding
 from stash.api.backupconfiguration import BackupConfiguration
 from stash.api.backupsession import BackupSession
 from stash.api.base import StashModel
@@ -23,8 +24,10 @@ from stash.api.restoresession import RestoreSession
 from stash.api.task import Function, Task
 
 __all__ = [
+    "CRD_KINDS",
     "GROUP",
     "KINDS",
+    "AppBinding",
     "BackupBatch",
     "BackupBlueprint",
     "BackupConfiguration",
@@ -213,3 +216,22 @@ KINDS: dict[str, KindInfo] = {
     )
 }
 """Every Stash kind, by kind name, in a stable order."""
+
+CRD_KINDS: dict[str, KindInfo] = {
+    **KINDS,
+    "AppBinding": KindInfo(
+        kind="AppBinding",
+        model=AppBinding,
+        version="v1alpha1",
+        plural="appbindings",
+        singular="appbinding",
+        scope="Namespaced",
+        short_names=("app",),
+        categories=("catalog", "appscode", "all"),
+        columns=(_col("Type", ".spec.type"), _col("Version", ".spec.version"), _AGE),
+        has_status=False,
+        group=APPCATALOG_GROUP,
+    ),
+}
+"""Every CRD we install: our kinds and the AppBinding (KubeDB's kind, for database targets,
+installed by us when nothing else serves it). Only `KINDS` are validated by our webhook."""

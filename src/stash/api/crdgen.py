@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from stash.api import KINDS, KindInfo
+from stash.api import CRD_KINDS, KindInfo
 from stash.api.base import CRD_DEFAULT
 from stash.api.k8s import PRESERVE
 
@@ -122,8 +122,8 @@ def crd(info: KindInfo) -> dict[str, Any]:
 
 
 def crds() -> list[dict[str, Any]]:
-    """Return the CRDs of every kind in `KINDS`, in registry order."""
-    return [crd(info) for info in KINDS.values()]
+    """Return the CRDs of every kind in `CRD_KINDS`, in registry order."""
+    return [crd(info) for info in CRD_KINDS.values()]
 
 
 def file_name(info: KindInfo) -> str:

@@ -4,8 +4,9 @@ Sub-commands (each also under `stash agent ...`):
 
 * `run-backup` (`agent sidecar`) — the injected backup sidecar (§4.2 args);
 * `restore` (`agent restore`) — the restore init-container `stash-init` (§4.3 args);
-* `backup-pvc`, `update-status`, `restore-pvc` — job-model steps; their flags live in
-  `stash.agent.steps` so the operator's Job builder renders exactly what is parsed here.
+* `backup-pvc`, `update-status`, `restore-pvc`, `backup-pg|mysql`, `restore-pg|mysql` —
+  job-model steps; their flags live in `stash.contract.steps` so the operator's Job
+  builder renders exactly what is parsed here.
 
 All use the pod's in-cluster configuration unless `--kubeconfig` is given, and read
 POD_NAME, POD_NAMESPACE and NODE_NAME from the environment the injection sets.
@@ -75,11 +76,15 @@ def _add_commands(sub: Any, prefix: str = "") -> None:
         ("backup-pvc", backup_pvc, "job step: back up paths, write output.json"),
         ("update-status", update_status, "job step: record output.json in the session"),
         ("restore-pvc", restore_pvc, "job step: restore paths or snapshots"),
+        ("backup-pg", backup_database, "job step: stream a PostgreSQL dump into restic"),
+        ("restore-pg", restore_database, "job step: load a PostgreSQL dump from restic"),
+        ("backup-mysql", backup_database, "job step: stream a MySQL/MariaDB dump into restic"),
+        ("restore-mysql", restore_database, "job step: load a MySQL/MariaDB dump from restic"),
     ):
         p = sub.add_parser(command, help=text)
         add_step_flags(p, command)
         _common(p)
-        p.set_defaults(handler=handler)
+        p.set_defaults(handler=handler, command_name=command)
 
 
 def register(sub: Any) -> None:
@@ -248,5 +253,70 @@ def restore_pvc(args: argparse.Namespace) -> int:
     return _run(
         args,
         lambda ctx: run_restore_pvc(ctx, args.restoresession, hostname, chosen),
+        ("RestoreSession", args.restoresession),
+    )
+
+
+def _database_step(args: argparse.Namespace, command: str, tool: str) -> Any:
+    """The DatabaseStep of a `backup-<engine>` / `restore-<engine>` command line."""
+    import os
+    import shlex
+
+    from stash.agent.dbsteps import DatabaseStep
+
+    try:
+        extra = tuple(shlex.split(args.args or ""))
+        timeout = float(args.wait_timeout or 300)
+    except ValueError as exc:
+        raise UsageError(f"--args / --wait-timeout: {exc}") from None
+    return DatabaseStep(
+        engine=command.split("-", 1)[1],
+        appbinding=f"{args.target_namespace or args.namespace}/{args.appbinding}",
+        tool=tool,
+        args=extra,
+        wait_timeout=timeout,
+        scratch=Path(args.scratch_dir),
+        secret=os.environ.get("STASH_DB_SECRET", ""),
+    )
+
+
+def backup_database(args: argparse.Namespace) -> int:
+    """`stash backup-pg|backup-mysql`: stream a database dump into the repository."""
+    from stash.agent.dbsteps import run_database_backup
+
+    if not args.backupsession:
+        raise UsageError("--backupsession is required")
+    step = _database_step(args, args.command_name, args.dump_tool)
+    return _run(
+        args,
+        lambda ctx: run_database_backup(
+            ctx, step, args.backupsession, args.hostname or "host-0", Path(args.output_dir)
+        ),
+        ("BackupSession", args.backupsession),
+    )
+
+
+def restore_database(args: argparse.Namespace) -> int:
+    """`stash restore-pg|restore-mysql`: load a dump from the repository."""
+    from stash.agent.dbsteps import run_database_restore
+    from stash.agent.restore import RestoreRequest
+    from stash.contract.steps import split_list
+
+    if not args.restoresession:
+        raise UsageError("--restoresession is required")
+    if args.invoker_kind == "BackupConfiguration":
+        args.invoker_kind = "RestoreSession"
+    if not args.invoker_name:
+        args.invoker_name = args.restoresession
+    hostname = args.hostname or "host-0"
+    request = RestoreRequest(
+        hostname=hostname,
+        source_host=args.source_hostname or hostname,
+        snapshots=split_list(args.snapshots),
+    )
+    step = _database_step(args, args.command_name, args.load_tool)
+    return _run(
+        args,
+        lambda ctx: run_database_restore(ctx, step, args.restoresession, request),
         ("RestoreSession", args.restoresession),
     )

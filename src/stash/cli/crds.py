@@ -20,7 +20,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print every CRD as one YAML stream, or write `<group>_<plural>.yaml` files."""
-    from stash.api import KINDS
+    from stash.api import CRD_KINDS
     from stash.api.crdgen import crd, crds, file_name, render, render_stream
 
     if not args.out_dir:
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        for info in KINDS.values():
+        for info in CRD_KINDS.values():
             path = out / file_name(info)
             path.write_text(render(crd(info)), encoding="utf-8")
             print(path)

@@ -1,6 +1,7 @@
 """The Job steps' command-line contract: one flag table per step (stash-api.md §5.5).
 
-What it is for: the flags of `backup-pvc`, `update-status` and `restore-pvc` in one
+What it is for: the flags of `backup-pvc`, `update-status`, `restore-pvc` and the
+database steps (`backup-pg`, `restore-pg`, `backup-mysql`, `restore-mysql`) in one
 table, used both to parse the agent's command line (`add_step_flags`) and to render a
 Function's args for the operator's Job builder (`pvc_backup_args()`,
 `update_status_args()`, `pvc_restore_args()`), so the two sides cannot drift.
@@ -15,8 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 __all__ = [
+    "BACKUP_DATABASE_FLAGS",
     "BACKUP_PVC_FLAGS",
+    "DATABASE_ENGINES",
     "OUTPUT_FILE",
+    "RESTORE_DATABASE_FLAGS",
     "RESTORE_PVC_FLAGS",
     "UPDATE_STATUS_FLAGS",
     "Flag",
@@ -93,10 +97,37 @@ RESTORE_PVC_FLAGS: tuple[Flag, ...] = (
     Flag("target-dir", "/", "directory restic restores into", "/"),
     *_METRICS,
 )
+_DATABASE = (
+    Flag("appbinding", "${TARGET_NAME}", "the AppBinding of the database (for messages)"),
+    Flag("args", "${args:=}", "extra arguments of the dump or load tool (split like a shell)"),
+    Flag("wait-timeout", "${waitTimeout:=300}", "seconds to wait for the database", "300"),
+)
+BACKUP_DATABASE_FLAGS: tuple[Flag, ...] = (
+    *_COMMON,
+    Flag("backupsession", "${BACKUP_SESSION}", "the BackupSession this backup belongs to"),
+    _HOSTNAME,
+    _OUTPUT,
+    *_DATABASE,
+    Flag("dump-tool", "${backupCMD:=}", "the dump tool (default: the engine's)"),
+)
+RESTORE_DATABASE_FLAGS: tuple[Flag, ...] = (
+    *_COMMON,
+    Flag("restoresession", "${RESTORE_SESSION}", "the RestoreSession this restore belongs to"),
+    _HOSTNAME,
+    Flag("source-hostname", "${SOURCE_HOSTNAME:=}", "host whose dump to restore"),
+    Flag("snapshots", "${RESTORE_SNAPSHOTS:=}", "the snapshot to restore (default: latest)"),
+    *_DATABASE,
+    Flag("load-tool", "${restoreCMD:=}", "the load tool (default: the engine's)"),
+    *_METRICS,
+)
+#: The database step commands (stash-api.md §9): `backup-<engine>` / `restore-<engine>`.
+DATABASE_ENGINES = ("pg", "mysql")
 _STEPS = {
     "backup-pvc": BACKUP_PVC_FLAGS,
     "update-status": UPDATE_STATUS_FLAGS,
     "restore-pvc": RESTORE_PVC_FLAGS,
+    **{f"backup-{engine}": BACKUP_DATABASE_FLAGS for engine in DATABASE_ENGINES},
+    **{f"restore-{engine}": RESTORE_DATABASE_FLAGS for engine in DATABASE_ENGINES},
 }
 
 

@@ -45,6 +45,10 @@ OPERATOR_PARAMS = frozenset(
         "EXCLUDE_PATTERNS",
         "DRIVER_ARGS",
         "TARGET_APP_REPLICAS",
+        "TARGET_APP_TYPE",
+        "TARGET_APP_VERSION",
+        "TARGET_APP_GROUP",
+        "TARGET_APP_RESOURCE",
         # the session, its invoker and host
         "NAMESPACE",
         "BACKUP_SESSION",

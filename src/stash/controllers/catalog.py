@@ -1,13 +1,15 @@
 """The built-in Functions and Tasks the operator creates at start-up (§5.5):
 `pvc-backup`, `pvc-restore`, `update-status` Functions and `pvc-backup`, `pvc-restore`
-Tasks. Their args come from `stash.agent.steps`, the same table the agent parses, so
-the Job the operator builds and the command the agent runs cannot drift. Existing
-objects with these names are left alone (a user may have customised them).
+Tasks, and the database addons (`addons`, §9). Their args come from
+`stash.contract.steps`, the same table the agent parses, so the Job the operator builds
+and the command the agent runs cannot drift. Existing objects with these names are left
+alone (a user may have customised them).
 """
 
 from __future__ import annotations
 
 from stash.contract.steps import pvc_backup_args, pvc_restore_args, update_status_args
+from stash.controllers.addons import addon_functions, addon_tasks
 from stash.kube.client import JSON
 
 STASH_IMAGE = "${STASH_DOCKER_REGISTRY}/${STASH_DOCKER_IMAGE}:${STASH_IMAGE_TAG}"
@@ -30,6 +32,7 @@ def builtin_functions() -> list[JSON]:
         _function("pvc-backup", pvc_backup_args(), [target]),
         _function("update-status", update_status_args(), []),
         _function("pvc-restore", pvc_restore_args(), [target]),
+        *addon_functions(),
     ]
 
 
@@ -60,4 +63,5 @@ def builtin_tasks() -> list[JSON]:
                 "volumes": [pvc_volume],
             },
         },
+        *addon_tasks(),
     ]

@@ -40,6 +40,7 @@ from stash.controllers.access import (
     ensure_binding,
     grant_repository_access,
 )
+from stash.controllers.appbindings import app_target
 from stash.controllers.context import ControllerContext
 from stash.controllers.jobs import build_job, envsubst, job_conflict, job_name
 from stash.controllers.liveness import JOB_HOST_ANNOTATION
@@ -186,8 +187,13 @@ async def ensure_backup_executor(
         if problem:
             return False, problem
         return True, f"the stash sidecar in {ref.kind} {ns}/{ref.name} runs this backup"
+    app = await app_target(ctx, spec.target.ref if spec.target else None, ns, "backup")
+    if isinstance(app, str):
+        return False, app
     try:
-        task, functions = await _task_and_functions(ctx, _task_name(spec.task, "pvc-backup"))
+        task, functions = await _task_and_functions(
+            ctx, _task_name(spec.task, app.task or "pvc-backup")
+        )
     except LookupError as exc:
         return False, str(exc)
     runtime = spec.runtime_settings or RuntimeSettings()
@@ -211,6 +217,7 @@ async def ensure_backup_executor(
         "RETENTION_KEEP_LAST": str(retention.keep_last or 0),
         "RETENTION_PRUNE": str(bool(retention.prune)).lower(),
         "RETENTION_DRY_RUN": str(bool(retention.dry_run)).lower(),
+        **app.inputs,
     }
     job = job_name("stash-backup", name, index)
     ok, message = await _submit_job(
@@ -222,7 +229,7 @@ async def ensure_backup_executor(
             task=task,
             functions=functions,
             inputs=inputs,
-            invoker_params=_task_params(spec.task),
+            invoker_params={**app.params, **_task_params(spec.task)},
             labels=dict(session.metadata.labels or {}),
             owner=_owner(session),
             service_account=sa,
@@ -234,6 +241,7 @@ async def ensure_backup_executor(
             },
             container_settings=runtime.container.to_wire() if runtime.container else None,
             backend_volume=local_backend(repository, LOCAL_VOLUME),
+            extra_env=app.env,
         ),
     )
     if not ok:
@@ -252,8 +260,13 @@ async def ensure_restore_executor(
     target = spec.target or RestoreTarget()
     templates = target.volume_claim_templates or []
     replicas = int(target.replicas or 1) if templates else 1
+    app = await app_target(ctx, target.ref, ns, "restore")
+    if isinstance(app, str):
+        return False, app, replicas
     try:
-        task, functions = await _task_and_functions(ctx, _task_name(spec.task, "pvc-restore"))
+        task, functions = await _task_and_functions(
+            ctx, _task_name(spec.task, app.task or "pvc-restore")
+        )
     except LookupError as exc:
         return False, str(exc), replicas
     runtime = spec.runtime_settings or RuntimeSettings()
@@ -272,6 +285,7 @@ async def ensure_restore_executor(
         "INVOKER_KIND": rs.kind,
         "INVOKER_NAME": name,
         "TARGET_APP_REPLICAS": str(replicas),
+        **app.inputs,
     }
     rules = target.rules or spec.rules or []
     for ordinal in range(replicas):
@@ -296,7 +310,7 @@ async def ensure_restore_executor(
                 task=task,
                 functions=functions,
                 inputs=inputs,
-                invoker_params=_task_params(spec.task),
+                invoker_params={**app.params, **_task_params(spec.task)},
                 labels={
                     "app.kubernetes.io/component": "stash-restore",
                     "app.kubernetes.io/managed-by": GROUP,
@@ -304,7 +318,7 @@ async def ensure_restore_executor(
                 owner=_owner(rs),
                 service_account=sa,
                 run_as_user=_run_as(pod, 0),
-                extra_env=[{"name": "POD_ORDINAL", "value": str(ordinal)}],
+                extra_env=[{"name": "POD_ORDINAL", "value": str(ordinal)}, *app.env],
                 container_settings=runtime.container.to_wire() if runtime.container else None,
                 backend_volume=local_backend(repository, LOCAL_VOLUME),
             ),

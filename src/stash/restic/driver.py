@@ -16,10 +16,11 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from stash.restic import process
 from stash.restic.errors import (
     BackupCommandFailed,
     BackupIncomplete,
@@ -47,6 +48,7 @@ from stash.restic.models import (
     RestoreSummary,
     Snapshot,
 )
+from stash.restic.pipe import Piped, pipe_into
 from stash.restic.retention import has_keep_rule, retention_args
 from stash.restic.runner import ProgressCallback, ResticOptions, ResticRunner, json_doc, json_value
 from stash.restic.version import FEATURES, require
@@ -63,6 +65,13 @@ def _check_extra_args(command: str, extra_args: Sequence[str]) -> None:
     problem = extra_args_problem(command, extra_args)
     if problem:
         raise InvalidArguments(problem, command=command)
+
+
+def _command_stderr(stderr: str, lines: int = 5) -> str:
+    """The last lines a `--stdin-from-command` command wrote to stderr (restic passes
+    them on as `subprocess <name>: <line>`)."""
+    said = [ln.split(": ", 1)[-1] for ln in stderr.splitlines() if ln.startswith("subprocess ")]
+    return " | ".join(said[-lines:])
 
 
 class Restic(ResticRunner):
@@ -261,7 +270,9 @@ class Restic(ResticRunner):
             done = await self._exec(args, on_line=on_line, ok=(0, 3))
         except ResticError as exc:
             if stdin and type(exc) is ResticError:
-                raise BackupCommandFailed(exc.message, command="backup") from None
+                said = _command_stderr(exc.stderr)
+                message = f"{exc.message}; the command wrote: {said}" if said else exc.message
+                raise BackupCommandFailed(message, command="backup") from None
             raise
         if not found:
             raise ResticError(
@@ -365,6 +376,27 @@ class Restic(ResticRunner):
         if not found:
             raise SnapshotNotFound(f"restic restored nothing from {snapshot}", command="restore")
         return found[-1]
+
+    async def dump_into(
+        self,
+        snapshot: str,
+        path: str,
+        command: Sequence[str],
+        *,
+        env: Mapping[str, str],
+    ) -> Piped:
+        """Stream file `path` of `snapshot` (`restic dump`) into `command`'s stdin through
+        an OS pipe (`pipe.pipe_into`). A failed `restic dump` raises its ResticError
+        unless `command` failed too (the caller reports that one, it is the cause more
+        often: a loader that stops reading kills the dump with SIGPIPE)."""
+        await self.version()
+        self._prepare_files()
+        argv = self._argv(["dump", snapshot, path], json_output=False, no_lock=False)
+        done = await pipe_into(argv, self._env(), command, env)
+        if done.producer_exit != 0 and done.consumer_exit == 0:
+            failed = process.Completed(done.producer_exit, b"", done.producer_stderr)
+            raise await self._failure(failed, "dump")
+        return done
 
     # ---- keys ---------------------------------------------------------------------
 

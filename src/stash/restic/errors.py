@@ -71,6 +71,7 @@ class ResticError(Exception):
         self.hint = hint or self.default_hint
         self.exit_code = exit_code
         self.command = command
+        self.stderr = ""  # restic's stderr tail, when the runner has it
         super().__init__(self.message)
 
     def __str__(self) -> str:

@@ -194,6 +194,7 @@ class ResticRunner:
 
     async def _failure(self, done: process.Completed, command: str) -> ResticError:
         error = self._scrub(classify(done.exit_code, done.stderr, command=command), command)
+        error.stderr = redact(done.stderr, self.target.secrets)
         if isinstance(error, RepositoryLocked) and command not in ("list", "cat"):
             try:
                 error.locks = tuple(await self.locks())

@@ -1,0 +1,34 @@
+"""Database servers for the addon tests: each started ONCE per test run on a free loopback
+port (a database per test); a missing server binary fails the test with the reason."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.databases import DatabaseUnavailable, MariaDBServer, PostgresServer
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the whole run."""
+    try:
+        server = PostgresServer()
+        server.start()
+    except DatabaseUnavailable as exc:
+        pytest.fail(f"PostgreSQL is needed: {exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[MariaDBServer]:
+    """A MariaDB server for the whole run."""
+    try:
+        server = MariaDBServer()
+        server.start()
+    except DatabaseUnavailable as exc:
+        pytest.fail(f"MariaDB is needed: {exc}", pytrace=False)
+    yield server
+    server.stop()
