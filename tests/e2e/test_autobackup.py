@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from stash.cli.kubectl import backup_invoker_named
+from stash.cli.kubectl.invokers import backup_invoker_named
 from stash.contract.resources import (
     BACKUPBLUEPRINTS,
     BACKUPCONFIGURATIONS,

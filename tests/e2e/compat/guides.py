@@ -21,7 +21,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from stash.cli.kubectl import backup_invoker_named
+from stash.cli.kubectl.invokers import backup_invoker_named
 from stash.contract.resources import RESTORESESSIONS
 from stash.controllers.trigger import create_backup_session
 from stash.kube.client import JSON, Kube, NotFound, Resource

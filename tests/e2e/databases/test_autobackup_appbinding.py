@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from stash.cli.kubectl import backup_invoker_named
+from stash.cli.kubectl.invokers import backup_invoker_named
 from stash.contract.resources import APPBINDINGS, BACKUPBLUEPRINTS, BACKUPCONFIGURATIONS
 from stash.controllers.trigger import create_backup_session
 from stash.kube.client import JSON, Kube, NotFound
