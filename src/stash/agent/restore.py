@@ -259,7 +259,9 @@ async def _restore_turn(
     nothing = False
     if rs is not None:
         chosen = request if request is not None else _rule_request(rs, hostname)
-        nothing = not isinstance(chosen, str) and chosen.nothing
+        # Only a host the session's rules leave out has nothing to do; a request the
+        # step gives (a database's: the whole dump) is always performed.
+        nothing = request is None and not isinstance(chosen, str) and chosen.nothing
         if nothing:
             # no hooks either: a host no rule is for is left exactly as it is
             log.info("no rule of %s is for host %s: nothing to restore", name, hostname)
