@@ -43,7 +43,7 @@ from stash.agent.stats import (
     with_backup_condition,
     with_host_stats,
 )
-from stash.api.backupsession import BackupSessionStatus, HostBackupStats
+from stash.api.backupsession import BackupSessionStatus, HostBackupStats, SnapshotStats
 from stash.contract import phases as P
 from stash.contract.resources import BACKUPSESSIONS
 from stash.kube.client import JSON
@@ -106,10 +106,13 @@ async def take_backup(
     *,
     paths: tuple[str, ...] | None = None,
     excludes: tuple[str, ...] | None = None,
+    heartbeat: Heartbeat | None = None,
 ) -> BackupOutcome:
     """Open the repository, run the pre-backup action if assigned, back up the host.
 
     `paths`/`excludes` override the invoker's target (the job model passes its flags).
+    Each snapshot is recorded on the started `heartbeat` as restic reports it, and the
+    paths an earlier executor of this session recorded there are not backed up again.
     """
     target = invoker.target
     request = request_from_target(
@@ -125,7 +128,17 @@ async def take_backup(
         )
         if INITIALIZE_REPOSITORY in assignment.pre_actions:
             await _initialize(ctx, session["metadata"]["name"], repo)
-        host = await backup_host(ctx.kube, repo, request, ctx.namespace)
+        done: list[SnapshotStats] = []
+        on_snapshot = None
+        if heartbeat is not None:
+            done = [SnapshotStats.model_validate(e) for e in heartbeat.recorded()]
+
+            async def on_snapshot(snapshot: SnapshotStats) -> None:
+                await heartbeat.record_snapshot(snapshot.to_wire())
+
+        host = await backup_host(
+            ctx.kube, repo, request, ctx.namespace, done=done, on_snapshot=on_snapshot
+        )
     except (AgentError, ResticError) as exc:
         host = failed_host(hostname, describe(exc))
     return BackupOutcome(host, repo)
@@ -211,7 +224,9 @@ async def back_up_host(
     written = False
     try:
         log.info("%s: backing up host %s", name, hostname)
-        outcome = await take_backup(ctx, invoker, session, assignment, hostname)
+        outcome = await take_backup(
+            ctx, invoker, session, assignment, hostname, heartbeat=heartbeat
+        )
         await report_host(ctx, invoker, session, assignment, outcome)
         written = True
         return True

@@ -169,6 +169,7 @@ async def run_backup_pvc(
                     hostname,
                     paths=tuple(paths),
                     excludes=tuple(excludes),
+                    heartbeat=heartbeat,
                 )
                 out.host_backup_stats = outcome.host
             finally:
@@ -225,11 +226,12 @@ async def run_update_status(
                         ctx.settings,
                     )
                 except AgentError as exc:
-                    host = failed_host(
-                        hostname,
+                    error = (
                         f"the backup succeeded but the post-backup actions could not open "
-                        f"the repository: {exc}",
+                        f"the repository: {exc}"
                     )
+                    # its snapshots are in the repository: the stats keep naming them
+                    host = host.model_copy(update={"phase": "Failed", "error": error})
             await report_host(ctx, invoker, live, found, BackupOutcome(host, repo))
             written = True
         finally:
