@@ -62,12 +62,14 @@ def kill_named(pid: int, name: str) -> int:
 
 
 def kill_tree(pid: int) -> None:
-    """SIGKILL `pid`'s process group and everything below it (a container dying)."""
-    for child in descendants(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child, signal.SIGKILL)
+    """SIGKILL `pid`'s process group and everything below it (a container dying: the
+    agent first, so it cannot report its restic's death)."""
+    below = descendants(pid)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+    for child in below:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
 
 
 class OperatorReplica:
