@@ -20,6 +20,9 @@ async def test_faults_lose_nothing_and_leave_nothing_stuck(
     chaos: ChaosSetup, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
     report = chaos.report
+    path = tmp_path_factory.getbasetemp() / "chaos-report.json"
+    with capsys.disabled():
+        print(f"\nchaos report (rewritten after every run): {path}")
     engine = Chaos(chaos.cluster, chaos.worlds, report, SESSION_TIMEOUT)
     await engine.warm_up()
     chaos.probe.start()
@@ -30,10 +33,11 @@ async def test_faults_lose_nothing_and_leave_nothing_stuck(
     while report.total_injections - _rounds(report) < report.planned and run < 3 * report.planned:
         run += 1
         await engine.run(run)
+        report.webhook = dict(chaos.probe.counts)
+        report.write(path)
     await chaos.probe.stop()
     report.webhook = dict(chaos.probe.counts)
     report.violations += [f"webhook: {f}" for f in chaos.probe.failures]
-    path = tmp_path_factory.getbasetemp() / "chaos-report.json"
     report.write(path)
     with capsys.disabled():
         print(f"\n{report.summary()}\nchaos report: {path}")
