@@ -15,6 +15,8 @@ import os
 import time
 from typing import Any
 
+import aiohttp
+
 from stash.contract.phases import FINAL_RESTORE_PHASES, FINAL_SESSION_PHASES
 from stash.contract.resources import BACKUPSESSIONS, RESTORESESSIONS
 from stash.kube.client import JSON, KubeError, Resource
@@ -170,7 +172,7 @@ class Chaos:
         final = FINAL_RESTORE_PHASES if kind is RESTORESESSIONS else FINAL_SESSION_PHASES
         try:
             obj = await self.c.kube.get(kind, name, self.c.namespace)
-        except (KubeError, OSError):
+        except (KubeError, OSError, aiohttp.ClientError, TimeoutError):
             return None, False
         return obj, (obj.get("status") or {}).get("phase") in final
 

@@ -12,6 +12,8 @@ import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
+
 from stash.contract.resources import BACKUPCONFIGURATIONS, REPOSITORIES, RESTORESESSIONS
 from stash.kube.client import JSON, Kube, KubeError
 from stash.kube.resources import PODS, PVCS, SECRETS
@@ -61,7 +63,7 @@ class JobPods:
                 pods = (await self.kube.list(PODS, self.namespace, label_selector="job-name"))[
                     "items"
                 ]
-            except KubeError:
+            except Exception:  # the apiserver may be restarting: a kubelet keeps watching
                 pods = []
             for pod in pods:
                 uid = pod["metadata"]["uid"]
@@ -90,7 +92,7 @@ class JobPods:
                     self.running.remove(handle)
                 if code != 0 and i < len(names):
                     return
-        except (PodRunnerError, KubeError, OSError):
+        except (PodRunnerError, KubeError, OSError, aiohttp.ClientError, TimeoutError):
             return
         finally:
             with contextlib.suppress(Exception):

@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 from collections import Counter
 
+import aiohttp
+
 from stash.contract.resources import BACKUPCONFIGURATIONS
 from stash.kube.client import JSON, Kube, KubeError, NotFound
 from stash.kube.resources import DEPLOYMENTS
@@ -105,6 +107,8 @@ class WebhookProbe:
                 outcome = await self.once()
             except KubeError as exc:  # the apiserver itself may be restarting
                 outcome = f"apiserver-error: {exc.status}"
+            except (OSError, aiohttp.ClientError, TimeoutError) as exc:
+                outcome = f"apiserver-error: {type(exc).__name__}"
             self.counts[outcome.split(":")[0]] += 1
             if outcome.startswith("unrepaired"):
                 self.failures.append(outcome)
