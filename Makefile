@@ -55,7 +55,7 @@ test: install
 
 # The chaos suite in full (tests/chaos; `make test` runs it in a bounded form).
 chaos: install
-	STASH_CHAOS_INJECTIONS=$${STASH_CHAOS_INJECTIONS:-100} \
+	STASH_CHAOS_INJECTIONS=$${STASH_CHAOS_INJECTIONS:-100} STASH_CHAOS_STRICT=1 \
 	  tests/run-pytest $(BIN)/pytest tests/chaos -p no:cacheprovider $(PYTEST_ARGS)
 
 test-unit: $(STAMP)

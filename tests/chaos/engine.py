@@ -26,9 +26,14 @@ from tests.chaos.jobworld import JobWorld
 from tests.chaos.report import Report
 from tests.chaos.world import SessionNames, SidecarWorld, World, random_payload
 
-#: Faults whose hit may leave the snapshot of a killed attempt that no session
-#: reports (a known bug, see `Chaos._judge_phantoms`).
-KNOWN_ORPHAN_FAULTS = frozenset({"kill-agent", "kill-restic"})
+#: Faults whose hit may still leave a snapshot no session reports (open bugs, see
+#: `Chaos._judge_phantoms`): restic killed after it wrote the snapshot, before it told
+#: the agent its ID; a Job whose update-status container was killed fails its host
+#: without naming the snapshot its backup step recorded; across an apiserver restart
+#: the operator fails a live executor whose heartbeat it could not see renewed (its
+#: snapshot comes after the host is final), and a sidecar whose status write failed
+#: backs the host up again.
+KNOWN_ORPHAN_FAULTS = frozenset({"kill-agent", "kill-restic", "apiserver-restart"})
 
 
 class Chaos:
@@ -144,15 +149,15 @@ class Chaos:
     def _judge_phantoms(
         self, w: World, new: set[str], faulted: World, entry: dict[str, Any]
     ) -> list[str]:
-        """A new snapshot no session reports. After a kill of the world's agent or
-        restic it is the known orphan of the killed attempt (KNOWN_ORPHAN_FAULTS: the
-        kill came after restic wrote the snapshot, before the agent reported it; the
-        restarted agent backs the host up again): counted and noted, not failed on.
-        Anything else is a violation."""
+        """A new snapshot no session reports. After a hit of one of KNOWN_ORPHAN_FAULTS
+        it is counted and noted as a known orphan, unless STASH_CHAOS_STRICT is set
+        (`make chaos`: the acceptance run of issue #11). Anything else is a violation."""
         self.orphans[w.key] |= new
         if not new:
             return []
-        if w is faulted and entry["fault"] in KNOWN_ORPHAN_FAULTS and entry.get("hit"):
+        strict = bool(os.environ.get("STASH_CHAOS_STRICT"))
+        known = entry["fault"] in KNOWN_ORPHAN_FAULTS and entry.get("hit")
+        if not strict and known and (w is faulted or entry["fault"] == "apiserver-restart"):
             self.report.orphans += len(new)
             entry["orphans"] = sorted(new)
             return []

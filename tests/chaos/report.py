@@ -29,7 +29,8 @@ class Report:
     webhook: dict[str, int] = field(default_factory=dict)
     operator_kill_rounds: int = 0
     orphans: int = 0
-    """Snapshots of killed attempts no session reports (a known bug, reported)."""
+    """Snapshots no session reports after a fault of an open bug (counted, not failed on
+    unless STASH_CHAOS_STRICT)."""
     log: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -52,7 +53,7 @@ class Report:
             "notes": self.notes,
             "webhook_probes": self.webhook,
             "operator_kill_rounds": self.operator_kill_rounds,
-            "orphan_snapshots_of_killed_attempts": self.orphans,
+            "orphan_snapshots_of_open_bugs": self.orphans,
             "runs_log": self.log,
         }
 
@@ -71,7 +72,7 @@ class Report:
             f"  follow-up sessions: {dict(sorted(self.follow_ups.items()))}",
             f"  webhook probes: {self.webhook} over {self.operator_kill_rounds} "
             "operator kill rounds",
-            f"  orphan snapshots of killed attempts (known bug): {self.orphans}",
+            f"  orphan snapshots of open bugs (KNOWN_ORPHAN_FAULTS): {self.orphans}",
             f"  violations: {len(self.violations)}",
         ]
         lines += [f"    - {v}" for v in self.violations[:30]]
