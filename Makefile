@@ -17,7 +17,7 @@ STAMP := $(VENV)/.installed
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE ?= stash:$(VERSION)
 
-.PHONY: help install test test-unit test-integration lint fmt manifests run bench clean \
+.PHONY: help install test test-unit test-integration lint fmt manifests run bench clean chaos \
         cluster-up cluster-down tools image
 
 help:
@@ -27,6 +27,7 @@ help:
 	@echo "make lint       ruff + mypy --strict"
 	@echo "make manifests  regenerate manifests/, webhooks/ and the chart's generated files"
 	@echo "make image      build the container image $(IMAGE) (needs docker)"
+	@echo "make chaos      the chaos suite in full: >=100 faults (STASH_CHAOS_INJECTIONS, STASH_CHAOS_SEED)"
 	@echo "make bench      benchmarks (ratios against baselines measured in the same run)"
 	@echo "make cluster-up / cluster-down   a local control plane in the background"
 
@@ -52,6 +53,11 @@ install: $(STAMP) tools
 
 test: install
 	tests/run-pytest $(BIN)/pytest tests $(PYTEST_ARGS)
+
+# The chaos suite in full (tests/chaos; `make test` runs it in a bounded form).
+chaos: install
+	STASH_CHAOS_INJECTIONS=$${STASH_CHAOS_INJECTIONS:-100} STASH_CHAOS_STRICT=1 \
+	  tests/run-pytest $(BIN)/pytest tests/chaos -p no:cacheprovider $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
 	tests/run-pytest $(BIN)/pytest tests/unit $(PYTEST_ARGS)

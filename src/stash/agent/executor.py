@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from stash.agent.context import AgentContext, BackupInvoker
 from stash.agent.hooks import post_backup_hook, pre_backup_hook, with_hook_conditions
 from stash.agent.hostbackup import (
+    BackupRequest,
     backup_host,
     failed_host,
     initialize_repository,
@@ -47,7 +48,7 @@ from stash.agent.stats import (
     with_backup_condition,
     with_host_stats,
 )
-from stash.api.backupsession import BackupSessionStatus, HostBackupStats
+from stash.api.backupsession import BackupSessionStatus, HostBackupStats, SnapshotStats
 from stash.api.common import HookExecution
 from stash.contract import phases as P
 from stash.contract.resources import BACKUPSESSIONS
@@ -106,6 +107,25 @@ async def _set_condition(
     )
 
 
+async def _backup_paths(
+    ctx: AgentContext, repo: RepositoryHandle, request: BackupRequest, heartbeat: Heartbeat | None
+) -> HostBackupStats:
+    """Back up the request's paths; with a `heartbeat`, each snapshot is recorded on it as
+    restic reports it and the paths an earlier executor of this session recorded are
+    not backed up again (a killed executor's snapshots are not orphaned)."""
+    done: list[SnapshotStats] = []
+    on_snapshot = None
+    if heartbeat is not None:
+        done = [SnapshotStats.model_validate(e) for e in heartbeat.recorded()]
+
+        async def on_snapshot(snapshot: SnapshotStats) -> None:
+            await heartbeat.record_snapshot(snapshot.to_wire())
+
+    return await backup_host(
+        ctx.kube, repo, request, ctx.namespace, done=done, on_snapshot=on_snapshot
+    )
+
+
 async def take_backup(
     ctx: AgentContext,
     invoker: BackupInvoker,
@@ -116,11 +136,15 @@ async def take_backup(
     paths: tuple[str, ...] | None = None,
     excludes: tuple[str, ...] | None = None,
     perform: HostBackup | None = None,
+    heartbeat: Heartbeat | None = None,
 ) -> BackupOutcome:
     """Open the repository, run the pre-backup action if assigned, back up the host.
 
     `paths`/`excludes` override the invoker's target (the job model passes its flags);
     `perform` replaces the backup of paths (a database step streams a dump instead).
+    Each snapshot of paths is recorded on the started `heartbeat` as restic reports it,
+    and the paths an earlier executor of this session recorded there are not backed up
+    again.
     """
     target = invoker.target
     request = request_from_target(
@@ -156,7 +180,7 @@ async def take_backup(
         if perform is not None:
             host = await perform(repo)
         else:
-            host = await backup_host(ctx.kube, repo, request, ctx.namespace)
+            host = await _backup_paths(ctx, repo, request, heartbeat)
     except (AgentError, ResticError) as exc:
         host = failed_host(hostname, describe(exc))
     host.hooks = executed or None
@@ -252,7 +276,9 @@ async def back_up_host(
     written = False
     try:
         log.info("%s: backing up host %s", name, hostname)
-        outcome = await take_backup(ctx, invoker, session, assignment, hostname)
+        outcome = await take_backup(
+            ctx, invoker, session, assignment, hostname, heartbeat=heartbeat
+        )
         await report_host(ctx, invoker, session, assignment, outcome)
         written = True
         return True

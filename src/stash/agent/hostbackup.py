@@ -19,7 +19,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from stash.agent.lockpolicy import clear_stale_locks
@@ -112,12 +112,21 @@ async def _backup_path(
 
 
 async def backup_host(
-    kube: Kube, repo: RepositoryHandle, request: BackupRequest, namespace: str
+    kube: Kube,
+    repo: RepositoryHandle,
+    request: BackupRequest,
+    namespace: str,
+    *,
+    done: Sequence[SnapshotStats] = (),
+    on_snapshot: Callable[[SnapshotStats], Awaitable[None]] | None = None,
 ) -> HostBackupStats:
     """Back up every path of `request` as its own snapshot (module docstring).
 
     `namespace` is where the heartbeats of this invoker's sessions live (for the
-    stale-lock judgement).
+    stale-lock judgement). `done` are snapshots this host already wrote in this session
+    (an earlier executor recorded them on the heartbeat, then died): their paths are
+    not backed up again, so a killed executor leaves no second, unreported snapshot.
+    `on_snapshot` hears of each new snapshot as soon as restic reports it.
     """
     started = time.monotonic()
     if not request.paths:
@@ -134,7 +143,18 @@ async def backup_host(
     # is judged and cleared when the backup reports it (`_backup_path`), as forget does.
     snapshots: list[SnapshotStats] = []
     errors: list[str] = []
+    earlier = {s.path: s for s in done if s.path}
     for path in request.paths:
+        if path in earlier:
+            snapshots.append(earlier[path])
+            log.info(
+                "%s of host %s is already in snapshot %s (written by an earlier executor "
+                "of this session); not backed up again",
+                path,
+                request.hostname,
+                earlier[path].name,
+            )
+            continue
         try:
             summary = await _backup_path(kube, repo, request, path)
         except BackupIncomplete as exc:
@@ -150,6 +170,8 @@ async def backup_host(
                 break
             continue
         snapshots.append(snapshot_stats(path, summary))
+        if on_snapshot is not None:
+            await on_snapshot(snapshots[-1])
         log.info(
             "backed up %s of host %s as snapshot %s",
             path,

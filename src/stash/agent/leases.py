@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -38,7 +39,9 @@ from stash.contract.sessions import (
     HEARTBEAT_HOST_ANNOTATION,
     HEARTBEAT_LABEL_HOST,
     HEARTBEAT_LABEL_SESSION,
+    HEARTBEAT_SNAPSHOTS,
     heartbeat_labels,
+    heartbeat_snapshots,
 )
 from stash.kube.client import JSON, Conflict, Kube, KubeError, NotFound
 from stash.kube.leader import LEASES, LeaderElector
@@ -93,6 +96,23 @@ class Heartbeat:
         self.ledger = ledger
         self._task: asyncio.Task[None] | None = None
         self._poked = asyncio.Event()
+        self._snapshots: dict[str, JSON] = {}
+        """Path -> snapshot entry written in this session (ours and earlier holders')."""
+
+    def recorded(self) -> list[JSON]:
+        """The snapshot entries this host has written in this session so far, including
+        those an earlier executor recorded before it died (known once started)."""
+        return list(self._snapshots.values())
+
+    async def record_snapshot(self, entry: JSON) -> None:
+        """Record a snapshot on the Lease at once (a successor reuses it, a heartbeat
+        failure names it); on an apiserver error the next renewal writes it."""
+        self._snapshots[str(entry["path"])] = dict(entry)
+        try:
+            await self._beat(acquire=False)
+        except (KubeError, aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("heartbeat %s: snapshot not recorded yet: %s", self.name, exc)
+            self._poked.set()
 
     async def holder_elsewhere(self, poll: float = 1.0, watch: float = LEASE_SECONDS) -> str | None:
         """Another executor's identity if it is still renewing this heartbeat (it is
@@ -173,6 +193,8 @@ class Heartbeat:
                 HEARTBEAT_HOST_ANNOTATION: self.hostname,
             },
         }
+        if self._snapshots:
+            meta["annotations"][HEARTBEAT_SNAPSHOTS] = self._snapshot_annotation()
         if self.session_uid:
             meta["ownerReferences"] = [
                 {
@@ -202,6 +224,9 @@ class Heartbeat:
             pids.update(self.ledger.pids())
         return ",".join(str(p) for p in sorted(pids))
 
+    def _snapshot_annotation(self) -> str:
+        return json.dumps(list(self._snapshots.values()), sort_keys=True, separators=(",", ":"))
+
     async def _beat(self, *, acquire: bool) -> None:
         for _ in range(3):
             now = _micro(dt.datetime.now(dt.UTC))
@@ -229,6 +254,10 @@ class Heartbeat:
                 if p.isdigit()
             }
             annotations[HEARTBEAT_RESTIC_PIDS] = self._pids(known)
+            for entry in heartbeat_snapshots(annotations):  # an earlier holder's
+                self._snapshots.setdefault(str(entry["path"]), entry)
+            if self._snapshots:
+                annotations[HEARTBEAT_SNAPSHOTS] = self._snapshot_annotation()
             spec["leaseDurationSeconds"] = LEASE_SECONDS
             try:
                 await self.kube.replace(LEASES, lease, self.namespace)

@@ -299,13 +299,21 @@ async def _restore_turn(
             + (": no rule is for this host, nothing was restored" if nothing else ""),
         )
     if ctx.push_url:
-        repo = (rs.spec.repository.name if rs and rs.spec and rs.spec.repository else "") or ""
-        labels = ctx.metric_labels(repo)
-        registry = host_restore_registry(labels, hostname, not error, seconds)
-        result = await push(ctx.push_url, labels.grouping(hostname), registry)
-        level = logging.INFO if result.ok else logging.WARNING
-        log.log(level, "restore metrics: %s", result.message)
+        await _push_metrics(ctx, rs, hostname, not error, seconds)
     return 1 if error else 0
+
+
+async def _push_metrics(
+    ctx: AgentContext, rs: RestoreSession | None, hostname: str, ok: bool, seconds: float
+) -> None:
+    """Push the host's restore metrics (its outcome logged, never failing the host)."""
+    assert ctx.push_url
+    repo = (rs.spec.repository.name if rs and rs.spec and rs.spec.repository else "") or ""
+    labels = ctx.metric_labels(repo)
+    registry = host_restore_registry(labels, hostname, ok, seconds)
+    result = await push(ctx.push_url, labels.grouping(hostname), registry)
+    level = logging.INFO if result.ok else logging.WARNING
+    log.log(level, "restore metrics: %s", result.message)
 
 
 async def run_restore(

@@ -176,6 +176,7 @@ async def run_backup_pvc(
                     paths=tuple(paths),
                     excludes=tuple(excludes),
                     perform=perform,
+                    heartbeat=heartbeat,
                 )
                 out.host_backup_stats = outcome.host
             finally:
@@ -232,11 +233,12 @@ async def run_update_status(
                         ctx.settings,
                     )
                 except AgentError as exc:
-                    host = failed_host(
-                        hostname,
+                    error = (
                         f"the backup succeeded but the post-backup actions could not open "
-                        f"the repository: {exc}",
+                        f"the repository: {exc}"
                     )
+                    # its snapshots are in the repository: the stats keep naming them
+                    host = host.model_copy(update={"phase": "Failed", "error": error})
             await report_host(ctx, invoker, live, found, BackupOutcome(host, repo))
             written = True
         finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -35,6 +36,12 @@ REPOSITORY_FINALIZER = "stash"
 HEARTBEAT_LABEL_SESSION = f"{GROUP}/backup-session"
 HEARTBEAT_LABEL_HOST = f"{GROUP}/hostname"
 HEARTBEAT_HOST_ANNOTATION = f"{GROUP}/hostname"
+#: Annotation of a heartbeat Lease: the snapshots its host's executors have written in
+#: this session so far (a JSON list of §1.4 snapshot entries), recorded as restic
+#: reports each one, long before the host's stats entry (post-backup work comes
+#: first). An executor that takes the heartbeat over reuses them instead of backing
+#: the path up again; a heartbeat failure names them.
+HEARTBEAT_SNAPSHOTS = f"{GROUP}/snapshots"
 
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 _NOT_LABEL = re.compile(r"[^-A-Za-z0-9_.]+")
@@ -61,6 +68,19 @@ def invoker_selector(invoker_kind: str, invoker_name: str) -> str:
         f"{LABEL_INVOKER_TYPE}={label_value(invoker_kind)},"
         f"{LABEL_INVOKER_NAME}={label_value(invoker_name)}"
     )
+
+
+def heartbeat_snapshots(annotations: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The snapshot entries recorded on a heartbeat Lease (HEARTBEAT_SNAPSHOTS); entries
+    without a name and a path, or an unreadable annotation, are left out."""
+    raw = (annotations or {}).get(HEARTBEAT_SNAPSHOTS)
+    try:
+        entries = json.loads(raw) if isinstance(raw, str) else []
+    except ValueError:
+        return []
+    if not isinstance(entries, list):
+        return []
+    return [e for e in entries if isinstance(e, dict) and e.get("name") and e.get("path")]
 
 
 def heartbeat_labels(session: str, hostname: str) -> dict[str, str]:

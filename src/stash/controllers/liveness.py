@@ -26,6 +26,7 @@ from typing import Any
 from stash.contract.sessions import (
     HEARTBEAT_HOST_ANNOTATION,
     HEARTBEAT_LABEL_HOST,
+    heartbeat_snapshots,
 )
 
 JSON = Mapping[str, Any]
@@ -108,14 +109,16 @@ def silent_hosts(
         silent = seen.unchanged_for(group, key, renewed)
         if not host or host in reported or not renewed or silent < timeout:
             continue
-        dead.append(
-            (
-                host,
-                f"the backup executor {spec.get('holderIdentity') or '?'} stopped renewing "
-                f"its heartbeat (unchanged for {silent:.0f}s; killed or crashed mid-backup); "
-                "the next session will clear the stale repository lock",
-            )
+        error = (
+            f"the backup executor {spec.get('holderIdentity') or '?'} stopped renewing "
+            f"its heartbeat (unchanged for {silent:.0f}s; killed or crashed mid-backup); "
+            "the next session will clear the stale repository lock"
         )
+        written = heartbeat_snapshots(meta.get("annotations"))
+        if written:
+            names = ", ".join(f"snapshot {e['name']} ({e['path']})" for e in written)
+            error += f"; before it stopped it had written {names}, left in the repository"
+        dead.append((host, error))
     seen.keep_only(group, keys)
     return dead
 

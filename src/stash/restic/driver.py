@@ -29,6 +29,7 @@ from stash.restic.errors import (
     ResticError,
     SnapshotNotFound,
     classify,
+    incomplete_backup_hint,
     redact,
 )
 from stash.restic.flags import extra_args_problem
@@ -297,6 +298,7 @@ class Restic(ResticRunner):
             )
         raise BackupIncomplete(
             detail,
+            hint=incomplete_backup_hint([e.message for e in errors]),
             exit_code=done.exit_code,
             command="backup",
             summary=summary,

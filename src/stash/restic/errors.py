@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from stash.restic.models import BackupSummary, LockInfo
 
 __all__ = [
+    "REPOSITORY_DAMAGED_HINT",
     "BackendAuthFailed",
     "BackendUnreachable",
     "BackupCommandFailed",
@@ -41,6 +42,7 @@ __all__ = [
     "SnapshotNotFound",
     "WrongPassword",
     "classify",
+    "incomplete_backup_hint",
     "redact",
     "restic_message",
 ]
@@ -247,6 +249,23 @@ class BackupIncomplete(ResticError):
         self.summary = summary
         self.errors = tuple(errors)
         super().__init__(message, hint=hint, exit_code=exit_code, command=command)
+
+
+#: restic's words when a backup could not load data from the repository itself.
+_REPOSITORY_DAMAGED = "the repository could be damaged"
+REPOSITORY_DAMAGED_HINT = (
+    "the repository is damaged, not the source: restic could not load data it stores; run "
+    "`kubectl stash check` (restic check) and follow its advice, e.g. `restic repair packs`"
+)
+
+
+def incomplete_backup_hint(errors: Sequence[str]) -> str | None:
+    """The hint of a `BackupIncomplete` with these per-file errors: None (the default,
+    unreadable source files) unless restic said it could not load the repository's own
+    data (a damaged pack), which no change to the source fixes."""
+    if any(_REPOSITORY_DAMAGED in e for e in errors):
+        return REPOSITORY_DAMAGED_HINT
+    return None
 
 
 class BackupCommandFailed(ResticError):

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from stash.contract.resources import BACKUPCONFIGURATIONS, REPOSITORIES
-from stash.kube.client import Kube
+from stash.contract.sessions import heartbeat_snapshots
+from stash.kube.client import JSON, Kube
+from stash.kube.leader import LEASES
 from stash.kube.resources import DEPLOYMENTS, SECRETS
 from stash_dev.podrunner import PodRunner, RunningContainer
 from tests.integration.agent.conftest import (
@@ -56,11 +58,13 @@ def _descendants(pid: int) -> list[int]:
 
 
 async def _kill_container(handle: RunningContainer) -> None:
-    """SIGKILL the container's main process and everything it started, at once."""
-    for pid in _descendants(handle.pid):
+    """SIGKILL the container's main process and everything it started, at once: the
+    agent first, so it cannot report its restic's death before it dies itself."""
+    below = _descendants(handle.pid)
+    handle.kill()
+    for pid in below:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    handle.kill()
     await handle.wait(30)
 
 
@@ -97,8 +101,9 @@ async def test_next_session_succeeds_after_the_sidecar_was_killed_mid_backup(
     locks = repo_dir / "locks"
 
     async def backing_up() -> list[str] | None:
+        # (restic writes a lock under a temporary name first, then renames it)
         found = sorted(p.name for p in locks.iterdir()) if locks.is_dir() else []
-        return found or None
+        return [name for name in found if "-tmp-" not in name] or None
 
     held = await eventually(backing_up, timeout=60, what="restic backup holding a lock")
     await _kill_container(sidecar)
@@ -120,3 +125,65 @@ async def test_next_session_succeeds_after_the_sidecar_was_killed_mid_backup(
     restic = host_restic({"local": {"mountPath": str(repo_dir)}}, restic_bin, tmp_path / "s")
     (snapshot,) = await restic.snapshots()
     assert snapshot.short_id == host_stats(session)["host-0"]["snapshots"][0]["name"]
+
+
+async def test_a_sidecar_restarted_mid_session_reuses_the_snapshot_its_dead_self_wrote(
+    rawkube: Kube,
+    run_operator: OperatorFactory,
+    namespace: str,
+    agent_rbac: None,
+    runner: PodRunner,
+    restic_bin: str,
+    tmp_path: Path,
+) -> None:
+    """Found by the chaos suite: a sidecar killed after restic wrote a snapshot but
+    before the host's stats were written was restarted, backed the host up again, and
+    left the first snapshot in the repository with no session naming it."""
+    await run_operator(executor_heartbeat_timeout=60)  # the restart comes well before
+    repo_dir = tmp_path / "repo"
+    bc = backup_configuration(
+        restic_bin, paths=["/data/small", "/data/big"], args=["--limit-upload", "512"]
+    )
+    await create_objects(
+        rawkube,
+        namespace,
+        [
+            (SECRETS, secret()),
+            (REPOSITORIES, local_repository(repo_dir)),
+            (DEPLOYMENTS, deployment()),
+            (BACKUPCONFIGURATIONS, bc),
+        ],
+    )
+    await ready_invoker(rawkube, namespace)
+    (pod,) = await injected_pods(rawkube, namespace, "web", "stash")
+    data = tmp_path / "data"
+    write_tree(data, {"small/a.txt": b"a\n", "big/big.bin": os.urandom(5 * 1024 * 1024)})
+    sidecar = await runner.run(pod, "stash", volumes={"data": data})
+    name = await trigger(rawkube, namespace)
+
+    async def small_recorded() -> list[JSON] | None:
+        leases = (await rawkube.list(LEASES, namespace))["items"]
+        found = [
+            e for lease in leases for e in heartbeat_snapshots(lease["metadata"].get("annotations"))
+        ]
+        return found or None
+
+    (written,) = await eventually(
+        small_recorded, timeout=60, what="/data/small's snapshot recorded"
+    )
+    assert written["path"] == "/data/small"
+    await _kill_container(sidecar)  # mid-way through /data/big
+    restarted = await runner.run(pod, "stash", volumes={"data": data})
+
+    session = await finished(rawkube, namespace, name, timeout=180, logs=[restarted])
+    assert session["status"]["phase"] == "Succeeded", (session["status"], restarted.logs())
+    reported = {s["path"]: s["name"] for s in host_stats(session)["host-0"]["snapshots"]}
+    assert reported["/data/small"] == written["name"]
+    restic = host_restic({"local": {"mountPath": str(repo_dir)}}, restic_bin, tmp_path / "s")
+    snapshots = await restic.snapshots()
+    assert {s.short_id for s in snapshots} == set(reported.values()), (
+        "every snapshot in the repository has its session",
+        [(s.short_id, s.paths, s.time) for s in snapshots],
+        sidecar.logs()[-3000:],
+        restarted.logs()[-3000:],
+    )

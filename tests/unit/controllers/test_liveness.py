@@ -3,6 +3,7 @@ clock only), Jobs by their conditions and pods."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from stash.controllers.jobs import job_conflict
@@ -174,3 +175,15 @@ def test_an_existing_job_of_the_same_name_is_success_only_when_the_session_contr
     assert "n/j already exists and belongs to BackupSession other-s" in message
     bare = {"metadata": {"name": "j", "namespace": "n"}}
     assert "nothing (no owner)" in str(job_conflict(bare, owner))
+
+
+def test_a_dead_executor_s_recorded_snapshots_are_named_in_the_host_error() -> None:
+    clock = FakeClock()
+    seen = ChangeClock(clock)
+    beat = lease("host-0", "2026-01-01T00:00:00.000000Z")
+    written = [{"name": "0c40d02d", "path": "/data"}]
+    beat["metadata"]["annotations"]["stash.appscode.com/snapshots"] = json.dumps(written)
+    assert silent_hosts([beat], set(), seen, "s", timeout=5) == []
+    clock.now += 5
+    ((_, error),) = silent_hosts([beat], set(), seen, "s", timeout=5)
+    assert "it had written snapshot 0c40d02d (/data), left in the repository" in error

@@ -19,6 +19,7 @@ from stash.restic.errors import (
     SnapshotNotFound,
     WrongPassword,
     classify,
+    incomplete_backup_hint,
     redact,
     restic_message,
 )
@@ -234,3 +235,18 @@ def test_http_status_decides_only_in_an_http_context() -> None:
     assert type(insufficient) is NoSpace
     assert type(classify(1, "Fatal: Load(<data/ab>): StatusCode: 403")) is BackendAuthFailed
     assert type(classify(1, "Fatal: unable to open /r/507/401/403 for reading")) is ResticError
+
+
+def test_an_incomplete_backup_over_a_damaged_repository_says_so_not_check_permissions() -> None:
+    # restic 0.19's per-file error when a pack it needs was cut short (seen by the chaos
+    # suite's corrupt-pack fault: the hint used to send people to the source's permissions)
+    damaged = (
+        "tree 421f676c9f8956b150eb6689aa507e0c99d49e97f2a338b970e9a3e120a870b5 could not be "
+        "loaded; the repository could be damaged: ReadFull(<data/fe4cc9da0a>): cached file "
+        "<data/fe4cc9da0a> is too short"
+    )
+    hint = incomplete_backup_hint(["open /data/x: permission denied", damaged])
+    error = BackupIncomplete(damaged, hint=hint)
+    assert "repository is damaged" in error.hint and "restic check" in error.hint
+    unreadable = BackupIncomplete("x", hint=incomplete_backup_hint(["open /data/x: denied"]))
+    assert unreadable.hint == BackupIncomplete.default_hint
