@@ -120,6 +120,13 @@ class OperatorSettings(BaseSettings):
     """Seconds: a backup or restore Job whose pod cannot start this long (it cannot be
     created, scheduled, or its image pulled) fails its host with the reason; a Job that
     failed fails its host at once."""
+    wipe_out_wait: float = Field(default=120.0, gt=0)
+    """Seconds after a wipe-out Repository's deletion began that the wipe-out waits for
+    the Repository's other users to go; then the data is kept."""
+    wipe_out_recheck: float = Field(default=5.0, gt=0)
+    """Seconds between looks for those users while waiting."""
+    wipe_out_timeout: float = Field(default=300.0, gt=0)
+    """Seconds a wipe-out may take; what is left after that is kept."""
     default_session_timeout: float = Field(default=86400.0, gt=0)
     """Seconds: the deadline of a BackupSession or RestoreSession whose invoker sets no
     `spec.timeOut`, so every session reaches a final phase."""

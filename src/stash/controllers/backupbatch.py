@@ -29,7 +29,7 @@ from stash.contract.batches import backup_members
 from stash.contract.resources import BACKUPBATCHES
 from stash.contract.sessions import INVOKER_FINALIZER
 from stash.controllers.access import revoke_repository_access
-from stash.controllers.backupconfiguration import engine_key, sidecar_check
+from stash.controllers.backupconfiguration import engine_key, invalid_status, sidecar_check
 from stash.controllers.conditions import (
     Check,
     RepositoryFacts,
@@ -42,7 +42,6 @@ from stash.controllers.context import ControllerContext
 from stash.controllers.nextrun import earliest, next_run, without_unset
 from stash.cron import CronError, CronSchedule, parse_schedule
 from stash.kube.client import JSON, key_of
-from stash.kube.conditions import set_condition
 from stash.kube.controller import DONE, ObjectHooks, Result
 from stash.kube.events import NORMAL, WARNING
 from stash.kube.status import update_status
@@ -210,22 +209,7 @@ class BackupBatchReconciler:
 
     async def _invalid(self, obj: JSON, error: ValidationError) -> Result:
         """Phase Invalid with the parse error (as ValidationPassed); no schedule."""
-        generation = obj["metadata"].get("generation")
-        conds = set_condition(
-            None,
-            P.VALIDATION_PASSED,
-            False,
-            "ResourceValidationFailed",
-            f"the object does not parse: {error}"[:1000],
-            observed_generation=generation,
-        )
-        status = {
-            "observedGeneration": generation,
-            "phase": "Invalid",
-            "conditions": [c.to_wire() for c in conds],
-            "nextBackupTime": None,
-        }
-        await self._write(obj, status, None)
+        await self._write(obj, invalid_status(obj, error), None)
         await self._unregister(key_of(obj))
         return DONE
 

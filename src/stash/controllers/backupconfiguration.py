@@ -31,6 +31,7 @@ from stash.controllers.conditions import (
     apply_checks,
     repository_checks,
     target_check,
+    unparsable,
     usage_check,
 )
 from stash.controllers.context import ControllerContext
@@ -38,7 +39,7 @@ from stash.controllers.nextrun import earliest, next_run, without_unset
 from stash.cron import CronError, CronSchedule, parse_schedule
 from stash.inject import backup_injection_problem, injected_backup_invoker
 from stash.kube.client import JSON, key_of
-from stash.kube.conditions import same, set_condition
+from stash.kube.conditions import same
 from stash.kube.controller import DONE, ObjectHooks, Result
 from stash.kube.events import NORMAL, WARNING
 from stash.kube.status import update_status
@@ -160,6 +161,19 @@ def _decide(bc: BackupConfiguration, facts: InvokerFacts, default_tz: str) -> _D
     return _Decision(conditions, schedule, recheck)
 
 
+def invalid_status(obj: JSON, error: ValidationError) -> JSON:
+    """The status of a scheduled invoker (BackupConfiguration, BackupBatch) that does
+    not parse: phase Invalid, ValidationPassed False with the error, no next backup."""
+    generation = obj["metadata"].get("generation")
+    conds = unparsable(None, error, generation)
+    return {
+        "observedGeneration": generation,
+        "phase": "Invalid",
+        "conditions": [c.to_wire() for c in conds],
+        "nextBackupTime": None,
+    }
+
+
 class BackupConfigurationReconciler:
     """Keeps a BackupConfiguration's conditions, phase and schedule in step."""
 
@@ -206,22 +220,7 @@ class BackupConfigurationReconciler:
 
     async def _invalid(self, obj: JSON, error: ValidationError) -> Result:
         """Phase Invalid with the parse error (as ValidationPassed); no schedule."""
-        generation = obj["metadata"].get("generation")
-        conds = set_condition(
-            None,
-            P.VALIDATION_PASSED,
-            False,
-            "ResourceValidationFailed",
-            f"the object does not parse: {error}"[:1000],
-            observed_generation=generation,
-        )
-        status = {
-            "observedGeneration": generation,
-            "phase": "Invalid",
-            "conditions": [c.to_wire() for c in conds],
-            "nextBackupTime": None,
-        }
-        await self._write(obj, status, None)
+        await self._write(obj, invalid_status(obj, error), None)
         await self._unregister(key_of(obj))
         return DONE
 

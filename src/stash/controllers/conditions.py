@@ -102,6 +102,21 @@ class InvokerFacts:
         return ValidationFacts(repository=repo, namespace_labels=self.namespace_labels)
 
 
+def unparsable(
+    conditions: list[Condition] | None, error: Exception, generation: int | None = None
+) -> list[Condition]:
+    """`conditions` with ValidationPassed False for an object that does not parse (the
+    parser's message, bounded)."""
+    return set_condition(
+        conditions,
+        P.VALIDATION_PASSED,
+        False,
+        "ResourceValidationFailed",
+        f"the object does not parse: {error}"[:1000],
+        observed_generation=generation,
+    )
+
+
 def repository_checks(facts: RepositoryFacts) -> tuple[Check, Check]:
     """RepositoryFound and BackendSecretFound."""
     key = facts.key

@@ -8,8 +8,8 @@ size, counts, times) belong to the agents and are never touched here.
 
 Wipe-out deletes only keys under `<prefix>/` (each key is checked, whatever the storage
 lists), never without a prefix; while other invokers still use the Repository it waits
-(requeued, up to WIPE_OUT_WAIT after the deletion began) and then keeps the data; the
-deletion is bounded (WIPE_OUT_TIMEOUT, and timeouts on every storage call). Each outcome
+(requeued, up to `wipe_out_wait` after the deletion began) and then keeps the data; the
+deletion is bounded (`wipe_out_timeout`, and timeouts on every storage call). Each outcome
 is an Event; the Repository is released in every case, so deleting a namespace never
 hangs on it.
 """
@@ -69,12 +69,6 @@ class RepositoryReconciler:
     #: References are rewritten at most this often per Repository (a burst of new
     #: invokers would otherwise rewrite an ever-longer list once per invoker).
     REFERENCES_EVERY = 2.0
-    #: Seconds after its deletion began that a wipe-out waits for the Repository's other
-    #: users to go, looking again every WIPE_OUT_RECHECK; then the data is kept.
-    WIPE_OUT_WAIT = 120.0
-    WIPE_OUT_RECHECK = 5.0
-    #: Seconds a wipe-out may take; what is left after that is kept.
-    WIPE_OUT_TIMEOUT = 300.0
 
     def __init__(self, ctx: ControllerContext) -> None:
         self.ctx = ctx
@@ -109,15 +103,16 @@ class RepositoryReconciler:
             return None
         users = self._users(f"{obj['metadata']['namespace']}/{obj['metadata']['name']}")
         if users:
+            settings = self.ctx.settings
             waited = self.ctx.now() - _deletion_time(obj, self.ctx.now())
-            left = self.WIPE_OUT_WAIT - waited.total_seconds()
+            left = settings.wipe_out_wait - waited.total_seconds()
             if left > 0:
-                return Result(requeue_after=min(self.WIPE_OUT_RECHECK, left))
+                return Result(requeue_after=min(settings.wipe_out_recheck, left))
             await self.ctx.recorder.emit(
                 obj,
                 WARNING,
                 "WipeOutRefused",
-                f"still used by {', '.join(users)} after waiting {self.WIPE_OUT_WAIT:.0f}s; "
+                f"still used by {', '.join(users)} after waiting {settings.wipe_out_wait:.0f}s; "
                 "the repository's data was kept",
             )
             return None
@@ -203,7 +198,7 @@ class RepositoryReconciler:
             return
         data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
         target = _S3Target(s3, data.get("AWS_ACCESS_KEY_ID"), data.get("AWS_SECRET_ACCESS_KEY"))
-        timeout = self.WIPE_OUT_TIMEOUT
+        timeout = self.ctx.settings.wipe_out_timeout
         try:
             async with asyncio.timeout(timeout):
                 deleted, outside = await asyncio.to_thread(

@@ -46,6 +46,7 @@ from stash.controllers.conditions import (
     apply_checks,
     repository_checks,
     target_check,
+    unparsable,
 )
 from stash.controllers.context import ControllerContext
 from stash.controllers.liveness import ChangeClock
@@ -354,13 +355,7 @@ class RestoreBatchReconciler:
 
     async def _invalid(self, obj: JSON, error: ValidationError) -> Result:
         def mark(st: RestoreBatchStatus) -> RestoreBatchStatus:
-            st.conditions = set_condition(
-                st.conditions,
-                P.VALIDATION_PASSED,
-                False,
-                "ResourceValidationFailed",
-                f"the object does not parse: {error}"[:1000],
-            )
+            st.conditions = unparsable(st.conditions, error)
             st.phase = P.restore_batch_phase(st)
             return st
 

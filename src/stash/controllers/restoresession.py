@@ -39,6 +39,7 @@ from stash.controllers.conditions import (
     apply_checks,
     repository_checks,
     target_check,
+    unparsable,
     usage_check,
 )
 from stash.controllers.context import ControllerContext
@@ -232,13 +233,7 @@ class RestoreSessionReconciler:
 
     async def _invalid(self, obj: JSON, error: ValidationError) -> Result:
         status = RestoreSessionStatus.model_validate(obj.get("status") or {})
-        conds = set_condition(
-            status.conditions,
-            P.VALIDATION_PASSED,
-            False,
-            "ResourceValidationFailed",
-            f"the object does not parse: {error}"[:1000],
-        )
+        conds = unparsable(status.conditions, error)
         await self._write(obj, lambda st: _with(st, conds))
         return DONE
 

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from stash.contract.resources import BACKUPCONFIGURATIONS, REPOSITORIES
-from stash.controllers.repository import RepositoryReconciler
 from stash.kube.client import JSON, Kube, NotFound, Resource
 from stash.kube.resources import SECRETS
 from tests.integration.operator.conftest import (
@@ -177,17 +176,14 @@ async def test_wipe_out_waits_for_other_users_then_keeps_the_data(
     run_operator: OperatorFactory,
     namespace: str,
     moto: MotoServer,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(RepositoryReconciler, "WIPE_OUT_WAIT", 4.0)
-    monkeypatch.setattr(RepositoryReconciler, "WIPE_OUT_RECHECK", 0.5)
     s3 = moto.client()
     bucket = f"used-{namespace[-6:]}"
     s3.create_bucket(Bucket=bucket)
     for key in ("team/repo/config", "team/repo/data/00/abc"):
         s3.put_object(Bucket=bucket, Key=key, Body=b"x")
     await _s3_secret(rawkube, namespace)
-    await run_operator()
+    await run_operator(wipe_out_wait=4.0, wipe_out_recheck=0.5)
     for name in ("kept", "freed"):
         await rawkube.create(
             REPOSITORIES, _wiped_repository(name, moto.endpoint, bucket), namespace
@@ -247,11 +243,9 @@ async def test_a_wipe_out_that_hangs_is_given_up_and_reported(
     run_operator: OperatorFactory,
     namespace: str,
     silent_endpoint: str,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(RepositoryReconciler, "WIPE_OUT_TIMEOUT", 2.0)
     await _s3_secret(rawkube, namespace)
-    await run_operator()
+    await run_operator(wipe_out_timeout=2.0)
     await rawkube.create(REPOSITORIES, _wiped_repository("hung", silent_endpoint, "b"), namespace)
     await _delete_and_wait(rawkube, namespace, "hung", timeout=20)
     reasons = await _reasons(rawkube, namespace, "hung")
