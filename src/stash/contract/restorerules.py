@@ -19,7 +19,7 @@ from enum import Enum
 
 from stash.api.common import Rule
 
-__all__ = ["RuleMatch", "match_rule", "rule_for_host"]
+__all__ = ["RuleMatch", "job_host", "job_host_of", "match_rule", "rule_for_host"]
 
 
 class RuleMatch(Enum):
@@ -52,3 +52,21 @@ def match_rule(rules: Sequence[Rule], hostname: str) -> tuple[RuleMatch, Rule | 
 def rule_for_host(rules: Sequence[Rule], hostname: str) -> Rule | None:
     """The rule for `hostname`: one naming it in targetHosts, else the catch-all."""
     return match_rule(rules, hostname)[1]
+
+
+def job_host(alias: str | None, ordinal: int | None) -> str:
+    """The host a restore Job restores as: the target's alias (`host-0` without one), or
+    `<alias>-<ordinal>` (`host-<ordinal>`) when it restores into volumeClaimTemplates
+    (`ordinal` given)."""
+    stem = alias or "host"
+    if ordinal is None:
+        return alias or f"{stem}-0"
+    return f"{stem}-{ordinal}"
+
+
+def job_host_of(alias: str | None, host: str) -> bool:
+    """Whether `host` is one `job_host(alias, ...)` names."""
+    if alias and host == alias:
+        return True
+    ordinal = host.removeprefix(f"{alias or 'host'}-")
+    return ordinal != host and ordinal.isdigit()

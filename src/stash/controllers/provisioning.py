@@ -31,7 +31,7 @@ from stash.contract.authority import AGENT_SERVICE_ACCOUNT
 from stash.contract.names import LOCAL_VOLUME
 from stash.contract.rbac import agent_cluster_roles
 from stash.contract.resources import FUNCTIONS, TASKS
-from stash.contract.restorerules import rule_for_host
+from stash.contract.restorerules import job_host, rule_for_host
 from stash.contract.sessions import LABEL_MANAGED_BY
 from stash.contract.workloads import execution_model
 from stash.controllers.access import (
@@ -290,10 +290,7 @@ async def ensure_restore_executor(
     rules = target.rules or spec.rules or []
     for ordinal in range(replicas):
         claim = await _create_claims(ctx, rs, templates, ordinal)
-        if templates:
-            host = f"{target.alias}-{ordinal}" if target.alias else f"host-{ordinal}"
-        else:
-            host = target.alias or "host-0"
+        host = job_host(target.alias, ordinal if templates else None)
         inputs = {
             **common,
             **_rule_inputs(rules, host),

@@ -32,6 +32,7 @@ from stash.api.restoresession import HostRestoreStats
 from stash.contract import phases as P
 from stash.contract.batches import claim_names, may_start, restore_members
 from stash.contract.resources import RESTOREBATCHES
+from stash.contract.restorerules import job_host_of
 from stash.contract.sessions import (
     INVOKER_FINALIZER,
     format_duration,
@@ -171,16 +172,15 @@ def _decide(batch: RestoreBatch, status: RestoreBatchStatus, facts: _Facts) -> _
 def _member_failures(
     views: list[RestoreSession], failed: list[tuple[str, str]]
 ) -> list[tuple[int, str, str]]:
-    """(member index, host, error) for each failed Job's host. A member's hosts are its
-    alias, or `<alias>-<ordinal>` when it restores into volumeClaimTemplates; aliases are
-    unique within a batch (validation), so a host names one member."""
+    """(member index, host, error) for each failed Job's host. A member's hosts are the
+    ones `job_host` names from its alias; aliases are unique within a batch (validation),
+    so a host names one member."""
     out = []
     for host, error in failed:
         for i, view in enumerate(views):
             target = view.spec.target if view.spec else None
-            alias = (target.alias if target else None) or ""
-            ordinal = host[len(alias) + 1 :] if host.startswith(f"{alias}-") else ""
-            if alias and (host == alias or ordinal.isdigit()):
+            alias = target.alias if target else None
+            if alias and job_host_of(alias, host):
                 out.append((i, host, error))
                 break
     return out

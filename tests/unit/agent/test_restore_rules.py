@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from stash.agent.restore import RestoreRequest, request_from_rule, select_rule
 from stash.api.common import Rule
-from stash.contract.restorerules import RuleMatch, match_rule
+from stash.contract.restorerules import RuleMatch, job_host, job_host_of, match_rule
 
 SPECIFIC = Rule(target_hosts=["host-1"], source_host="host-0", paths=["/data"])
 CATCH_ALL = Rule(paths=["/data", "/conf"], include=["*.db"], exclude=["tmp/*"])
@@ -55,3 +57,21 @@ def test_how_a_hosts_rule_is_found() -> None:
     assert match_rule([SPECIFIC, CATCH_ALL], "host-1") == (RuleMatch.NAMED, SPECIFIC)
     assert match_rule([SPECIFIC, CATCH_ALL], "node-0") == (RuleMatch.CATCH_ALL, CATCH_ALL)
     assert match_rule([SPECIFIC], "node-0") == (RuleMatch.UNNAMED, None)
+
+
+@pytest.mark.parametrize(
+    ("alias", "ordinal", "host"),
+    [("db", None, "db"), ("db", 2, "db-2"), (None, None, "host-0"), (None, 3, "host-3")],
+)
+def test_a_restore_job_host_is_the_alias_or_alias_and_ordinal(
+    alias: str | None, ordinal: int | None, host: str
+) -> None:
+    assert job_host(alias, ordinal) == host
+    assert job_host_of(alias, host)
+
+
+@pytest.mark.parametrize(
+    ("alias", "host"), [("db", "dbx"), ("db", "db-x"), ("db", "other-0"), (None, "db-0")]
+)
+def test_a_host_another_alias_names_is_not_this_members(alias: str | None, host: str) -> None:
+    assert not job_host_of(alias, host)
