@@ -52,7 +52,7 @@ tools: $(STAMP)
 install: $(STAMP) tools
 
 test: install
-	tests/run-pytest $(BIN)/pytest tests $(PYTEST_ARGS)
+	tests/run-pytest $(BIN)/pytest tests --durations=30 $(PYTEST_ARGS)
 
 # The chaos suite in full (tests/chaos; `make test` runs it in a bounded form).
 chaos: install

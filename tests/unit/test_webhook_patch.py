@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import jsonpatch
@@ -46,27 +47,44 @@ def edited(draw: st.DrawFn) -> tuple[Any, Any]:
     return original, edit(copy.deepcopy(original))
 
 
+def _json(doc: Any) -> str:
+    return json.dumps(doc, sort_keys=True)
+
+
 @settings(max_examples=400, deadline=None)
 @given(pair=edited())
-def test_patch_is_jsonpatchs_and_turns_the_original_into_the_mutated(pair: tuple[Any, Any]) -> None:
+def test_the_patch_turns_the_original_into_exactly_the_mutated(pair: tuple[Any, Any]) -> None:
     original, mutated = pair
     patch = json_patch(original, mutated)
-    assert jsonpatch.apply_patch(original, patch) == mutated
-    assert patch == jsonpatch.make_patch(original, mutated).patch
+    assert _json(jsonpatch.apply_patch(original, patch)) == _json(mutated)
+    assert (patch == []) == (_json(original) == _json(mutated))
 
 
-def test_patch_is_the_one_jsonpatch_makes_for_the_whole_documents() -> None:
+def test_an_injection_patches_only_what_it_changed() -> None:
     original = {
         "metadata": {"name": "web", "managedFields": [{"manager": "kubectl"}]},
         "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "app"}]}}},
         "status": {"replicas": 1},
     }
     mutated = copy.deepcopy(original)
-    mutated["metadata"]["annotations"] = {"k": "v"}
+    mutated["metadata"]["annotations"] = {"k/x": "v"}
     mutated["spec"]["template"]["spec"]["containers"].append({"name": "stash"})
-    assert json_patch(original, mutated) == jsonpatch.make_patch(original, mutated).patch
+    assert json_patch(original, mutated) == [
+        {"op": "add", "path": "/metadata/annotations", "value": {"k/x": "v"}},
+        {"op": "add", "path": "/spec/template/spec/containers/1", "value": {"name": "stash"}},
+    ]
+
+
+def test_keys_are_escaped_and_removed_items_go_from_the_end() -> None:
+    original = {"a~b/c": [1, 2, 3]}
+    mutated = {"a~b/c": [1]}
+    assert json_patch(original, mutated) == [
+        {"op": "remove", "path": "/a~0b~1c/2"},
+        {"op": "remove", "path": "/a~0b~1c/1"},
+    ]
 
 
 def test_json_types_are_not_conflated() -> None:
     assert json_patch({"a": 1}, {"a": True}) == [{"op": "replace", "path": "/a", "value": True}]
+    assert json_patch({"a": 1}, {"a": 1.0}) == [{"op": "replace", "path": "/a", "value": 1.0}]
     assert json_patch({"a": {"b": 1}}, {"a": {"b": 1}}) == []

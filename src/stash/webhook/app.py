@@ -9,8 +9,8 @@ apiserver's timeout, and answers:
 * a mutating handler that fails or runs out of time -> allowed, no patch, a warning
   (a workload is never blocked because of us; the operator repairs injection later);
 * a validating handler that fails -> denied with the reason (the rules could not run);
-* otherwise the handler's answer; mutations as `jsonpatch.make_patch(original, mutated)`
-  (`stash.webhook.patch`).
+* otherwise the handler's answer; mutations as the JSON patch from the admitted to the
+  mutated object (`stash.webhook.patch`).
 
 Not for: TLS, registration or certificates (`stash.webhook.server`), or decisions
 (`mutating`, `validating`).

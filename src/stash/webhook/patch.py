@@ -1,51 +1,58 @@
-"""The JSON patch of a mutation: `jsonpatch.make_patch(original, mutated)`, made cheap.
+"""The JSON patch of a mutation: the RFC 6902 operations that turn the object as admitted
+into the object as it should be stored.
 
-What it is for: the admission response's patch. jsonpatch walks both documents in
-Python, which for a workload with its status and managedFields costs more than the
-whole mutation. Object members that are identical on both sides can produce no
-operation and cannot take part in one (jsonpatch only turns removed and added values into
-moves), and members are addressed by key, so dropping them from both documents first
-gives the same patch for a fraction of the work. Lists are left whole: their items are
-addressed by position.
+What it is for: the admission response's patch, made in one walk of both documents.
+`jsonpatch.make_patch` found the same changes for ~60% of a mutation's CPU time (it
+serialises members to compare them and looks for moves); here the walk compares members
+by type and value, emits `add`/`remove`/`replace` where they differ, and diffs lists
+index by index (extra items added at the end or removed from it), which is what the
+mutators do to a pod template (append a container, a volume). The patch may differ in
+shape from jsonpatch's (no `move`), never in what it makes: applied to the original it
+gives exactly the mutated document, JSON types included (1, 1.0 and true differ).
 
 Not for: deciding what changes (the mutators return the mutated object).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
-
-import jsonpatch
 
 __all__ = ["json_patch"]
 
-
-def _identical(a: Any, b: Any) -> bool:
-    # `==` says 1 == True == 1.0; JSON does not, so equal values are also compared as JSON.
-    return bool(a == b) and json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+Op = dict[str, Any]
 
 
-def _without_common_members(a: Any, b: Any) -> tuple[Any, Any]:
-    if not (isinstance(a, dict) and isinstance(b, dict)):
-        return a, b
-    left: dict[str, Any] = {}
-    right: dict[str, Any] = {}
-    for key, value in a.items():
-        if key not in b:
-            left[key] = value
-        elif not _identical(value, b[key]):
-            left[key], right[key] = _without_common_members(value, b[key])
-    for key, value in b.items():
-        if key not in a:
-            right[key] = value
-    return left, right
+def _pointer(path: str, key: str | int) -> str:
+    return f"{path}/{str(key).replace('~', '~0').replace('/', '~1')}"
 
 
-def json_patch(original: Any, mutated: Any) -> list[dict[str, Any]]:
+def _diff(a: Any, b: Any, path: str, ops: list[Op]) -> None:
+    if a is b:
+        return
+    if type(a) is not type(b):
+        ops.append({"op": "replace", "path": path, "value": b})
+    elif isinstance(a, dict):
+        for key in a:
+            if key not in b:
+                ops.append({"op": "remove", "path": _pointer(path, key)})
+        for key, value in b.items():
+            if key in a:
+                _diff(a[key], value, _pointer(path, key), ops)
+            else:
+                ops.append({"op": "add", "path": _pointer(path, key), "value": value})
+    elif isinstance(a, list):
+        for i in range(min(len(a), len(b))):
+            _diff(a[i], b[i], _pointer(path, i), ops)
+        for i in range(len(a), len(b)):
+            ops.append({"op": "add", "path": _pointer(path, i), "value": b[i]})
+        for i in range(len(a) - 1, len(b) - 1, -1):
+            ops.append({"op": "remove", "path": _pointer(path, i)})
+    elif a != b:
+        ops.append({"op": "replace", "path": path, "value": b})
+
+
+def json_patch(original: Any, mutated: Any) -> list[Op]:
     """The RFC 6902 patch that turns `original` into `mutated` (empty when equal)."""
-    if _identical(original, mutated):
-        return []
-    src, dst = _without_common_members(original, mutated)
-    ops: list[dict[str, Any]] = jsonpatch.make_patch(src, dst).patch
+    ops: list[Op] = []
+    _diff(original, mutated, "", ops)
     return ops
