@@ -224,7 +224,8 @@ class Operator:
             ctrl.watch(c.repositories, by_index(cache, "repository"))
             ctrl.watch(c.secrets, invokers_of_secret(c.repositories, cache))
 
-        bs = self._for_objects(BackupSessionReconciler(self.ctx), c.backupsessions, BACKUPSESSIONS)
+        self.session_reconciler = BackupSessionReconciler(self.ctx)
+        bs = self._for_objects(self.session_reconciler, c.backupsessions, BACKUPSESSIONS)
         bs.watch(c.backupsessions)
         bs.watch(
             c.backupconfigurations, sessions_of_invoker(c.backupsessions, "BackupConfiguration")
@@ -398,6 +399,7 @@ class Operator:
     async def _lead(self) -> None:
         """Leader work: the cron engine and every controller (re-synced from the caches)."""
         log.info("%s leads", self.identity)
+        self.session_reconciler.new_term()
         await self._install_builtins()
         self.engine.start()
         for ctrl in self.controllers:

@@ -23,6 +23,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
+import aiohttp
 from pydantic import ValidationError
 
 from stash.api import BackupConfiguration, BackupSession
@@ -215,21 +216,32 @@ class BackupSessionReconciler:
         """Hosts whose heartbeat Lease we have seen unchanged for the heartbeat timeout
         before they reported (our clock only: `liveness.silent_hosts`)."""
         reported = {str(h.hostname) for t in status.targets or [] for h in t.stats or []}
+        group = f"{_owner_key(session)} heartbeats"
         try:
             leases = await self.ctx.kube.list(
                 LEASES,
                 session.metadata.namespace,
                 label_selector=heartbeat_selector(str(session.metadata.name)),
             )
-        except KubeError:
+        except (KubeError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            # We cannot see the heartbeats, and the executors likely cannot renew them:
+            # silence is counted again from when we see them next, not through this.
+            log.info("%s: heartbeats not readable (%s); their silence restarts", group, exc)
+            self.seen.forget(group)
             return []
         return silent_hosts(
             leases.get("items") or [],
             reported,
             self.seen,
-            f"{_owner_key(session)} heartbeats",
+            group,
             self.ctx.settings.executor_heartbeat_timeout,
         )
+
+    def new_term(self) -> None:
+        """Leadership (re)gained: forget what an earlier term saw, so the time this
+        replica did not lead (the apiserver may have been down) never counts as an
+        executor's silence; a new leader starts from what it sees now."""
+        self.seen = ChangeClock()
 
     def _skip_reason(
         self,

@@ -27,6 +27,7 @@ from stash.contract.sessions import (
     HEARTBEAT_HOST_ANNOTATION,
     HEARTBEAT_LABEL_HOST,
     heartbeat_snapshots,
+    written_note,
 )
 
 JSON = Mapping[str, Any]
@@ -114,10 +115,7 @@ def silent_hosts(
             f"its heartbeat (unchanged for {silent:.0f}s; killed or crashed mid-backup); "
             "the next session will clear the stale repository lock"
         )
-        written = heartbeat_snapshots(meta.get("annotations"))
-        if written:
-            names = ", ".join(f"snapshot {e['name']} ({e['path']})" for e in written)
-            error += f"; before it stopped it had written {names}, left in the repository"
+        error += written_note(heartbeat_snapshots(meta.get("annotations")), "before it stopped ")
         dead.append((host, error))
     seen.keep_only(group, keys)
     return dead
