@@ -52,6 +52,7 @@ from stash.api.backupsession import BackupSessionStatus, HostBackupStats, Snapsh
 from stash.api.common import HookExecution
 from stash.contract import phases as P
 from stash.contract.resources import BACKUPSESSIONS
+from stash.contract.sessions import written_note
 from stash.kube.client import JSON
 from stash.kube.conditions import is_true
 from stash.kube.events import NORMAL
@@ -260,11 +261,17 @@ async def back_up_host(
     session: JSON,
     assignment: Assignment,
     hostname: str,
+    *,
+    unreported: dict[str, BackupOutcome] | None = None,
 ) -> bool:
     """Back up `hostname` for `session` under its heartbeat and report it.
 
     Returns False without doing anything when another live executor holds the host's
     heartbeat (try again later), True once the host's result is recorded.
+
+    `unreported` (by session name) keeps a backup whose report failed (the apiserver
+    did not answer): the caller's next attempt reports that result instead of backing
+    the host up again, so no snapshot is left that no session names.
     """
     name = session["metadata"]["name"]
     heartbeat = Heartbeat(ctx.kube, session, hostname, ctx.pod.pod_name, ledger=ctx.settings.ledger)
@@ -274,19 +281,27 @@ async def back_up_host(
         return False
     await heartbeat.start()
     written = False
+    kept = unreported if unreported is not None else {}
     try:
-        log.info("%s: backing up host %s", name, hostname)
-        outcome = await take_backup(
-            ctx, invoker, session, assignment, hostname, heartbeat=heartbeat
-        )
+        outcome = kept.get(name)
+        if outcome is None:
+            log.info("%s: backing up host %s", name, hostname)
+            outcome = await take_backup(
+                ctx, invoker, session, assignment, hostname, heartbeat=heartbeat
+            )
+            kept[name] = outcome
+        else:
+            log.info("%s: reporting the earlier backup of host %s again", name, hostname)
         await report_host(ctx, invoker, session, assignment, outcome)
+        kept.pop(name, None)
         written = True
         return True
     except asyncio.CancelledError:
         stopped = failed_host(
             hostname,
             "the backup was interrupted: the stash agent was stopped mid-backup (pod "
-            "deleted or restarted); the next session backs this host up again",
+            "deleted or restarted); the next session backs this host up again"
+            + written_note(heartbeat.recorded()),
         )
 
         def mark(live: JSON) -> JSON | None:
