@@ -6,7 +6,8 @@ What it is for:
   monotonic clock. A heartbeat Lease's `renewTime` is written by the agent's node; the
   operator never compares it with its own clock (they may disagree by minutes), it
   notes when the value last changed, as leader election does (`stash.kube.leader`).
-* `silent_hosts` — hosts whose heartbeat has not changed for the timeout.
+* `silent_hosts` — hosts whose heartbeat has not changed for the timeout;
+  `failed_with_snapshots` — failed hosts' errors naming what their heartbeat recorded.
 * `job_problem` — why a backup or restore Job failed (final at once) or why its pod
   cannot start (not created, not schedulable, image not pulled, container not
   created); the reconcilers fail the host when a start problem lasts
@@ -119,6 +120,21 @@ def silent_hosts(
         dead.append((host, error))
     seen.keep_only(group, keys)
     return dead
+
+
+def failed_with_snapshots(
+    failed: Sequence[tuple[str, str]], leases: Sequence[JSON]
+) -> list[tuple[str, str]]:
+    """(host, error) of `failed` hosts, each error naming the snapshots the host's
+    heartbeat Lease (among `leases`) records: written before its executor failed."""
+    written = {
+        heartbeat_host(lease): heartbeat_snapshots((lease.get("metadata") or {}).get("annotations"))
+        for lease in leases
+    }
+    return [
+        (host, error + written_note(written.get(host) or [], "before it failed "))
+        for host, error in failed
+    ]
 
 
 @dataclass(frozen=True)
