@@ -143,9 +143,9 @@ async def take_backup(
 
     `paths`/`excludes` override the invoker's target (the job model passes its flags);
     `perform` replaces the backup of paths (a database step streams a dump instead).
-    Each snapshot of paths is recorded on the started `heartbeat` as restic reports it,
-    and the paths an earlier executor of this session recorded there are not backed up
-    again.
+    Each snapshot is recorded on the started `heartbeat` (of paths as restic reports
+    it, of `perform` when it returns), and the paths an earlier executor of this
+    session recorded there are not backed up again.
     """
     target = invoker.target
     request = request_from_target(
@@ -180,6 +180,9 @@ async def take_backup(
             await _initialize(ctx, session["metadata"]["name"], repo)
         if perform is not None:
             host = await perform(repo)
+            if heartbeat is not None:  # as the snapshots of paths are
+                for snapshot in host.snapshots or []:
+                    await heartbeat.record_snapshot(snapshot.to_wire())
         else:
             host = await _backup_paths(ctx, repo, request, heartbeat)
     except (AgentError, ResticError) as exc:
