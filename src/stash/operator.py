@@ -1,7 +1,8 @@
 """`stash operator`: informers, controllers, the cron engine and /metrics in one loop.
 
-Every replica runs the informers (warm caches make a hand-over fast) and the metrics
-server; only the replica holding the Lease runs the controllers and the cron engine,
+Every replica runs the informers (warm caches make a hand-over fast), the metrics
+server and the admission webhook; only the replica holding the Lease runs the
+controllers and the cron engine (and registers a deleted webhook configuration again),
 and it stops them as soon as it can no longer renew the lease. Not for: rules (they are
 in `stash.controllers`) or Kubernetes plumbing (`stash.kube`).
 """
@@ -224,7 +225,8 @@ class Operator:
             ctrl.watch(c.repositories, by_index(cache, "repository"))
             ctrl.watch(c.secrets, invokers_of_secret(c.repositories, cache))
 
-        bs = self._for_objects(BackupSessionReconciler(self.ctx), c.backupsessions, BACKUPSESSIONS)
+        self.session_reconciler = BackupSessionReconciler(self.ctx)
+        bs = self._for_objects(self.session_reconciler, c.backupsessions, BACKUPSESSIONS)
         bs.watch(c.backupsessions)
         bs.watch(
             c.backupconfigurations, sessions_of_invoker(c.backupsessions, "BackupConfiguration")
@@ -398,6 +400,7 @@ class Operator:
     async def _lead(self) -> None:
         """Leader work: the cron engine and every controller (re-synced from the caches)."""
         log.info("%s leads", self.identity)
+        self.session_reconciler.new_term()
         await self._install_builtins()
         self.engine.start()
         for ctrl in self.controllers:
@@ -409,6 +412,8 @@ class Operator:
         ]
         if self.ctx.notifier is not None:
             tasks.append(asyncio.create_task(self.stale.run(), name="stale invokers"))
+        if self.settings.serve_webhook:
+            tasks.append(asyncio.create_task(self._keep_webhooks(), name="webhook configurations"))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -420,6 +425,25 @@ class Operator:
                 await self.ctx.notifier.close()
             for ctrl in self.controllers:
                 ctrl.reset()
+
+    async def _keep_webhooks(self) -> None:
+        """Leader work: register a webhook configuration again once it was deleted
+        (else it would stay deleted until a replica restarts)."""
+        while True:
+            await asyncio.sleep(self.settings.webhook_recheck_interval)
+            if self.webhook is None:
+                continue
+            try:
+                gone = await self.webhook.reregister_missing()
+            except Exception:  # the next look tries again
+                log.exception("checking the webhook configurations failed; trying again later")
+                continue
+            for kind in gone:
+                log.warning(
+                    "%s %s was deleted; registered it again",
+                    kind,
+                    self.settings.webhook_config_name,
+                )
 
     async def _install_builtins(self) -> None:
         """Agent ClusterRoles, and the built-in Functions/Tasks unless customised (§5.5)."""

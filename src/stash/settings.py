@@ -87,6 +87,9 @@ class OperatorSettings(BaseSettings):
     webhook_config_name: str = "admission.stash.appscode.com"
     """Name of both the Mutating- and the ValidatingWebhookConfiguration."""
     webhook_timeout_seconds: int = Field(default=5, ge=1, le=30)
+    webhook_recheck_interval: float = Field(default=30.0, gt=0)
+    """Seconds between the leader's looks for a deleted webhook configuration, which
+    it registers again."""
     webhook_tls_secret: str = "stash-webhook-tls"
     """Secret (in `namespace`) that stores the webhook CA and serving certificate."""
     injection_mode: InjectionMode = "workload"

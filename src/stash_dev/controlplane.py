@@ -204,8 +204,9 @@ class ControlPlane:
         if self._state:
             self._state.pids.clear()
 
-    def restart_apiserver(self, timeout: float = 60.0) -> None:
-        """Stop and start kube-apiserver alone (for watch-resume tests)."""
+    def restart_apiserver(self, timeout: float = 60.0, down_for: float = 0.0) -> None:
+        """Stop and start kube-apiserver alone (for watch-resume tests), leaving it down
+        for `down_for` seconds in between (an outage of a known length)."""
         pid = self.state.pids.pop("kube-apiserver")
         proc = self._procs.pop("kube-apiserver", None)
         _signal_group(pid, signal.SIGTERM)
@@ -215,6 +216,7 @@ class ControlPlane:
             except subprocess.TimeoutExpired:
                 _signal_group(pid, signal.SIGKILL)
                 proc.wait()
+        time.sleep(down_for)
         self._spawn("kube-apiserver", self._apiserver_args())
         run_blocking(self._await_apiserver(time.monotonic() + timeout))
         self._save_state()

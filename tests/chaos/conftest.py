@@ -88,6 +88,7 @@ def _operator_env(namespace: str) -> dict[str, str]:
         "STASH_DEFAULT_SESSION_TIMEOUT": str(SESSION_TIMEOUT),
         "STASH_WEBHOOK_CONFIG_NAME": f"chaos-{namespace}",
         "STASH_WEBHOOK_TIMEOUT_SECONDS": "3",
+        "STASH_WEBHOOK_RECHECK_INTERVAL": "2",
     }
 
 

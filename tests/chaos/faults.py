@@ -304,8 +304,8 @@ class RestartApiserver(Fault):
 
 
 class DropWebhook(Fault):
-    """Both webhook configurations are deleted; a replica restarted afterwards
-    registers them again (the operator registers at start only)."""
+    """Both webhook configurations are deleted; the leader must register them again
+    (it looks every STASH_WEBHOOK_RECHECK_INTERVAL seconds) with no replica restarted."""
 
     name = "drop-webhook"
 
@@ -316,9 +316,27 @@ class DropWebhook(Fault):
         return True
 
     async def recover(self, c: Cluster, world: World) -> None:
-        victim = c.rng.choice(c.replicas)
-        victim.kill()
-        await c.replicas_ready()
+        # No replica is restarted now; the choice of one is still drawn, so a seed
+        # replays the same choices it made when this fault did restart one.
+        c.rng.choice(c.replicas)
+
+    async def settle(self, c: Cluster, world: World, session: JSON | None) -> list[str]:
+        async def registered() -> bool:
+            for res in (MUTATING, VALIDATING):
+                try:
+                    await c.kube.get(res, c.webhook_config)
+                except NotFound:
+                    return False
+            return True
+
+        try:
+            await eventually(registered, timeout=30, interval=0.5, what="webhooks registered")
+        except AssertionError:
+            victim = c.rng.choice(c.replicas)  # put them back for the next runs
+            victim.kill()
+            await c.replicas_ready()
+            return ["the deleted webhook configurations were not registered again"]
+        return []
 
 
 def catalogue() -> list[tuple[Fault, float]]:

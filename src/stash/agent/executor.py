@@ -52,6 +52,7 @@ from stash.api.backupsession import BackupSessionStatus, HostBackupStats, Snapsh
 from stash.api.common import HookExecution
 from stash.contract import phases as P
 from stash.contract.resources import BACKUPSESSIONS
+from stash.contract.sessions import written_note
 from stash.kube.client import JSON
 from stash.kube.conditions import is_true
 from stash.kube.events import NORMAL
@@ -142,9 +143,9 @@ async def take_backup(
 
     `paths`/`excludes` override the invoker's target (the job model passes its flags);
     `perform` replaces the backup of paths (a database step streams a dump instead).
-    Each snapshot of paths is recorded on the started `heartbeat` as restic reports it,
-    and the paths an earlier executor of this session recorded there are not backed up
-    again.
+    Each snapshot is recorded on the started `heartbeat` (of paths as restic reports
+    it, of `perform` when it returns), and the paths an earlier executor of this
+    session recorded there are not backed up again.
     """
     target = invoker.target
     request = request_from_target(
@@ -179,6 +180,9 @@ async def take_backup(
             await _initialize(ctx, session["metadata"]["name"], repo)
         if perform is not None:
             host = await perform(repo)
+            if heartbeat is not None:  # as the snapshots of paths are
+                for snapshot in host.snapshots or []:
+                    await heartbeat.record_snapshot(snapshot.to_wire())
         else:
             host = await _backup_paths(ctx, repo, request, heartbeat)
     except (AgentError, ResticError) as exc:
@@ -260,11 +264,17 @@ async def back_up_host(
     session: JSON,
     assignment: Assignment,
     hostname: str,
+    *,
+    unreported: dict[str, BackupOutcome] | None = None,
 ) -> bool:
     """Back up `hostname` for `session` under its heartbeat and report it.
 
     Returns False without doing anything when another live executor holds the host's
     heartbeat (try again later), True once the host's result is recorded.
+
+    `unreported` (by session name) keeps a backup whose report failed (the apiserver
+    did not answer): the caller's next attempt reports that result instead of backing
+    the host up again, so no snapshot is left that no session names.
     """
     name = session["metadata"]["name"]
     heartbeat = Heartbeat(ctx.kube, session, hostname, ctx.pod.pod_name, ledger=ctx.settings.ledger)
@@ -274,19 +284,27 @@ async def back_up_host(
         return False
     await heartbeat.start()
     written = False
+    kept = unreported if unreported is not None else {}
     try:
-        log.info("%s: backing up host %s", name, hostname)
-        outcome = await take_backup(
-            ctx, invoker, session, assignment, hostname, heartbeat=heartbeat
-        )
+        outcome = kept.get(name)
+        if outcome is None:
+            log.info("%s: backing up host %s", name, hostname)
+            outcome = await take_backup(
+                ctx, invoker, session, assignment, hostname, heartbeat=heartbeat
+            )
+            kept[name] = outcome
+        else:
+            log.info("%s: reporting the earlier backup of host %s again", name, hostname)
         await report_host(ctx, invoker, session, assignment, outcome)
+        kept.pop(name, None)
         written = True
         return True
     except asyncio.CancelledError:
         stopped = failed_host(
             hostname,
             "the backup was interrupted: the stash agent was stopped mid-backup (pod "
-            "deleted or restarted); the next session backs this host up again",
+            "deleted or restarted); the next session backs this host up again"
+            + written_note(heartbeat.recorded()),
         )
 
         def mark(live: JSON) -> JSON | None:

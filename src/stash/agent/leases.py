@@ -8,11 +8,12 @@ What it is for:
   `stash.appscode.com/hostname=<hostname>` (as `contract.sessions.label_value`s; the
   annotation `stash.appscode.com/hostname` keeps the host name in full),
   `holderIdentity` = the pod name, and
-  `renewTime` rewritten every 5 s. It is deleted once the host's stats entry is in the
-  session; an executor that dies leaves it behind un-renewed, and the operator fails
-  that host once `renewTime` is older than its heartbeat timeout. The Lease is owned by
-  the BackupSession, so it goes with it. In the job model the backup step leaves the
-  Lease for the `update-status` step, which takes it over and deletes it.
+  `renewTime` rewritten every 5 s (every second while a renewal fails). It is deleted
+  once the host's stats entry is in the session; an executor that dies leaves it
+  behind un-renewed, and the operator fails that host once `renewTime` is older than
+  its heartbeat timeout. The Lease is owned by the BackupSession, so it goes with it.
+  In the job model the backup step leaves the Lease for the `update-status` step,
+  which takes it over and deletes it.
 * `take_turn(elector, work)` — run `work` once while holding a workload Lease
   (`lock-<kind>-<name>-backup|restore`) through `stash.kube.leader.LeaderElector`, then
   release it so the next pod's turn starts at once (§4.5: StatefulSet and DaemonSet
@@ -62,6 +63,8 @@ log = logging.getLogger(__name__)
 #: than a host name that another namespace's pod may share.
 HEARTBEAT_RESTIC_PIDS = "stash.appscode.com/restic-pids"
 RENEW_EVERY = 5.0
+#: Seconds until a renewal that failed (apiserver unreachable) is tried again.
+RETRY_FAILED_RENEWAL = 1.0
 LEASE_SECONDS = 15
 
 T = TypeVar("T")
@@ -170,18 +173,23 @@ class Heartbeat:
                 log.warning("could not delete heartbeat %s: %s", self.name, exc)
 
     async def _renew_loop(self) -> None:
+        wait = self.renew_every
         while True:
             # renew on time, or at once when restic starts (its PID is published).
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
             # cancellation of stop() when the event fires at the same moment.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.renew_every):
+                async with asyncio.timeout(wait):
                     await self._poked.wait()
             self._poked.clear()
             try:
                 await self._beat(acquire=False)
-            except (KubeError, aiohttp.ClientError, TimeoutError) as exc:
+                wait = self.renew_every
+            except (KubeError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                # soon again: the operator counts silence from when it sees the
+                # apiserver again, so renew as soon as the apiserver answers
                 log.warning("heartbeat %s not renewed: %s", self.name, exc)
+                wait = min(self.renew_every, RETRY_FAILED_RENEWAL)
 
     def _body(self, now: str) -> JSON:
         meta: JSON = {

@@ -13,7 +13,8 @@ It watches the BackupSessions labelled with its invoker and acts on a session on
 when the session is not final, the operator initiated its target (`totalHosts`), and
 its host has no stats entry yet (`stats.backup_assignment`); then `executor`
 does the rest. A backup failure is recorded and the sidecar keeps watching; it never
-exits because of one.
+exits because of one. A backup whose report could not be written (apiserver down) is
+kept in memory and reported by the next attempt, not taken again.
 
 Not for: the backup itself (`executor`), restores (`restore`).
 """
@@ -26,7 +27,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from stash.agent.context import AgentContext, BackupInvoker, load_backup_invoker
-from stash.agent.executor import back_up_host
+from stash.agent.executor import BackupOutcome, back_up_host
 from stash.agent.identity import SERIALIZED_KINDS, backup_hostname, workload_lease_name
 from stash.agent.leases import take_turn
 from stash.agent.repository import AgentError
@@ -84,6 +85,8 @@ class _SessionWatcher:
         self.pending: set[str] = set()
         self.serialized = ctx.target.kind in SERIALIZED_KINDS
         self.lease = workload_lease_name(ctx.target.kind, ctx.target.name, "backup")
+        self.unreported: dict[str, BackupOutcome] = {}
+        """Backups whose report failed, by session: the next attempt reports them."""
 
     def _enqueue(self, name: str) -> None:
         if name not in self.pending:
@@ -134,8 +137,20 @@ class _SessionWatcher:
         try:
             session = await self.ctx.kube.get(BACKUPSESSIONS, name, self.ctx.namespace)
         except NotFound:
+            self._forget_unreported(name, "the session is gone")
             return None
-        return session, backup_assignment(session, self.ctx.target, self.hostname)
+        assignment = backup_assignment(session, self.ctx.target, self.hostname)
+        if isinstance(assignment, str):
+            self._forget_unreported(name, assignment)
+        return session, assignment
+
+    def _forget_unreported(self, name: str, why: str) -> None:
+        outcome = self.unreported.pop(name, None)
+        if outcome is not None and outcome.host.snapshots:
+            ids = ", ".join(str(s.name) for s in outcome.host.snapshots)
+            log.warning(
+                "%s: snapshot(s) %s of host %s not reported: %s", name, ids, self.hostname, why
+            )
 
     async def _handle(self, name: str) -> None:
         found = await self._live_assignment(name)
@@ -168,7 +183,9 @@ class _SessionWatcher:
             log.warning("%s: %s; trying again shortly", name, exc)
             self._later(name)
             return
-        done = await back_up_host(self.ctx, invoker, session, assignment, self.hostname)
+        done = await back_up_host(
+            self.ctx, invoker, session, assignment, self.hostname, unreported=self.unreported
+        )
         if not done:
             self._later(name)
 

@@ -16,7 +16,7 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from stash.api import GROUP
@@ -81,6 +81,16 @@ def heartbeat_snapshots(annotations: Mapping[str, Any] | None) -> list[dict[str,
     if not isinstance(entries, list):
         return []
     return [e for e in entries if isinstance(e, dict) and e.get("name") and e.get("path")]
+
+
+def written_note(entries: Sequence[Mapping[str, Any]], before: str = "") -> str:
+    """How a failed host's error names the snapshots it wrote anyway (recorded on its
+    heartbeat): `; <before>it had written snapshot <id> (<path>), ..., left in the
+    repository`, or "" when there are none."""
+    if not entries:
+        return ""
+    names = ", ".join(f"snapshot {e.get('name')} ({e.get('path')})" for e in entries)
+    return f"; {before}it had written {names}, left in the repository"
 
 
 def heartbeat_labels(session: str, hostname: str) -> dict[str, str]:

@@ -23,6 +23,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
+import aiohttp
 from pydantic import ValidationError
 
 from stash.api import BackupConfiguration, BackupSession
@@ -35,7 +36,7 @@ from stash.contract.sessions import (
 )
 from stash.controllers.context import ControllerContext
 from stash.controllers.globalhooks import global_post_backup, global_pre_backup
-from stash.controllers.liveness import ChangeClock, silent_hosts
+from stash.controllers.liveness import ChangeClock, failed_with_snapshots, silent_hosts
 from stash.controllers.sessionend import complete_session, retry_session
 from stash.controllers.sessiontargets import (
     SessionInvoker,
@@ -173,7 +174,7 @@ class BackupSessionReconciler:
         recheck = None
         if status.targets:
             jobs = await self.ctx.executor_failures(_owner_key(session), self.seen)
-            dead = (*await self._dead_hosts(session, status), *jobs.hosts)
+            dead = tuple(await self._dead_hosts(session, status, jobs.hosts))
             recheck = jobs.recheck
         return _Facts(
             now=now,
@@ -210,26 +211,39 @@ class BackupSessionReconciler:
             return None
 
     async def _dead_hosts(
-        self, session: BackupSession, status: BackupSessionStatus
+        self,
+        session: BackupSession,
+        status: BackupSessionStatus,
+        failed_jobs: list[tuple[str, str]],
     ) -> list[tuple[str, str]]:
         """Hosts whose heartbeat Lease we have seen unchanged for the heartbeat timeout
-        before they reported (our clock only: `liveness.silent_hosts`)."""
+        before they reported (our clock only: `liveness.silent_hosts`), then the hosts
+        of `failed_jobs`, whose errors name the snapshots their heartbeat recorded (a
+        Job killed after its backup step wrote them)."""
         reported = {str(h.hostname) for t in status.targets or [] for h in t.stats or []}
+        group = f"{_owner_key(session)} heartbeats"
         try:
             leases = await self.ctx.kube.list(
                 LEASES,
                 session.metadata.namespace,
                 label_selector=heartbeat_selector(str(session.metadata.name)),
             )
-        except KubeError:
-            return []
-        return silent_hosts(
-            leases.get("items") or [],
-            reported,
-            self.seen,
-            f"{_owner_key(session)} heartbeats",
-            self.ctx.settings.executor_heartbeat_timeout,
-        )
+        except (KubeError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            # We cannot see the heartbeats, and the executors likely cannot renew them:
+            # silence is counted again from when we see them next, not through this.
+            log.info("%s: heartbeats not readable (%s); their silence restarts", group, exc)
+            self.seen.forget(group)
+            return failed_jobs
+        items = leases.get("items") or []
+        timeout = self.ctx.settings.executor_heartbeat_timeout
+        silent = silent_hosts(items, reported, self.seen, group, timeout)
+        return silent + failed_with_snapshots(failed_jobs, items)
+
+    def new_term(self) -> None:
+        """Leadership (re)gained: forget what an earlier term saw, so the time this
+        replica did not lead (the apiserver may have been down) never counts as an
+        executor's silence; a new leader starts from what it sees now."""
+        self.seen = ChangeClock()
 
     def _skip_reason(
         self,

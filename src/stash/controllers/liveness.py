@@ -6,7 +6,8 @@ What it is for:
   monotonic clock. A heartbeat Lease's `renewTime` is written by the agent's node; the
   operator never compares it with its own clock (they may disagree by minutes), it
   notes when the value last changed, as leader election does (`stash.kube.leader`).
-* `silent_hosts` — hosts whose heartbeat has not changed for the timeout.
+* `silent_hosts` — hosts whose heartbeat has not changed for the timeout;
+  `failed_with_snapshots` — failed hosts' errors naming what their heartbeat recorded.
 * `job_problem` — why a backup or restore Job failed (final at once) or why its pod
   cannot start (not created, not schedulable, image not pulled, container not
   created); the reconcilers fail the host when a start problem lasts
@@ -27,6 +28,7 @@ from stash.contract.sessions import (
     HEARTBEAT_HOST_ANNOTATION,
     HEARTBEAT_LABEL_HOST,
     heartbeat_snapshots,
+    written_note,
 )
 
 JSON = Mapping[str, Any]
@@ -114,13 +116,25 @@ def silent_hosts(
             f"its heartbeat (unchanged for {silent:.0f}s; killed or crashed mid-backup); "
             "the next session will clear the stale repository lock"
         )
-        written = heartbeat_snapshots(meta.get("annotations"))
-        if written:
-            names = ", ".join(f"snapshot {e['name']} ({e['path']})" for e in written)
-            error += f"; before it stopped it had written {names}, left in the repository"
+        error += written_note(heartbeat_snapshots(meta.get("annotations")), "before it stopped ")
         dead.append((host, error))
     seen.keep_only(group, keys)
     return dead
+
+
+def failed_with_snapshots(
+    failed: Sequence[tuple[str, str]], leases: Sequence[JSON]
+) -> list[tuple[str, str]]:
+    """(host, error) of `failed` hosts, each error naming the snapshots the host's
+    heartbeat Lease (among `leases`) records: written before its executor failed."""
+    written = {
+        heartbeat_host(lease): heartbeat_snapshots((lease.get("metadata") or {}).get("annotations"))
+        for lease in leases
+    }
+    return [
+        (host, error + written_note(written.get(host) or [], "before it failed "))
+        for host, error in failed
+    ]
 
 
 @dataclass(frozen=True)

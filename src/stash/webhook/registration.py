@@ -2,7 +2,8 @@
 
 What it is for: `configurations(settings, ca_bundle, ...)` builds both objects from one
 table of routes; `render_yaml` prints them for `webhooks/` (and through it manifests/
-and the chart); `register`, `publish_ca_bundle` and `unregister` keep them in a cluster.
+and the chart); `register`, `missing`, `publish_ca_bundle` and `unregister` keep them in
+a cluster.
 
 The choices, explained once here and in docs/webhooks.md:
 
@@ -44,6 +45,7 @@ __all__ = [
     "MUTATING",
     "VALIDATING",
     "configurations",
+    "missing",
     "publish_ca_bundle",
     "register",
     "render_yaml",
@@ -304,6 +306,19 @@ async def register(
             await kube.delete(res, settings.webhook_config_name)
         else:
             await kube.apply(res, obj, field_manager=FIELD_MANAGER, force=True)
+
+
+async def missing(kube: Kube, mutating: JSON | None, validating: JSON | None) -> list[str]:
+    """The kinds of the configurations given (not None) that the cluster does not have."""
+    gone = []
+    for res, obj in ((MUTATING, mutating), (VALIDATING, validating)):
+        if obj is None:
+            continue
+        try:
+            await kube.get(res, obj["metadata"]["name"])
+        except NotFound:
+            gone.append(res.kind)
+    return gone
 
 
 async def publish_ca_bundle(kube: Kube, settings: OperatorSettings, ca_bundle: bytes) -> None:

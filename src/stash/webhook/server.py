@@ -3,8 +3,9 @@
 What it is for: `WebhookServer` — start (certificate from the store, HTTPS site,
 Mutating/ValidatingWebhookConfigurations with our caBundle), keep the certificate fresh
 (checked hourly; a rotated CA is published in the caBundle before the new certificate is
-served), stop — and `serve_webhook(settings, kube)`, the coroutine `stash operator` and
-`stash webhook` run in their event loop.
+served), register a deleted configuration again (`reregister_missing`), stop — and
+`serve_webhook(settings, kube)`, the coroutine `stash operator` and `stash webhook` run
+in their event loop.
 
 With `webhook_cert_dir` the certificate comes from mounted files (cert-manager) and is
 re-read every minute; the configurations are then left to their owner (the chart, with
@@ -46,7 +47,13 @@ from stash.webhook.certs import (
     plan,
 )
 from stash.webhook.lookup import ApiLookup, Lookup
-from stash.webhook.registration import configurations, publish_ca_bundle, register, unregister
+from stash.webhook.registration import (
+    configurations,
+    missing,
+    publish_ca_bundle,
+    register,
+    unregister,
+)
 
 __all__ = ["WebhookServer", "serve_webhook"]
 
@@ -120,6 +127,8 @@ class WebhookServer:
         )
         self.propagation_delay = propagation_delay
         self.lifetimes = {"ca_lifetime": ca_lifetime, "cert_lifetime": cert_lifetime}
+        self.registered = False
+        """The configurations were registered once (start); kept registered after."""
         self.bundle: CertBundle | None = None
         self._ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._ssl.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -170,9 +179,19 @@ class WebhookServer:
         if port != self.settings.webhook_port:
             self.settings = self.settings.model_copy(update={"webhook_port": port})
         await self._register()
+        self.registered = True
         self._app[STATE].ready = True
         self._rotation = asyncio.create_task(self._rotate_forever(), name="webhook-cert-rotation")
         log.info("admission webhook serving on port %d (%s)", port, self.url_base or "service")
+
+    def _configurations(self) -> tuple[JSON | None, JSON | None]:
+        assert self.bundle is not None
+        return configurations(
+            self.settings,
+            self.bundle.ca_bundle,
+            url_base=self.url_base,
+            namespace_selector=self.namespace_selector,
+        )
 
     async def _register(self) -> None:
         assert self.bundle is not None
@@ -181,13 +200,21 @@ class WebhookServer:
         if not self.settings.webhook_manage_configurations:
             await publish_ca_bundle(self.kube, self.settings, self.bundle.ca_bundle)
             return
-        mutating, validating = configurations(
-            self.settings,
-            self.bundle.ca_bundle,
-            url_base=self.url_base,
-            namespace_selector=self.namespace_selector,
-        )
+        mutating, validating = self._configurations()
         await register(self.kube, mutating, validating, self.settings)
+
+    async def reregister_missing(self) -> list[str]:
+        """Register the configurations again when one we manage was deleted; the kinds
+        that were missing (the operator's leader calls this periodically)."""
+        if self.bundle is None or not self.registered:
+            return []
+        if self.settings.webhook_cert_dir or not self.settings.webhook_manage_configurations:
+            return []  # their owner (the chart) keeps them
+        mutating, validating = self._configurations()
+        gone = await missing(self.kube, mutating, validating)
+        if gone:
+            await register(self.kube, mutating, validating, self.settings)
+        return gone
 
     async def rotate(self) -> bool:
         """Check the certificate once; return True when a new one is being served."""

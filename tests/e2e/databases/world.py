@@ -99,6 +99,11 @@ class World:
     async def backup(self, task: JSON | None) -> JSON:
         """A BackupConfiguration of the AppBinding, one session, its Job run; the final
         BackupSession."""
+        await self.configure_backup(task)
+        return await self.another_backup()
+
+    async def configure_backup(self, task: JSON | None) -> None:
+        """The BackupConfiguration `db-backup` of the AppBinding, once Ready."""
         spec: JSON = {
             "schedule": "0 * * * *",
             "repository": {"name": "db-repo"},
@@ -130,7 +135,6 @@ class World:
             return bc if (bc.get("status") or {}).get("phase") == "Ready" else None
 
         await eventually(ready, timeout=30, what="BackupConfiguration Ready")
-        return await self.another_backup()
 
     async def another_backup(self) -> JSON:
         """One more session of the test's BackupConfiguration, its Job run; the final
