@@ -33,6 +33,7 @@ __all__ = [
     "SNAPSHOT_API_GROUP",
     "SNAPSHOT_CRDS",
     "VOLUMESNAPSHOTCLASSES",
+    "VOLUMESNAPSHOTCONTENTS",
     "VOLUMESNAPSHOTS",
     "SnapshotState",
     "restore_claims",
@@ -45,6 +46,9 @@ __all__ = [
 
 SNAPSHOT_API_GROUP = "snapshot.storage.k8s.io"
 VOLUMESNAPSHOTS = Resource(SNAPSHOT_API_GROUP, "v1", "volumesnapshots", "VolumeSnapshot")
+VOLUMESNAPSHOTCONTENTS = Resource(
+    SNAPSHOT_API_GROUP, "v1", "volumesnapshotcontents", "VolumeSnapshotContent", namespaced=False
+)
 VOLUMESNAPSHOTCLASSES = Resource(
     SNAPSHOT_API_GROUP, "v1", "volumesnapshotclasses", "VolumeSnapshotClass", namespaced=False
 )

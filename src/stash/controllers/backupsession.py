@@ -182,7 +182,7 @@ class BackupSessionReconciler:
             dead = (*await self._dead_hosts(session, status), *jobs.hosts)
             recheck = jobs.recheck
             if found is not None and any(is_snapshotter(m) for m in found.members):
-                snapshots = await snapshot_progress(self.ctx, session, status, found.members)
+                snapshots = await snapshot_progress(self.ctx, session, status, found.members, now)
                 recheck = min(recheck or SNAPSHOT_POLL, SNAPSHOT_POLL)
         return _Facts(
             now=now,

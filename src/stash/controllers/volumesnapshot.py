@@ -19,6 +19,7 @@ phase and deadline (the session reconcilers).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
@@ -182,6 +183,7 @@ async def _apply_retention(
     if policy is None:
         return
     items, _ = await ctx.kube.list_all(V.VOLUMESNAPSHOTS, ns)
+    items = [s for s in items if not s["metadata"].get("deletionTimestamp")]  # going already
     for claim in claims:
         mine = [
             s
@@ -193,14 +195,36 @@ async def _apply_retention(
             await ctx.kube.delete(V.VOLUMESNAPSHOTS, name, ns)
 
 
+async def _overdue(ctx: ControllerContext, snap: JSON) -> str:
+    """Why a snapshot still pending at the session's deadline is not ready."""
+    name = snap["metadata"]["name"]
+    content = (snap.get("status") or {}).get("boundVolumeSnapshotContentName")
+    if not content:
+        return (
+            f"VolumeSnapshot {name} was not ready by the session's deadline: no "
+            "VolumeSnapshotContent was made for it (is the snapshot-controller running?)"
+        )
+    try:
+        driver = (await ctx.kube.get(V.VOLUMESNAPSHOTCONTENTS, content)).get("spec", {})
+    except KubeError:
+        driver = {}
+    return (
+        f"VolumeSnapshot {name} was not ready by the session's deadline: its "
+        f"VolumeSnapshotContent {content} was not answered by CSI driver "
+        f"{driver.get('driver', '?')} (is that driver with its csi-snapshotter running?)"
+    )
+
+
 async def _target_hosts(
     ctx: ControllerContext,
     session: BackupSession,
     member: BackupConfiguration,
     entry: BackupTargetStatus,
+    overdue: bool,
 ) -> list[HostBackupStats]:
     """The hosts of one running target that are final now (retention applied first
-    when every snapshot is ready)."""
+    when every snapshot is ready); `overdue`: the deadline passed, a snapshot still
+    pending fails its host with what it waits for."""
     ref = entry.ref or TargetRef()
     ns = str(session.metadata.namespace)
     claims = await _claims(ctx, member, ref)
@@ -211,6 +235,8 @@ async def _target_hosts(
             continue
         snap = await _snapshot(ctx, session, member, claim)
         state = V.snapshot_state(snap)
+        if state.phase == "Pending" and overdue:
+            state = V.SnapshotState("Failed", await _overdue(ctx, snap))
         if state.phase == "Pending":
             continue
         stats = SnapshotStats(name=str(snap["metadata"]["name"]), total_size=state.size or None)
@@ -233,9 +259,13 @@ async def snapshot_progress(
     session: BackupSession,
     status: BackupSessionStatus,
     members: tuple[BackupConfiguration, ...],
+    now: dt.datetime,
 ) -> tuple[tuple[int, HostBackupStats], ...]:
     """(target index, host) for each claim whose VolumeSnapshot is final now, over the
-    running VolumeSnapshotter targets of `session` (creating missing snapshots)."""
+    running VolumeSnapshotter targets of `session` (creating missing snapshots); past
+    the session's deadline every pending one is final (Failed, saying what it waits for)."""
+    deadline = status.session_deadline
+    overdue = deadline is not None and now >= deadline
     out: list[tuple[int, HostBackupStats]] = []
     for index, entry in enumerate(status.targets or []):
         if index >= len(members) or not is_snapshotter(members[index]):
@@ -243,7 +273,7 @@ async def snapshot_progress(
         if entry.total_hosts is None or P.target_phase(entry) != "Running":
             continue
         try:
-            hosts = await _target_hosts(ctx, session, members[index], entry)
+            hosts = await _target_hosts(ctx, session, members[index], entry, overdue)
         except KubeError as exc:
             log.warning(
                 "%s/%s: VolumeSnapshots: %s", session.metadata.namespace, session.metadata.name, exc
