@@ -14,7 +14,7 @@ from stash.contract.resources import BACKUPCONFIGURATIONS, BACKUPSESSIONS, RESTO
 from stash.contract.volumesnapshots import VOLUMESNAPSHOTS
 from stash.controllers.trigger import create_backup_session
 from stash.kube.client import JSON, Kube
-from stash.kube.resources import PVCS, STATEFULSETS
+from stash.kube.resources import DEPLOYMENTS, JOBS, PVCS, STATEFULSETS
 from tests.integration.operator.conftest import OperatorFactory
 from tests.support.cluster import eventually
 from tests.support.csi import (
@@ -69,6 +69,24 @@ async def _backup(kube: Kube, ns: str, at: int, timeout: float = 60) -> JSON:
     return await eventually(final, timeout=timeout, what=f"BackupSession {name} final")
 
 
+def _restore_session(target: JSON) -> JSON:
+    return {
+        "apiVersion": "stash.appscode.com/v1beta1",
+        "kind": "RestoreSession",
+        "metadata": {"name": "rs"},
+        "spec": {"driver": "VolumeSnapshotter", "target": target},
+    }
+
+
+async def _restored(kube: Kube, ns: str) -> JSON:
+    async def final() -> JSON | None:
+        obj = await kube.get(RESTORESESSIONS, "rs", ns)
+        phase = (obj.get("status") or {}).get("phase")
+        return obj if phase in ("Succeeded", "Failed") else None
+
+    return await eventually(final, timeout=60, what="RestoreSession final")
+
+
 def _hosts(session: JSON) -> dict[str, JSON]:
     return {
         h["hostname"]: h
@@ -98,39 +116,27 @@ async def test_pvc_backup_then_restore_gives_the_same_bytes(
     assert snap["status"]["readyToUse"] is True
     assert host["snapshots"][0]["name"] == "data-1767225600"
 
-    restore: JSON = {
-        "apiVersion": "stash.appscode.com/v1beta1",
-        "kind": "RestoreSession",
-        "metadata": {"name": "rs"},
-        "spec": {
-            "driver": "VolumeSnapshotter",
-            "target": {
-                "volumeClaimTemplates": [
-                    {
-                        "metadata": {"name": "restored"},
-                        "spec": {
-                            "accessModes": ["ReadWriteOnce"],
-                            "storageClassName": STORAGE_CLASS,
-                            "resources": {"requests": {"storage": "10Mi"}},
-                            "dataSource": {
-                                "kind": "VolumeSnapshot",
-                                "name": "data-1767225600",
-                                "apiGroup": "snapshot.storage.k8s.io",
-                            },
+    restore = _restore_session(
+        {
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "restored"},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "storageClassName": STORAGE_CLASS,
+                        "resources": {"requests": {"storage": "10Mi"}},
+                        "dataSource": {
+                            "kind": "VolumeSnapshot",
+                            "name": "data-1767225600",
+                            "apiGroup": "snapshot.storage.k8s.io",
                         },
-                    }
-                ]
-            },
-        },
-    }
+                    },
+                }
+            ]
+        }
+    )
     await rawkube.create(RESTORESESSIONS, restore, ns)
-
-    async def restored() -> JSON | None:
-        obj = await rawkube.get(RESTORESESSIONS, "rs", ns)
-        phase = (obj.get("status") or {}).get("phase")
-        return obj if phase in ("Succeeded", "Failed") else None
-
-    done = await eventually(restored, timeout=60, what="RestoreSession final")
+    done = await _restored(rawkube, ns)
     assert done["status"]["phase"] == "Succeeded", done["status"]
     assert [s["hostname"] for s in done["status"]["stats"]] == ["restored"]
     new_handle = await volume_handle(rawkube, ns, "restored")
@@ -170,8 +176,9 @@ async def test_statefulset_replicas_are_snapshotted_and_keep_last_two_remain(
     ns = namespace
     await rawkube.create(STATEFULSETS, _statefulset(), ns)
     claims = [f"data-db-{i}" for i in range(3)]
-    for c in claims:
-        await volume_handle(rawkube, ns, c, timeout=90)
+    for i, c in enumerate(claims):
+        handle = await volume_handle(rawkube, ns, c, timeout=90)
+        (csi_stack.volume_dir(handle) / "replica").write_text(f"replica {i}")
     target = {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db"}
     policy = {"name": "keep-last-2", "keepLast": 2}
     await rawkube.create(BACKUPCONFIGURATIONS, _bc(target, retentionPolicy=policy), ns)
@@ -200,6 +207,76 @@ async def test_statefulset_replicas_are_snapshotted_and_keep_last_two_remain(
 
     # the oldest go once the snapshot-controller released their finalizers
     await eventually(kept, timeout=30, what=f"exactly {want}")
+
+    # restore every replica's claim for a new StatefulSet from the newest snapshots
+    source = {
+        "kind": "VolumeSnapshot",
+        "name": "data-db-${POD_ORDINAL}-1767232800",
+        "apiGroup": "snapshot.storage.k8s.io",
+    }
+    template = {
+        "metadata": {"name": "data"},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": STORAGE_CLASS,
+            "resources": {"requests": {"storage": "10Mi"}},
+            "dataSource": source,
+        },
+    }
+    target = {
+        "ref": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db2"},
+        "replicas": 3,
+        "volumeClaimTemplates": [template],
+    }
+    restore = _restore_session(target)
+    await rawkube.create(RESTORESESSIONS, restore, ns)
+    done = await _restored(rawkube, ns)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert sorted(h["hostname"] for h in done["status"]["stats"]) == [
+        f"data-db2-{i}" for i in range(3)
+    ]
+    for i in range(3):
+        handle = await volume_handle(rawkube, ns, f"data-db2-{i}")
+        assert (csi_stack.volume_dir(handle) / "replica").read_text() == f"replica {i}"
+
+
+async def test_a_deployments_claims_are_snapshotted_without_a_sidecar(
+    csi_stack: CsiStack, rawkube: Kube, namespace: str, run_operator: OperatorFactory
+) -> None:
+    ns = namespace
+    for c in ("one", "two"):
+        await rawkube.create(PVCS, claim(c), ns)
+        await volume_handle(rawkube, ns, c)
+    volumes = [
+        {"name": "a", "persistentVolumeClaim": {"claimName": "one"}},
+        {"name": "scratch", "emptyDir": {}},
+        {"name": "b", "persistentVolumeClaim": {"claimName": "two"}},
+    ]
+    labels = {"app": "web"}
+    web = {
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "app", "image": "busybox"}], "volumes": volumes},
+            },
+        },
+    }
+    await rawkube.create(DEPLOYMENTS, web, ns)
+    target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}
+    await rawkube.create(BACKUPCONFIGURATIONS, _bc(target), ns)
+    await run_operator()
+    await _invoker_phase(rawkube, ns, "Ready")
+    session = await _backup(rawkube, ns, 1_767_225_600)
+    assert session["status"]["phase"] == "Succeeded", session["status"]
+    assert sorted(_hosts(session)) == ["one", "two"]
+    live = await rawkube.get(DEPLOYMENTS, "web", ns)
+    pod = live["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["app"]
+    assert not pod.get("initContainers")
+    assert not (await rawkube.list(JOBS, ns))["items"]
 
 
 async def test_a_class_naming_a_missing_driver_fails_at_the_deadline_saying_why(
