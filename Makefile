@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Heavy builds (test control plane, restic, rest-server, helm) are cached outside the
+# Heavy builds (test control plane, restic, rest-server, helm, the CSI snapshot stack) are cached outside the
 # clone, keyed by their inputs, so CI's fresh clone reuses them.
 export STASH_CACHE ?= $(HOME)/.cache/stash
 # prometheus: promtool for the chart's alert rules, and with prometheus-pushgateway the
@@ -48,6 +48,7 @@ tools: $(STAMP)
 	@tests/cluster/build.sh >/dev/null
 	@tests/tools/build.sh >/dev/null
 	@tests/tools/build-helm.sh >/dev/null
+	@tests/csi/build.sh >/dev/null
 
 install: $(STAMP) tools
 

@@ -11,10 +11,11 @@ this host), an address of its own, kept for its life and freed when it is gone
 runner starts the pod's processes. What is reported: `stash_dev.kubelet_status`. With
 `--volumes-dir` it also plays a local-path
 provisioner: an unbound PersistentVolumeClaim gets a hostPath PersistentVolume under that
-directory, pre-bound to it (KCM's binder completes the binding). Tests that need a
-container's process run it with the pod runner instead. With `--port` it serves the
-kubelet's exec endpoint on the node address (`stash_dev.kubelet_exec`), so `kubectl exec`
-through the apiserver reaches a container the pod runner started. It talks to the
+directory, pre-bound to it (KCM's binder completes the binding), unless its StorageClass
+names a provisioner (a CSI driver's, tests/support/csi.py), which then provisions it.
+Tests that need a container's process run it with the pod runner instead. With `--port`
+it serves the kubelet's exec endpoint on the node address (`stash_dev.kubelet_exec`), so
+`kubectl exec` through the apiserver reaches a container the pod runner started. It talks to the
 apiserver through `stash.kube.client.Kube`, like the operator.
 
 Run: `python -m stash_dev.kubelet --kubeconfig PATH --nodes 2`.
@@ -49,6 +50,9 @@ from stash_dev.kubelet_exec import ExecServer, grant_apiserver_access, server_ss
 from stash_dev.kubelet_status import node_object, node_status, running_status
 from stash_dev.podips import LOOPBACK, PodIPs, PoolExhausted
 
+STORAGECLASSES = Resource(
+    "storage.k8s.io", "v1", "storageclasses", "StorageClass", namespaced=False
+)
 log = logging.getLogger("stash_dev.kubelet")
 
 
@@ -182,6 +186,8 @@ class Kubelet:
             return
         if (spec.get("dataSource") or spec.get("dataSourceRef")) is not None:
             return  # snapshots and clones need a CSI driver; leave them Pending
+        if await self._external_class(spec.get("storageClassName")):
+            return  # its StorageClass's provisioner (a CSI driver's) provisions it
         pv = persistent_volume_for(claim, self.volumes_dir)
         await asyncio.to_thread(
             Path(pv["spec"]["hostPath"]["path"]).mkdir, parents=True, exist_ok=True, mode=0o777
@@ -192,6 +198,16 @@ class Kubelet:
             pass
         except KubeError as exc:
             log.warning("provisioning %s: %s", pv["metadata"]["name"], exc)
+
+    async def _external_class(self, name: str | None) -> bool:
+        """Whether StorageClass `name` exists and names a provisioner (not ours to fill)."""
+        if not name:
+            return False
+        try:
+            sc = await self.kube.get(STORAGECLASSES, name)
+        except KubeError:
+            return False
+        return sc.get("provisioner") not in (None, "", "kubernetes.io/no-provisioner")
 
     async def reclaim(self, pv: JSON) -> None:
         """Delete a volume we provisioned once its claim is gone (reclaim policy Delete)."""

@@ -30,6 +30,8 @@ SCHEDULE_REGISTERED = "ScheduleRegistered"
 REPOSITORY_USAGE_ALLOWED = "RepositoryUsageAllowed"
 """Ours: the Repository's usage policy allows the invoker's namespace (docs/compatibility.md)."""
 STASH_SIDECAR_INJECTED = "StashSidecarInjected"
+#: VolumeSnapshotter invokers: the snapshot CRDs and the VolumeSnapshotClass exist (ours).
+VOLUME_SNAPSHOT_CLASS_FOUND = "VolumeSnapshotClassFound"
 
 # BackupSession conditions (§1.4).
 BACKEND_REPOSITORY_INITIALIZED = "BackendRepositoryInitialized"
@@ -65,6 +67,10 @@ def backup_invoker_phase(conditions: list[Condition] | None, driver: str | None)
         return "NotReady"
     if is_false(conditions, BACKUP_TARGET_FOUND):
         return "NotReady"
+    if is_false(conditions, VOLUME_SNAPSHOT_CLASS_FOUND) or is_unknown(
+        conditions, VOLUME_SNAPSHOT_CLASS_FOUND
+    ):
+        return "NotReady"  # nothing could take the snapshots: the condition says what to install
     if is_false(conditions, STASH_SIDECAR_INJECTED) or is_unknown(
         conditions, STASH_SIDECAR_INJECTED
     ):

@@ -36,6 +36,7 @@ from stash.controllers.conditions import (
 )
 from stash.controllers.context import ControllerContext
 from stash.controllers.nextrun import earliest, next_run, without_unset
+from stash.controllers.volumesnapshot import is_snapshotter, snapshotter_check
 from stash.cron import CronError, CronSchedule, parse_schedule
 from stash.inject import backup_injection_problem, injected_backup_invoker
 from stash.kube.client import JSON, key_of
@@ -128,9 +129,12 @@ def sidecar_check(bc: BackupConfiguration, target: TargetFacts) -> Check | None:
     return Check(P.STASH_SIDECAR_INJECTED, "Unknown", "SidecarInjectionPending", message)
 
 
-def _decide(bc: BackupConfiguration, facts: InvokerFacts, default_tz: str) -> _Decision:
-    """The conditions of one pass, and whether the schedule is registered (pure)."""
-    checks: list[Check] = []
+def _decide(
+    bc: BackupConfiguration, facts: InvokerFacts, default_tz: str, snapshotter: Check | None = None
+) -> _Decision:
+    """The conditions of one pass, and whether the schedule is registered (pure);
+    `snapshotter`: VolumeSnapshotClassFound of a VolumeSnapshotter invoker."""
+    checks: list[Check] = [snapshotter] if snapshotter is not None else []
     if facts.repository is not None:
         checks.extend(repository_checks(facts.repository))
     usage = usage_check(facts, str(bc.metadata.namespace))
@@ -158,6 +162,7 @@ def _decide(bc: BackupConfiguration, facts: InvokerFacts, default_tz: str) -> _D
         checks,
         observed_generation=bc.metadata.generation,
     )
+    recheck = recheck or (snapshotter is not None and snapshotter.status is not True)
     return _Decision(conditions, schedule, recheck)
 
 
@@ -192,7 +197,8 @@ class BackupConfigurationReconciler:
     async def reconcile(self, bc: BackupConfiguration, obj: JSON) -> Result:
         ctx = self.ctx
         facts = await ctx.invoker_facts(bc)
-        decision = _decide(bc, facts, ctx.settings.default_timezone)
+        snapshotter = await snapshotter_check(ctx, bc) if is_snapshotter(bc) else None
+        decision = _decide(bc, facts, ctx.settings.default_timezone, snapshotter)
         ekey = engine_key("BackupConfiguration", key_of(obj))
         if decision.schedule is not None:
             paused = bool(bc.spec and bc.spec.paused)

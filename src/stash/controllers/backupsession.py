@@ -46,6 +46,8 @@ from stash.controllers.sessiontargets import (
     pending_targets,
     session_invoker,
 )
+from stash.controllers.volumesnapshot import POLL as SNAPSHOT_POLL
+from stash.controllers.volumesnapshot import is_snapshotter, snapshot_progress
 from stash.kube.client import JSON, KubeError, key_of
 from stash.kube.conditions import is_true, set_condition
 from stash.kube.controller import DONE, ObjectHooks, Result
@@ -71,6 +73,9 @@ class _Facts:
     deadline_from: str = "spec.timeOut of the invoker"
     recheck: float | None = None
     """Seconds until a Job's pod that cannot start is to be looked at again."""
+    snapshot_hosts: tuple[tuple[int, HostBackupStats], ...] = ()
+    """(target index, host) of claims whose VolumeSnapshot is final now (driver
+    VolumeSnapshotter: `controllers.volumesnapshot`)."""
 
 
 def _owner_key(session: BackupSession) -> str:
@@ -172,10 +177,14 @@ class BackupSessionReconciler:
             deadline = self._deadline(session, status, time_out, now)
         dead: tuple[tuple[str, str], ...] = ()
         recheck = None
+        snapshots: tuple[tuple[int, HostBackupStats], ...] = ()
         if status.targets:
             jobs = await self.ctx.executor_failures(_owner_key(session), self.seen)
             dead = tuple(await self._dead_hosts(session, status, jobs.hosts))
             recheck = jobs.recheck
+            if found is not None and any(is_snapshotter(m) for m in found.members):
+                snapshots = await snapshot_progress(self.ctx, session, status, found.members, now)
+                recheck = min(recheck or SNAPSHOT_POLL, SNAPSHOT_POLL)
         return _Facts(
             now=now,
             skip_reason=skip,
@@ -186,6 +195,7 @@ class BackupSessionReconciler:
             if time_out
             else "the operator's default_session_timeout; the invoker sets no spec.timeOut",
             recheck=recheck,
+            snapshot_hosts=snapshots,
         )
 
     def _deadline(
@@ -304,6 +314,10 @@ class BackupSessionReconciler:
                         HostBackupStats(hostname=host, phase="Failed", error=error),
                     ]
                     break
+        for index, snapped in facts.snapshot_hosts:
+            t = (status.targets or [])[index]
+            if not any(h.hostname == snapped.hostname for h in t.stats or []):
+                t.stats = [*(t.stats or []), snapped]
         if facts.deadline is not None:
             status.session_deadline = facts.deadline
             if facts.now >= facts.deadline and not is_true(conds, P.DEADLINE_EXCEEDED):

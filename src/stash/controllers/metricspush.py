@@ -140,6 +140,8 @@ async def backup_session_metrics(
     )
     pushed = await _publish(ctx, labels, backup_session_registry(labels, outcome))
     if pushed is not None:
+        if labels.driver == "VolumeSnapshotter":  # no agent pushes these hosts: we do
+            await _push_hosts(ctx, labels, status, targets)
         return pushed
     local = ctx.session_metrics.local
     for target, t in zip(status.targets or [], targets, strict=True):
@@ -152,6 +154,28 @@ async def backup_session_metrics(
         if facts is not None:
             local.add(labels.grouping(), repository_registry(labels, facts))
     return _exported("session, target, host and repository")
+
+
+async def _push_hosts(
+    ctx: ControllerContext,
+    labels: MetricLabels,
+    status: BackupSessionStatus,
+    targets: tuple[TargetOutcome, ...],
+) -> None:
+    """Push the host families of a VolumeSnapshotter session (one host per claim), as an
+    agent does for its restic host; a failed push is logged, as the agent's is."""
+    url = ctx.session_metrics.pushgateway_url
+    if url is None:
+        return
+    for target, t in zip(status.targets or [], targets, strict=True):
+        host_labels = replace(labels, target_kind=t.kind, target_group=t.group, target_name=t.name)
+        for host in target.stats or []:
+            grouping = host_labels.grouping(host.hostname or "")
+            result = await push(
+                url, grouping, host_backup_registry(host_labels, host), ctx.session_metrics.timeout
+            )
+            if not result.ok:
+                log.warning("host metrics of %s not pushed: %s", host.hostname, result)
 
 
 async def _repository_facts(

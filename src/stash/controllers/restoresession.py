@@ -52,6 +52,8 @@ from stash.controllers.provisioning import (
     is_job_model,
     workload_service_account,
 )
+from stash.controllers.volumesnapshot import POLL as SNAPSHOT_POLL
+from stash.controllers.volumesnapshot import is_snapshotter, restore_from_snapshots
 from stash.kube.client import JSON
 from stash.kube.conditions import is_true, set_condition
 from stash.kube.controller import DONE, ObjectHooks, Result
@@ -93,7 +95,9 @@ def _decide(rs: RestoreSession, facts: InvokerFacts) -> _Decision:
     checks.append(valid)
     target = rs.spec.target if rs.spec else None
     hosts: int | None = None
-    if facts.target is not None:
+    # VolumeSnapshotter: the claims come first, the workload that mounts them may follow
+    snapshotter = rs.spec is not None and rs.spec.driver == "VolumeSnapshotter"
+    if facts.target is not None and not (snapshotter and target and target.volume_claim_templates):
         checks.append(target_check(P.RESTORE_TARGET_FOUND, facts.target))
         if not facts.target.found:
             recheck = True
@@ -165,7 +169,10 @@ class RestoreSessionReconciler:
         decision = _decide(rs, await self.ctx.invoker_facts(rs))
         conds = apply_checks(None, decision.checks)
         hosts = decision.hosts
-        if decision.ready:
+        restored: list[HostRestoreStats] = []
+        if decision.ready and is_snapshotter(rs):
+            conds, hosts, restored = await self._restore_claims(rs, conds)
+        elif decision.ready:
             conds, hosts = await self._provision(rs, conds, hosts)
         else:
             hosts = None
@@ -187,12 +194,16 @@ class RestoreSessionReconciler:
             if hosts is not None and st.total_hosts is None:
                 st.total_hosts = hosts
             _fail_hosts(st, jobs.hosts)
+            known = {s.hostname for s in st.stats or []}
+            st.stats = [*(st.stats or []), *(h for h in restored if h.hostname not in known)]
             st.conditions = c
             st.phase = P.restore_session_phase(st)  # type: ignore[assignment]
             return st
 
         await self._write(obj, decide)
         requeue = RECHECK if decision.recheck else None
+        if decision.ready and is_snapshotter(rs):
+            requeue = SNAPSHOT_POLL  # claims binding are not watched
         for wait in (
             max((deadline - now).total_seconds(), 0.01) if deadline is not None else None,
             jobs.recheck,
@@ -227,6 +238,21 @@ class RestoreSessionReconciler:
             message,
         )
         return conds, hosts if ok else None
+
+    async def _restore_claims(
+        self, rs: RestoreSession, conds: list[Condition]
+    ) -> tuple[list[Condition], int | None, list[HostRestoreStats]]:
+        """RestoreExecutorEnsured for driver VolumeSnapshotter: the claims are created
+        from their snapshots by the operator; their hosts that are final now."""
+        ok, message, hosts, stats = await restore_from_snapshots(self.ctx, rs)
+        conds = set_condition(
+            conds,
+            P.RESTORE_EXECUTOR_ENSURED,
+            ok,
+            "SuccessfullyEnsuredRestoreExecutor" if ok else "FailedToEnsureRestoreExecutor",
+            message,
+        )
+        return conds, hosts if ok else None, stats
 
     async def _finalize(self, obj: JSON, rs: RestoreSession | None) -> None:
         await revoke_repository_access(self.ctx, obj)

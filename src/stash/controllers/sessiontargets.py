@@ -35,6 +35,7 @@ from stash.contract.resources import TARGET_KINDS
 from stash.contract.sessions import total_hosts
 from stash.controllers.context import ControllerContext
 from stash.controllers.provisioning import ensure_backup_executor
+from stash.controllers.volumesnapshot import initiate_snapshots, is_snapshotter
 from stash.kube.client import KubeError
 from stash.kube.conditions import set_condition
 
@@ -134,6 +135,8 @@ async def initiate_target(
     """Ensure member `index`'s executor and return its initiated entry (module docstring)."""
     ns = str(session.metadata.namespace)
     ref = member_ref(member, ns)
+    if is_snapshotter(member):  # the operator snapshots the claims: no sidecar, no Job
+        return await initiate_snapshots(ctx, member, ref)
     kind = ref.kind or ""
     workload = None
     res = TARGET_KINDS.get(kind)
