@@ -37,7 +37,16 @@ from stash.kube.client import JSON, KubeError, NotFound
 from stash.kube.resources import JOBS, PODS, SECRETS
 from stash.restic import ResticTarget, restic_target
 
-__all__ = ["LOCAL_FLAG", "add_job_flags", "inner_argv", "job_manifest", "local_target", "run_job"]
+__all__ = [
+    "LOCAL_FLAG",
+    "add_job_flags",
+    "container_exit_code",
+    "inner_argv",
+    "job_manifest",
+    "job_pod",
+    "local_target",
+    "run_job",
+]
 
 LOCAL_FLAG = "--local-repository"
 _STRIPPED = ("--kubeconfig", "--context", "--namespace", "-n", "--restic", "--image", "--job-env")
@@ -174,9 +183,9 @@ async def run_job(
         p.note(f"running in Job {p.namespace}/{name} (the repository's volume is mounted there)")
         try:
             deadline = time.monotonic() + p.args.job_timeout
-            pod = await _pod_of(p, created, deadline)
+            pod = await job_pod(p, created, deadline)
             streamed = await _stream(p, pod, deadline, echo or p.say)
-            code = await _exit_code(p, pod["metadata"]["name"], deadline)
+            code = await container_exit_code(p, pod["metadata"]["name"], deadline)
             if not streamed:
                 p.note("(the Job's output is not available from its node; its exit code decides)")
             return code
@@ -187,7 +196,8 @@ async def run_job(
             await p.kube.delete(SECRETS, name, p.namespace)
 
 
-async def _pod_of(p: Plugin, job: JSON, deadline: float) -> JSON:
+async def job_pod(p: Plugin, job: JSON, deadline: float) -> JSON:
+    """The Job's pod, once there is one (PluginError at the deadline)."""
     selector = f"controller-uid={job['metadata']['uid']}"
     while time.monotonic() < deadline:
         pods = (await p.kube.list(PODS, p.namespace, label_selector=selector))["items"]
@@ -240,7 +250,8 @@ async def _stream(p: Plugin, pod: JSON, deadline: float, echo: Callable[[str], N
     return True
 
 
-async def _exit_code(p: Plugin, name: str, deadline: float) -> int:
+async def container_exit_code(p: Plugin, name: str, deadline: float) -> int:
+    """The exit code of the pod's `stash` container, once it ended."""
     while time.monotonic() < deadline:
         pod = await p.kube.get(PODS, name, p.namespace)
         done = _terminated(pod)
