@@ -221,6 +221,7 @@ def _start_operator(kubeconfig: Path, port: int) -> subprocess.Popen[bytes]:
         STASH_METRICS_HOST="127.0.0.1",
         STASH_LEADER_ELECT="false",
         STASH_SERVE_WEBHOOK="false",
+        STASH_SERVE_SNAPSHOT_API="false",
     )
     return subprocess.Popen(
         [

@@ -278,6 +278,7 @@ async def main(mb: int, rounds: int) -> None:
                     leader_elect=False,
                     metrics_port=0,
                     serve_webhook=False,
+                    serve_snapshot_api=False,
                 ),
             )
             op_task = asyncio.create_task(op.run())

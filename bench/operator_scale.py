@@ -176,6 +176,7 @@ async def main(n: int, ticking: int) -> None:
                 STASH_METRICS_PORT="0",
                 STASH_LEADER_ELECT="false",
                 STASH_SERVE_WEBHOOK="false",
+                STASH_SERVE_SNAPSHOT_API="false",
             )
             op = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
                 [

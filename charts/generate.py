@@ -9,8 +9,12 @@ charts/stash/:
   `stash.webhook.registration.configurations()`, with the release's namespace and
   Service, the failure policies from values and the caBundle left to the operator (or
   cert-manager) turned into template expressions;
+* `templates/snapshot-apiservice.yaml` — the Snapshot API's APIService from
+  `stash.snapshotapi.server.apiservice()` (rendered when snapshotApi.enabled), pointing
+  at the operator Service's snapshot port, the caBundle left to the operator (or
+  cert-manager) like the webhooks';
 * `templates/_generated.tpl` — names the hand-written templates need (the webhook
-  configurations' name, the agent ClusterRoles' names).
+  configurations' name, the agent ClusterRoles' names, the APIService's name).
 
 `python charts/generate.py --check` writes nothing and exits 1 naming the stale files
 (the unit tests call `stale_files()` for the same answer).
@@ -33,6 +37,7 @@ from stash.api import CRD_KINDS
 from stash.api.crdgen import crd, file_name, render
 from stash.contract.rbac import agent_cluster_roles
 from stash.settings import OperatorSettings
+from stash.snapshotapi.server import apiservice
 from stash.webhook.registration import configurations
 
 CHART = Path(__file__).resolve().parent / "stash"
@@ -84,6 +89,10 @@ def helpers_template() -> str:
         "{{/* Port of the operator Service the webhooks are called on. */}}\n"
         '{{- define "stash.webhookServicePort" -}}\n'
         f"{settings.webhook_service_port}\n"
+        "{{- end }}\n\n"
+        "{{/* The Snapshot API's APIService (stash.snapshotapi.server.NAME). */}}\n"
+        '{{- define "stash.apiServiceName" -}}\n'
+        f"{snapshot_api_name()}\n"
         "{{- end }}\n\n"
         "{{/* The agent ClusterRoles (stash.contract.rbac), as a YAML flow list. */}}\n"
         '{{- define "stash.agentClusterRoleNames" -}}\n'
@@ -154,11 +163,57 @@ def webhook_template() -> str:
     return header + _template_text(mutating) + "---\n" + _template_text(validating)
 
 
+def snapshot_api_name() -> str:
+    """The APIService's name, as the code registers it."""
+    return str(apiservice("ns", "svc", 1, b"")["metadata"]["name"])
+
+
+def apiservice_template() -> str:
+    """The Snapshot API's APIService, from the code's, with the release's Service."""
+    obj = apiservice(_NS, _SVC, _PORT, b"")
+    meta = obj["metadata"]
+    labels = "".join(
+        f"    {k}: {v}\n" for k, v in meta["labels"].items() if k != "app.kubernetes.io/managed-by"
+    )
+    spec = dict(obj["spec"])
+    del spec["caBundle"]
+    body = yaml.safe_dump({"spec": spec}, sort_keys=False)
+    for placeholder, expression in _EXPRESSIONS.items():
+        body = body.replace(placeholder, expression)
+    body = body.replace(f"port: {_PORT}\n", "port: {{ .Values.snapshotApi.port }}\n")
+    header = _GENERATED.format(source="stash.snapshotapi.server.apiservice()") + (
+        "# The operator (webhook.certificates.mode operator) or cert-manager (mode secret)\n"
+        "# fills in the caBundle, as for the webhook configurations.\n"
+    )
+    return (
+        header
+        + "{{- if .Values.snapshotApi.enabled }}\n"
+        + f"apiVersion: {obj['apiVersion']}\n"
+        + f"kind: {obj['kind']}\n"
+        + "metadata:\n"
+        + '  name: {{ include "stash.apiServiceName" . }}\n'
+        + "  labels:\n"
+        + labels
+        + "    app.kubernetes.io/name: stash\n"
+        + "    app.kubernetes.io/component: snapshot-api\n"
+        + '    {{- include "stash.releaseLabels" . | nindent 4 }}\n'
+        + '  {{- with include "stash.webhookAnnotations" . }}\n'
+        + "  {{- . | nindent 2 }}\n"
+        + "  {{- end }}\n"
+        + body
+        + "  {{- with .Values.webhook.certificates.caBundle }}\n"
+        + "  caBundle: {{ . }}\n"
+        + "  {{- end }}\n"
+        + "{{- end }}\n"
+    )
+
+
 def outputs() -> dict[Path, str]:
     """Every generated file of the chart -> its text."""
     files = {CHART / "crds" / name: text for name, text in crd_files().items()}
     files[CHART / "templates" / "agent-clusterroles.yaml"] = agent_roles_template()
     files[CHART / "templates" / "webhook-configurations.yaml"] = webhook_template()
+    files[CHART / "templates" / "snapshot-apiservice.yaml"] = apiservice_template()
     files[CHART / "templates" / "_generated.tpl"] = helpers_template()
     return files
 

@@ -1,4 +1,5 @@
-"""`stash operator`: informers, controllers, the cron engine and /metrics in one loop.
+"""`stash operator`: informers, controllers, the cron engine, /metrics, the admission
+webhook and the Snapshot API (`stash.snapshotserving`) in one loop.
 
 Every replica runs the informers (warm caches make a hand-over fast), the metrics
 server and the admission webhook; only the replica holding the Lease runs the
@@ -92,7 +93,8 @@ from stash.notifications import Notifier, secret_loader
 from stash.scheduler import CronEngine
 from stash.sessionmetrics import MetricLabels, SessionMetricsSink
 from stash.settings import OperatorSettings
-from stash.webhook.server import WebhookServer
+from stash.snapshotserving import OperatorSnapshotApi
+from stash.webhook.server import WebhookServer, cert_store
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +171,8 @@ class Operator:
             ctrl.metrics = observer
         self.ready = asyncio.Event()
         self.webhook: WebhookServer | None = None
+        self.cert_store = cert_store(settings, kube)  # the webhook's and the Snapshot API's
+        self.snapshot_api = OperatorSnapshotApi(kube, settings, self.cert_store)
         self.metrics_port: int | None = None
         self._phase_of: dict[str, str] = {}
         c.backupsessions.add_handler(self._count_phases)
@@ -309,11 +313,11 @@ class Operator:
         for inf in informers:
             self.supervisor.spawn(f"informer {inf.resource.plural}", inf.run, progress=inf.progress)
         server = await self._serve_metrics()
-        webhook_task = (
-            asyncio.create_task(self._serve_webhook(), name="admission webhook")
-            if self.settings.serve_webhook
-            else None
-        )
+        side = [
+            *([self._serve_webhook()] if self.settings.serve_webhook else []),
+            *([self.snapshot_api.run()] if self.settings.serve_snapshot_api else []),
+        ]
+        side_tasks = [asyncio.create_task(coro) for coro in side]
         try:
             await wait_synced(informers)
             self.ready.set()
@@ -340,9 +344,9 @@ class Operator:
         finally:
             self.engine.stop()
             await self.supervisor.close()
-            if webhook_task is not None:
-                webhook_task.cancel()
-                await asyncio.gather(webhook_task, return_exceptions=True)
+            for task in side_tasks:
+                task.cancel()
+            await asyncio.gather(*side_tasks, return_exceptions=True)
             await server.cleanup()
 
     async def _add_appbindings(self) -> None:
@@ -381,7 +385,7 @@ class Operator:
         whose webhook is not serving is not ready, so the Service skips it)."""
         delay = 2.0
         while True:
-            webhook = WebhookServer(self.settings, self.kube)
+            webhook = WebhookServer(self.settings, self.kube, store=self.cert_store)
             try:
                 await webhook.start()
                 break

@@ -94,6 +94,24 @@ class OperatorSettings(BaseSettings):
     """Secret (in `namespace`) that stores the webhook CA and serving certificate."""
     injection_mode: InjectionMode = "workload"
 
+    # --- the Snapshot API (repositories.stash.appscode.com/v1alpha1, stash-api.md §11)
+    serve_snapshot_api: bool = True
+    """Serve `kubectl get|delete snapshots` as an aggregated API in the operator process
+    (every replica serves it, with the webhook's serving certificate)."""
+    snapshot_api_port: int = Field(default=8444, ge=0, le=65535)
+    """HTTPS port of the Snapshot API (0: pick a free one)."""
+    snapshot_api_service_port: int = Field(default=8444, ge=1, le=65535)
+    """Port of the operator Service that the APIService names."""
+    snapshot_api_manage_apiservice: bool = True
+    """Create and update the APIService v1alpha1.repositories.stash.appscode.com. False
+    when the Helm chart owns it: the operator then only writes its caBundle."""
+    snapshot_api_endpoint: str | None = None
+    """An address of this host the apiserver can reach (not loopback). Set for a run
+    outside the cluster: the operator then publishes its own Service (without selector)
+    and EndpointSlice leading there, and removes them and the APIService on exit."""
+    restic: str = "restic"
+    """The restic binary the operator runs (the Snapshot API; env STASH_RESTIC)."""
+
     manage_agent_roles: bool = True
     """Install the agent ClusterRoles at each leader start. False when the Helm chart
     owns them (the operator then has no right to change them)."""

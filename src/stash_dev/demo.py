@@ -128,7 +128,12 @@ async def start_operator(demo: Demo) -> None:
     demo.stack.push_async_callback(op_kube.close)
     # The demo shows the operator's repair path (no webhook registered on the cluster).
     settings = OperatorSettings(
-        watch_namespace=NS, namespace=NS, leader_elect=False, metrics_port=0, serve_webhook=False
+        watch_namespace=NS,
+        namespace=NS,
+        leader_elect=False,
+        metrics_port=0,
+        serve_webhook=False,
+        serve_snapshot_api=False,
     )
     operator = Operator(op_kube, settings)
     task = asyncio.create_task(operator.run())

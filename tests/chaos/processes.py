@@ -104,6 +104,7 @@ class OperatorReplica:
             "127.0.0.1",
             "--webhook-port",
             str(self.webhook_port),
+            "--no-snapshot-api",
         ]
         self.env = {**os.environ, "STASH_METRICS_HOST": "127.0.0.1", **env}
         for var in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"):

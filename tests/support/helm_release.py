@@ -2,12 +2,14 @@
 with the pinned helm, and what the release put into the cluster.
 
 The chart's cluster-scoped objects have fixed names (the agent ClusterRoles, both webhook
-configurations), and earlier tests of the same session create some of them without helm
-(an in-process operator installs the agent ClusterRoles). helm refuses to adopt objects
-another owner made, so `install` first deletes those of them that no release owns, as an
-operator's admin would before installing the chart. A release is always uninstalled at
-teardown, and a webhook configuration of it that survived is deleted: a failing webhook
-left behind would refuse Stash objects in every later test.
+configurations, the Snapshot API's APIService), and earlier tests of the same session
+create some of them without helm (an in-process operator installs the agent
+ClusterRoles). helm refuses to adopt objects another owner made, so `install` first
+deletes those of them that no release owns, as an operator's admin would before
+installing the chart. A release is always uninstalled at
+teardown, and a webhook configuration or APIService of it that survived is deleted: a
+failing webhook left behind would refuse Stash objects in every later test, an
+unavailable APIService would stall namespace deletions.
 
 Not for: rendering without a cluster (`tests.support.chart_tools.render`).
 """
@@ -42,6 +44,9 @@ VALIDATING = Resource(
     "ValidatingWebhookConfiguration",
     namespaced=False,
 )
+APISERVICES = Resource(
+    "apiregistration.k8s.io", "v1", "apiservices", "APIService", namespaced=False
+)
 CLUSTER_SCOPED = {
     "ClusterRole": Resource(_RBAC, "v1", "clusterroles", "ClusterRole", namespaced=False),
     "ClusterRoleBinding": Resource(
@@ -49,6 +54,7 @@ CLUSTER_SCOPED = {
     ),
     "MutatingWebhookConfiguration": MUTATING,
     "ValidatingWebhookConfiguration": VALIDATING,
+    "APIService": APISERVICES,
 }
 RELEASE_NAME = "meta.helm.sh/release-name"
 RELEASE_NAMESPACE = "meta.helm.sh/release-namespace"
@@ -130,14 +136,15 @@ class HelmRelease:
         return found
 
     async def teardown(self) -> list[str]:
-        """Uninstall if installed; delete any webhook configuration of the release that
-        is left. Returns what had to be deleted by hand (empty when helm did it all)."""
+        """Uninstall if installed; delete any webhook configuration or APIService of the
+        release that is left (an unavailable APIService stalls every namespace deletion).
+        Returns what had to be deleted by hand (empty when helm did it all)."""
         if self.installed:
             await self.uninstall()
         leftovers = []
-        for obj in await self.webhook_configurations():
-            res = MUTATING if obj["kind"] == "MutatingWebhookConfiguration" else VALIDATING
-            await self.kube.delete(res, obj["metadata"]["name"])
+        apiservices = [o for o in (await self.kube.list(APISERVICES))["items"] if self.owns(o)]
+        for obj in [*await self.webhook_configurations(), *apiservices]:
+            await self.kube.delete(CLUSTER_SCOPED[obj["kind"]], obj["metadata"]["name"])
             leftovers.append(f"{obj['kind']}/{obj['metadata']['name']}")
         return leftovers
 

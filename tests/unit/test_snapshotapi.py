@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import pytest
 
+from stash.cli.main import build_parser
+from stash.cli.operator import settings_from
 from stash.restic import Snapshot
+from stash.settings import OperatorSettings
 from stash.snapshotapi import objects as O
+from stash.snapshotserving import registration_of
 
 
 def test_names_and_selectors() -> None:
@@ -34,3 +39,43 @@ def test_a_snapshot_object_and_its_row() -> None:
     [row] = O.table([obj])["rows"]
     assert row["cells"] == ["repo-0123abcd", "0123abcd", "repo", "web-0", "2026-01-02T02:04:05Z"]
     assert snap.time.tzinfo is not None and snap.time.utcoffset() == dt.timedelta(hours=1)
+
+
+# ---------------------------------------------------------------- the operator's settings
+
+
+@pytest.mark.parametrize(
+    ("flags", "served", "port", "managed"),
+    [
+        ((), True, 8444, True),
+        (("--no-snapshot-api",), False, 8444, True),
+        (("--snapshot-api-port=9444", "--no-snapshot-api-manage-apiservice"), True, 9444, False),
+    ],
+)
+def test_stash_operator_flags_say_whether_and_where_the_snapshot_api_is_served(
+    flags: tuple[str, ...],
+    served: bool,
+    port: int,
+    managed: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for var in [v for v in os.environ if v.startswith("STASH_")]:
+        monkeypatch.delenv(var)
+    settings = settings_from(build_parser().parse_args(["operator", *flags]))
+    assert settings.serve_snapshot_api is served
+    assert settings.snapshot_api_port == port
+    assert settings.snapshot_api_manage_apiservice is managed
+
+
+@pytest.mark.parametrize(
+    ("overrides", "registration"),
+    [
+        ({}, "apiservice"),
+        ({"snapshot_api_manage_apiservice": False}, "ca-bundle"),
+        ({"webhook_cert_dir": "/etc/tls"}, "none"),  # cert-manager injects the caBundle
+    ],
+)
+def test_what_the_operator_registers_follows_the_webhooks_rules(
+    overrides: dict[str, object], registration: str
+) -> None:
+    assert registration_of(OperatorSettings(**overrides)) == registration  # type: ignore[arg-type]

@@ -10,6 +10,11 @@ admission.stash.appscode.com
 443
 {{- end }}
 
+{{/* The Snapshot API's APIService (stash.snapshotapi.server.NAME). */}}
+{{- define "stash.apiServiceName" -}}
+v1alpha1.repositories.stash.appscode.com
+{{- end }}
+
 {{/* The agent ClusterRoles (stash.contract.rbac), as a YAML flow list. */}}
 {{- define "stash.agentClusterRoleNames" -}}
 ["stash-sidecar", "stash-restore-init-container", "stash-backup-job", "stash-restore-job", "stash-hook-exec"]

@@ -1,4 +1,5 @@
-"""`stash operator`: run the controllers, the cron engine, the webhook and /metrics."""
+"""`stash operator`: run the controllers, the cron engine, the webhook, the Snapshot API
+and /metrics."""
 
 from __future__ import annotations
 
@@ -40,6 +41,21 @@ def register(sub: Any) -> None:
         help="create/update the webhook configurations (no: the chart owns them; only their "
         "caBundle is written)",
     )
+    p.add_argument(
+        "--snapshot-api",
+        dest="serve_snapshot_api",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve `kubectl get snapshots` (repositories.stash.appscode.com) in this "
+        "process (default: yes)",
+    )
+    p.add_argument("--snapshot-api-port", type=int)
+    p.add_argument(
+        "--snapshot-api-manage-apiservice",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="create/update the APIService (no: the chart owns it; only its caBundle is written)",
+    )
     p.add_argument("--image", help="agent image name")
     p.add_argument("--default-timezone", help="zone of schedules without CRON_TZ=")
     p.add_argument("--missed-schedule-grace", type=float, help="seconds; 0 skips missed ticks")
@@ -59,6 +75,9 @@ def settings_from(args: argparse.Namespace) -> OperatorSettings:
         "webhook_port",
         "webhook_cert_dir",
         "webhook_manage_configurations",
+        "serve_snapshot_api",
+        "snapshot_api_port",
+        "snapshot_api_manage_apiservice",
         "image",
         "default_timezone",
         "missed_schedule_grace",

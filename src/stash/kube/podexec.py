@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
@@ -144,16 +144,21 @@ class PodExec:
         container: str | None,
         command: Sequence[str],
         timeout: float,
+        stdout: Callable[[bytes], None] | None = None,
     ) -> tuple[int, str]:
         """Run `command` in `container` of `pod` (None: the apiserver's choice, which is
-        the only container, or an error naming them); (exit code, bounded output)."""
+        the only container, or an error naming them); (exit code, bounded output). With
+        `stdout`, what the command writes to stdout goes there, every byte, in order (a
+        tar stream, say), and the output returned is stderr's."""
         what = f"exec in {namespace}/{pod} container {container!r}"
         if not command:
             raise PodExecError(f"{what}: no command given")
         output = _Tail(self.max_output)
         try:
             async with asyncio.timeout(timeout):
-                return await self._run(namespace, pod, container, command, output, what)
+                return await self._run(
+                    namespace, pod, container, command, _Sink(output, stdout), what
+                )
         except TimeoutError:
             raise PodExecTimeout(
                 f"{what}: still running after {timeout:g}s", output.text()
@@ -165,7 +170,7 @@ class PodExec:
         pod: str,
         container: str | None,
         command: Sequence[str],
-        output: _Tail,
+        output: _Sink,
         what: str,
     ) -> tuple[int, str]:
         query = [("container", container)] if container else []
@@ -203,19 +208,32 @@ class PodExec:
         if status is None:
             raise PodExecError(f"{what}: the stream ended without the command's status")
         try:
-            return exit_code_of(status), output.text()
+            return exit_code_of(status), output.tail.text()
         except PodExecError as exc:
             raise PodExecError(f"{what}: {exc}") from None
 
 
-async def _read(ws: aiohttp.ClientWebSocketResponse, output: _Tail) -> dict[str, Any] | None:
+class _Sink:
+    """Where the channels go: stdout to the caller's sink if any, the rest to the tail."""
+
+    def __init__(self, tail: _Tail, stdout: Callable[[bytes], None] | None) -> None:
+        self.tail, self.stdout = tail, stdout
+
+    def add(self, channel: int, data: bytes) -> None:
+        if channel == STDOUT and self.stdout is not None:
+            self.stdout(data)
+        else:
+            self.tail.add(data)
+
+
+async def _read(ws: aiohttp.ClientWebSocketResponse, output: _Sink) -> dict[str, Any] | None:
     """Collect stdout and stderr until the status arrives (None: the stream ended first)."""
     async for msg in ws:
         if msg.type != aiohttp.WSMsgType.BINARY or not msg.data:
             continue
         channel, data = msg.data[0], msg.data[1:]
         if channel in (STDOUT, STDERR):
-            output.add(data)
+            output.add(channel, data)
         elif channel == STATUS and data:
             try:
                 status: dict[str, Any] = json.loads(data)

@@ -55,7 +55,7 @@ from stash.webhook.registration import (
     unregister,
 )
 
-__all__ = ["WebhookServer", "serve_webhook"]
+__all__ = ["WebhookServer", "cert_store", "serve_webhook", "serving_bundle"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,34 @@ def _names(settings: OperatorSettings) -> tuple[list[str], list[str]]:
     return dns, ips
 
 
+def cert_store(settings: OperatorSettings, kube: Kube) -> CertStore:
+    """Where the serving certificate is kept: memory for a local run (a specific
+    `webhook_host`), else the Secret the replicas share."""
+    if settings.webhook_url_base is not None:
+        return MemoryCertStore()
+    return SecretCertStore(kube, settings.namespace, settings.webhook_tls_secret)
+
+
+async def serving_bundle(
+    settings: OperatorSettings,
+    store: CertStore,
+    now: dt.datetime,
+    *,
+    ca_lifetime: dt.timedelta = CA_LIFETIME,
+    cert_lifetime: dt.timedelta = CERT_LIFETIME,
+) -> CertBundle:
+    """The certificate to serve now: the mounted one (`webhook_cert_dir`), else the
+    stored one, renewed (and stored) when due. The Snapshot API serves the same one."""
+    if settings.webhook_cert_dir:
+        return await asyncio.to_thread(_read_cert_dir, Path(settings.webhook_cert_dir))
+    stored = await store.load()
+    dns, ips = _names(settings)
+    wanted = plan(stored, dns, ips, now, ca_lifetime=ca_lifetime, cert_lifetime=cert_lifetime)
+    if wanted is not stored:
+        wanted = await store.save(wanted)
+    return wanted
+
+
 class WebhookServer:
     """The webhook over HTTPS, registered with the apiserver, its certificate kept fresh."""
 
@@ -113,12 +141,7 @@ class WebhookServer:
         self.settings = settings
         self.kube = kube
         self.lookup = lookup or ApiLookup(kube)
-        local = settings.webhook_url_base is not None
-        self.store = store or (
-            MemoryCertStore()
-            if local
-            else SecretCertStore(kube, settings.namespace, settings.webhook_tls_secret)
-        )
+        self.store = store or cert_store(settings, kube)
         self.namespace_selector = namespace_selector
         self.clock = clock
         # A mounted certificate is renewed by someone else (cert-manager): look often.
@@ -157,14 +180,7 @@ class WebhookServer:
         self.bundle = bundle
 
     async def _current_bundle(self) -> CertBundle:
-        if self.settings.webhook_cert_dir:
-            return await asyncio.to_thread(_read_cert_dir, Path(self.settings.webhook_cert_dir))
-        stored = await self.store.load()
-        dns, ips = _names(self.settings)
-        wanted = plan(stored, dns, ips, self.clock(), **self.lifetimes)
-        if wanted is not stored:
-            wanted = await self.store.save(wanted)
-        return wanted
+        return await serving_bundle(self.settings, self.store, self.clock(), **self.lifetimes)
 
     async def start(self) -> None:
         """Load or issue the certificate, serve HTTPS, register the webhooks."""

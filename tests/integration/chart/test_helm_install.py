@@ -7,8 +7,9 @@ refuse every Stash object in the cluster). With the operator Deployment's pod ru
 pod runner under its own ServiceAccount (no admin credentials): it becomes ready on its
 pod IP, takes the leader Lease and serves the webhook that the apiserver calls through
 the chart's Service (`--enable-aggregator-routing` sends the call to the endpoint IP);
-then a Deployment gets its backup sidecar at admission, a BackupSession and a
-RestoreSession succeed under the chart's RBAC.
+its Snapshot API is Available to the aggregator (`kubectl get snapshots`); then a
+Deployment gets its backup sidecar at admission, a BackupSession and a RestoreSession
+succeed under the chart's RBAC.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from tests.integration.agent.conftest import (
 from tests.integration.chart.conftest import IMAGE
 from tests.support.chart_tools import CHART, kubectl
 from tests.support.cluster import eventually
-from tests.support.helm_release import MUTATING, VALIDATING, HelmRelease
+from tests.support.helm_release import APISERVICES, MUTATING, VALIDATING, HelmRelease
 from tests.support.operator_pod import (
     WEBHOOK_NOT_SERVED,
     ChartOperator,
@@ -61,6 +62,7 @@ pytestmark = pytest.mark.cluster
 SERVICES = Resource("", "v1", "services", "Service")
 OPERATOR = "stash-operator"  # <fullname>-operator of release `stash`
 WEBHOOK_CONFIG = "admission.stash.appscode.com"
+SNAPSHOT_API = "v1alpha1.repositories.stash.appscode.com"
 CRD_NAMES = sorted(
     yaml.safe_load(p.read_text())["metadata"]["name"] for p in (CHART / "crds").glob("*.yaml")
 )
@@ -83,6 +85,12 @@ async def _live(control_plane: ControlPlane, docs: list[JSON]) -> set[tuple[str,
     assert done.returncode == 0, done.stderr
     items = (yaml.safe_load(done.stdout) or {}).get("items") or []
     return {(i["kind"], i["metadata"]["name"]) for i in items}
+
+
+async def _available(kube: Kube) -> bool:
+    api = await kube.get(APISERVICES, SNAPSHOT_API)
+    conds = {c["type"]: c["status"] for c in (api.get("status") or {}).get("conditions") or []}
+    return conds.get("Available") == "True"
 
 
 def _kinds_and_names(docs: list[JSON]) -> set[tuple[str, str]]:
@@ -115,6 +123,7 @@ async def test_helm_install_creates_every_object_of_the_chart(
         "MutatingWebhookConfiguration",
         "ValidatingWebhookConfiguration",
         "PodDisruptionBudget",
+        "APIService",
     }
     assert await _live(control_plane, manifest) == _kinds_and_names(manifest)
     for name in CRD_NAMES:  # helm installs crds/ first (and keeps existing ones)
@@ -138,6 +147,16 @@ async def test_helm_install_creates_every_object_of_the_chart(
     (container,) = deploy["spec"]["template"]["spec"]["containers"]
     assert {"name": "webhook", "containerPort": 8443, "protocol": "TCP"} in container["ports"]
     assert https["targetPort"] == "webhook"
+    # The aggregator calls the Snapshot API through the same Service, on its own port.
+    api = await rawkube.get(APISERVICES, SNAPSHOT_API)
+    assert release.owns(api)
+    (snapshots,) = [p for p in service["spec"]["ports"] if p["name"] == "https-snapshots"]
+    assert api["spec"]["service"] == {
+        "namespace": release.namespace,
+        "name": OPERATOR,
+        "port": snapshots["port"],
+    }
+    assert snapshots["targetPort"] == "snapshot-api"
 
 
 async def test_helm_upgrade_to_a_changed_values_file_and_uninstall_leave_no_webhook(
@@ -184,21 +203,23 @@ async def test_helm_upgrade_to_a_changed_values_file_and_uninstall_leave_no_webh
 # ---------------------------------------------------------------- the operator, running
 
 
-async def _install_for_a_run(release: HelmRelease) -> tuple[int, int]:
-    """Install one replica on free ports (pods share the host's network); the ports."""
-    metrics_port, webhook_port = free_port(), free_port()
+async def _install_for_a_run(release: HelmRelease) -> tuple[int, int, int]:
+    """Install one replica on free ports (pods share the host's network); the metrics,
+    webhook and Snapshot API ports."""
+    metrics_port, webhook_port, snapshot_port = free_port(), free_port(), free_port()
     await release.install(
         f"image.repository={IMAGE}",
         "replicaCount=1",
         f"metrics.port={metrics_port}",
         f"webhook.port={webhook_port}",
+        f"snapshotApi.port={snapshot_port}",
     )
-    return metrics_port, webhook_port
+    return metrics_port, webhook_port, snapshot_port
 
 
 async def _serving_operator(release: HelmRelease, chart_operator: ChartOperator) -> OperatorPod:
     """The release's operator, ready, with its webhook reachable as the Service's name."""
-    metrics_port, webhook_port = await _install_for_a_run(release)
+    metrics_port, webhook_port, _ = await _install_for_a_run(release)
     op = await chart_operator.start(release.namespace, release.name, metrics_port, webhook_port)
     await _expect_webhook(release, op)
     return op
@@ -221,14 +242,20 @@ async def _expect_webhook(release: HelmRelease, op: OperatorPod) -> None:
 async def test_operator_pod_runs_with_its_service_account_and_serves_on_its_pod_ip(
     rawkube: Kube, release: HelmRelease, chart_operator: ChartOperator, apps_namespace: str
 ) -> None:
-    metrics_port, webhook_port = await _install_for_a_run(release)
+    metrics_port, webhook_port, snapshot_port = await _install_for_a_run(release)
     op = await chart_operator.start(release.namespace, release.name, metrics_port, webhook_port)
     assert not ipaddress.ip_address(op.ip).is_loopback, (
         f"the pod's IP {op.ip} is loopback, which EndpointSlices refuse: this host has no "
         "other address (see stash_dev.podips)"
     )
     # The Service leads to that address: where the apiserver will send admission calls.
-    expected = {op.ip: {"https-webhook": webhook_port, "metrics": metrics_port}}
+    expected = {
+        op.ip: {
+            "https-webhook": webhook_port,
+            "metrics": metrics_port,
+            "https-snapshots": snapshot_port,
+        }
+    }
 
     async def routed() -> bool:
         return await endpoints(rawkube, release.namespace, OPERATOR) == expected
@@ -257,6 +284,15 @@ async def test_operator_pod_runs_with_its_service_account_and_serves_on_its_pod_
     with pytest.raises(KubeError) as refused:
         await rawkube.create(REPOSITORIES, bad, apps_namespace)
     assert "repository.admission.stash.appscode.com" in str(refused.value), refused.value
+
+    # The Snapshot API, under the chart's RBAC (the front-proxy CA read from kube-system,
+    # SubjectAccessReviews, the APIService's caBundle): the aggregator finds it available
+    # and real kubectl gets its answer through the apiserver.
+    await eventually(lambda: _available(rawkube), timeout=60, what="the APIService Available")
+    listed = await asyncio.to_thread(
+        kubectl, release.kubeconfig, "get", "snapshots", "-n", apps_namespace
+    )
+    assert listed.returncode == 0 and "No resources found" in listed.stderr, listed.stderr
 
 
 def _restore_session(restic_bin: str) -> JSON:

@@ -5,7 +5,7 @@ apiserver's RBAC authorizer).
 The operator's account may do what docs/rbac.md lists and nothing it has no reason to:
 no `pods/exec`, no Pod reads or creates (only the deletes that roll out a ReplicaSet),
 no Secret writes outside its own certificate Secret, no
-ClusterRole writes, no webhook configurations but its own. A workload's account, once
+ClusterRole writes, no webhook configurations or APIService but its own. A workload's account, once
 the operator bound the sidecar's role to it, reads the Repository's storage Secret and
 no other Secret of its namespace.
 """
@@ -38,6 +38,7 @@ pytestmark = pytest.mark.cluster
 OPERATOR = "stash-operator"
 WEBHOOK_SECRET = "stash-operator-webhook-tls"
 WEBHOOK_CONFIG = "admission.stash.appscode.com"
+SNAPSHOT_API = "v1alpha1.repositories.stash.appscode.com"
 SECRET_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
 
 
@@ -113,6 +114,17 @@ async def test_the_operator_account_cannot_do_what_it_has_no_reason_to(
         ("update", "validatingwebhookconfigurations/another-product", None, False),
         ("delete", f"mutatingwebhookconfigurations/{WEBHOOK_CONFIG}", None, False),
         ("create", "mutatingwebhookconfigurations", None, False),
+        # The Snapshot API: its APIService's caBundle only, never create or delete one;
+        # what an aggregated server needs (system:auth-delegator, and the front-proxy CA
+        # in kube-system/extension-apiserver-authentication), no other ConfigMap there.
+        ("update", f"apiservices/{SNAPSHOT_API}", None, True),
+        ("update", "apiservices/v1beta1.metrics.k8s.io", None, False),
+        ("delete", f"apiservices/{SNAPSHOT_API}", None, False),
+        ("create", "apiservices", None, False),
+        ("get", "configmaps/extension-apiserver-authentication", "kube-system", True),
+        ("get", "configmaps/kube-root-ca.crt", "kube-system", False),
+        ("create", "tokenreviews", None, True),
+        ("create", "subjectaccessreviews", None, True),
         # Leases: its own, in its namespace.
         ("update", f"leases/{OPERATOR}", ns, True),
         ("update", "leases/kube-scheduler", "kube-system", False),

@@ -17,6 +17,7 @@ from stash.cli.main import build_parser
 from stash.contract.rbac import agent_cluster_roles
 from stash.notifications import NotificationConfig
 from stash.settings import OperatorSettings
+from stash.snapshotapi.server import NAME, apiservice
 from stash.webhook.registration import configurations
 from tests.support.chart_tools import CHART, ROOT, Rendered, helm, render
 from tests.support.pod_security import restricted_violations
@@ -67,6 +68,7 @@ def test_defaults_install_the_operator_its_rbac_and_webhooks() -> None:
         "PodDisruptionBudget",
         "MutatingWebhookConfiguration",
         "ValidatingWebhookConfiguration",
+        "APIService",
     }
     deploy = r.one("Deployment", "stash-operator")
     assert deploy["spec"]["replicas"] == 2
@@ -107,8 +109,9 @@ def test_an_optional_network_policy_limits_the_webhook_to_the_apiserver(tmp_path
         == (r.one("Deployment")["spec"]["selector"]["matchLabels"])
     )
     assert policy["policyTypes"] == ["Ingress"]
-    by_port = {rule["ports"][0]["port"]: rule for rule in policy["ingress"]}
-    assert set(by_port) == {"webhook", "metrics"}  # the container ports' names
+    by_port = {port["port"]: rule for rule in policy["ingress"] for port in rule["ports"]}
+    assert set(by_port) == {"webhook", "snapshot-api", "metrics"}  # the container ports' names
+    assert by_port["snapshot-api"] is by_port["webhook"]  # the aggregator is the apiserver
     assert by_port["webhook"]["from"] == [{"ipBlock": {"cidr": "10.0.0.0/24"}}]
     assert by_port["metrics"]["from"][0]["namespaceSelector"]["matchLabels"] == {
         "team": "monitoring"
@@ -124,7 +127,7 @@ def test_service_reaches_the_webhook_and_metrics_ports() -> None:
     ports = {p["name"]: p for p in svc["spec"]["ports"]}
     assert svc["spec"]["selector"] == r.one("Deployment")["spec"]["selector"]["matchLabels"]
     container_ports = {p["name"]: p["containerPort"] for p in _container(r)["ports"]}
-    assert container_ports == {"webhook": 9443, "metrics": 9090}
+    assert container_ports == {"webhook": 9443, "metrics": 9090, "snapshot-api": 8444}
     assert ports["https-webhook"]["targetPort"] == "webhook"
     assert ports["metrics"] == {
         "name": "metrics",
@@ -137,6 +140,88 @@ def test_service_reaches_the_webhook_and_metrics_ports() -> None:
             service = hook["clientConfig"]["service"]
             assert (service["name"], service["namespace"]) == ("stash-operator", "stash")
             assert service["port"] == ports["https-webhook"]["port"]
+
+
+def test_the_snapshot_api_is_registered_served_and_bound_to_the_aggregator_roles(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    r = render("snapshotApi.port=9444", release="rel", namespace="ops")
+    api = r.one("APIService", NAME)
+    code = apiservice("ops", "rel-stash-operator", 9444, b"")
+    assert api["spec"] == {k: v for k, v in code["spec"].items() if k != "caBundle"}
+    svc_ports = {p["name"]: p for p in r.one("Service", "rel-stash-operator")["spec"]["ports"]}
+    assert svc_ports["https-snapshots"]["port"] == 9444
+    assert svc_ports["https-snapshots"]["targetPort"] == "snapshot-api"
+    container_ports = {p["name"]: p["containerPort"] for p in _container(r)["ports"]}
+    assert container_ports["snapshot-api"] == 9444
+    settings = _operator_settings(r, monkeypatch)
+    assert settings.serve_snapshot_api is True
+    assert (settings.snapshot_api_port, settings.snapshot_api_service_port) == (9444, 9444)
+    assert settings.snapshot_api_manage_apiservice is False  # the chart owns it
+    assert settings.service_name == api["spec"]["service"]["name"]
+    delegator = r.one("ClusterRoleBinding", "rel-stash-operator-auth-delegator")
+    assert delegator["roleRef"]["name"] == "system:auth-delegator"
+    reader = r.one("RoleBinding", "rel-stash-operator-authentication-reader")
+    assert reader["metadata"]["namespace"] == "kube-system"
+    assert reader["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "extension-apiserver-authentication-reader",
+    }
+    account = [{"kind": "ServiceAccount", "name": "rel-stash-operator", "namespace": "ops"}]
+    assert delegator["subjects"] == reader["subjects"] == account
+    rules = [
+        rule
+        for rule in _rules(r, "ClusterRole", "rel-stash-operator")
+        if rule["resources"] == ["apiservices"]
+    ]
+    assert rules == [
+        {
+            "apiGroups": ["apiregistration.k8s.io"],
+            "resources": ["apiservices"],
+            "resourceNames": [NAME],
+            "verbs": ["get", "update"],
+        }
+    ]
+
+
+def test_the_snapshot_api_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    r = render("snapshotApi.enabled=false")
+    assert "APIService" not in r.kinds()
+    assert [b["metadata"]["name"] for b in r.of_kind("ClusterRoleBinding")] == ["stash-operator"]
+    assert [b["metadata"]["name"] for b in r.of_kind("RoleBinding")] == ["stash-operator"]
+    names = {p["name"] for p in r.one("Service")["spec"]["ports"]}
+    assert names == {"https-webhook", "metrics"}
+    assert all(
+        "apiservices" not in rule["resources"]
+        for rule in _rules(r, "ClusterRole", "stash-operator")
+    )
+    assert _operator_settings(r, monkeypatch).serve_snapshot_api is False
+
+
+def test_the_snapshot_apis_ca_comes_like_the_webhooks() -> None:
+    injected = render(
+        "webhook.certificates.mode=secret",
+        "webhook.certificates.secretName=tls",
+        "webhook.certificates.certManager.certificate=stash-webhook",
+    )
+    api = injected.one("APIService")
+    assert api["metadata"]["annotations"] == {
+        "cert-manager.io/inject-ca-from": "stash/stash-webhook"
+    }
+    assert "caBundle" not in api["spec"]
+    given = render(
+        "webhook.certificates.mode=secret",
+        "webhook.certificates.secretName=tls",
+        "webhook.certificates.caBundle=Q0EK",
+    )
+    assert given.one("APIService")["spec"]["caBundle"] == "Q0EK"
+    # the operator writes no caBundle then: it needs no right on the APIService
+    for r in (injected, given):
+        assert all(
+            "apiservices" not in rule["resources"]
+            for rule in _rules(r, "ClusterRole", "stash-operator")
+        )
 
 
 # ---------------------------------------------------------------- the same as the code
@@ -195,7 +280,9 @@ def test_cert_manager_certificates_are_mounted_and_their_ca_injected() -> None:
         "replicaCount=1",
         "leaderElection.enabled=false",
     )
-    assert not {"Role", "RoleBinding"} & no_role.kinds()
+    assert "Role" not in no_role.kinds()
+    # only the Snapshot API's binding to the authentication reader, in kube-system
+    assert [b["metadata"]["namespace"] for b in no_role.of_kind("RoleBinding")] == ["kube-system"]
 
 
 def test_a_given_ca_bundle_goes_into_every_webhook() -> None:
@@ -433,7 +520,8 @@ def test_operator_rbac_is_least_privilege() -> None:
             names = {r.one(k)["metadata"]["name"] for k in _WEBHOOK_KINDS}
             assert set(rule["resourceNames"]) == names
             assert set(rule["verbs"]) <= {"get", "update"}
-    assert r.one("ClusterRoleBinding")["subjects"] == r.one("RoleBinding")["subjects"]
+    binding = r.one("ClusterRoleBinding", "stash-operator")
+    assert binding["subjects"] == r.one("RoleBinding", "stash-operator")["subjects"]
 
 
 _WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")

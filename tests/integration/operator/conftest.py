@@ -103,6 +103,7 @@ async def run_operator(
         kube = await Kube.connect(control_plane.kubeconfig)
         clients.append(kube)
         overrides.setdefault("serve_webhook", False)  # tests that want it say so
+        overrides.setdefault("serve_snapshot_api", False)
         overrides.setdefault("namespace", namespace)
         overrides.setdefault("watch_namespace", namespace)  # None: every namespace
         settings = OperatorSettings(

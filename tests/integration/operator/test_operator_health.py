@@ -119,6 +119,7 @@ async def test_a_missing_lease_namespace_is_one_error_that_says_what_to_do(
         renew_deadline=3,
         retry_period=0.5,
         serve_webhook=False,  # its certificate Secret would want that namespace too
+        serve_snapshot_api=False,
     )
     op = Operator(kube, settings)
     task = asyncio.create_task(op.run())

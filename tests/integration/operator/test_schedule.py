@@ -99,6 +99,7 @@ def _start_operator(cp: ControlPlane, ns: str, log: Path) -> subprocess.Popen[by
         STASH_METRICS_PORT="0",
         STASH_METRICS_HOST="127.0.0.1",
         STASH_SERVE_WEBHOOK="false",
+        STASH_SERVE_SNAPSHOT_API="false",
     )
     return subprocess.Popen(
         [

@@ -5,7 +5,8 @@ run here (`access.open_repository`), showing a live progress line (files and byt
 restored, percent). One snapshot (default: the latest, narrowed by `--host`) restores
 into DIR, with the snapshot's absolute paths recreated below it, as `restic restore`
 does; several (`--snapshots a,b`) restore into DIR/<id8> each. `--paths` restores only
-those paths.
+those paths. On a local backend the restore runs in a Job and the files are copied here
+(`downloadjob`).
 
 Not for: restoring into a workload or PVC (`restore` creates a RestoreSession).
 """
@@ -16,8 +17,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from stash.cli.kubectl.access import add_restic_flag, open_repository
+from stash.cli.kubectl.access import NeedsJob, add_restic_flag, open_repository
+from stash.cli.kubectl.downloadjob import download_in_job
 from stash.cli.kubectl.plugin import Plugin, PluginError, ProgressLine
+from stash.cli.kubectl.podjob import add_job_flags
 from stash.restic import BackupProgress, RestoreProgress, SnapshotNotFound, format_bytes
 
 __all__ = ["register"]
@@ -34,6 +37,7 @@ def register(sub: Any) -> None:
     d.add_argument("--paths", default="", help="only these paths, comma-separated")
     d.add_argument("--host", help="the latest snapshot of this host")
     add_restic_flag(d)
+    add_job_flags(d)
     d.set_defaults(run=download)
 
 
@@ -48,7 +52,15 @@ def _progress_text(event: BackupProgress | RestoreProgress) -> str:
 
 
 async def download(p: Plugin) -> int:
-    """Restore the snapshots into --destination with a progress line."""
+    """Restore the snapshots into --destination with a progress line (on a local
+    backend: in a Job, the files copied here afterwards)."""
+    try:
+        return await _download(p)
+    except NeedsJob as exc:
+        return await download_in_job(p, exc.repository)
+
+
+async def _download(p: Plugin) -> int:
     wanted = [s for s in p.args.snapshots.split(",") if s] or ["latest"]
     paths = [s for s in p.args.paths.split(",") if s]
     dest: Path = p.args.destination

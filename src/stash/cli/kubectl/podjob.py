@@ -1,14 +1,16 @@
 """Repository commands on a local backend: run in a short-lived Job that mounts the volume.
 
 What it is for: a local backend is a volume only pods can mount, so `kubectl stash
-snapshots|check|unlock|delete snapshot|key list` on such a Repository creates a Job in
+snapshots|check|unlock|delete snapshot|key ...` on such a Repository creates a Job in
 its namespace whose one container runs the same command (`kubectl-stash ...
 --local-repository PATH`) with the backend's volume mounted at its mountPath (and
 subPath) and `RESTIC_PASSWORD` taken from the storage Secret by reference (the plugin
 never copies it). The plugin waits for the pod, streams its output, waits for the Job
 to finish, deletes the Job (and its pod) whatever happened, and exits with the
 container's exit code. Inside the pod, `--local-repository` opens the repository at
-PATH without the API (`local_target`).
+PATH without the API (`local_target`). Input that is a file on this machine (a new
+password) goes to the container as an environment variable from a Secret made for the
+Job and deleted with it.
 
 The Job runs the stash image (`--image`, default `stash:<plugin version>`, the image the
 operator's agents run); `--job-env NAME=VALUE` adds environment to its container (a
@@ -25,17 +27,26 @@ import asyncio
 import os
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from stash import __version__
 from stash.api.repository import Backend
 from stash.cli.kubectl.plugin import Plugin, PluginError
 from stash.kube.client import JSON, KubeError, NotFound
-from stash.kube.resources import JOBS, PODS
+from stash.kube.resources import JOBS, PODS, SECRETS
 from stash.restic import ResticTarget, restic_target
 
-__all__ = ["LOCAL_FLAG", "add_job_flags", "inner_argv", "job_manifest", "local_target", "run_job"]
+__all__ = [
+    "LOCAL_FLAG",
+    "add_job_flags",
+    "container_exit_code",
+    "inner_argv",
+    "job_manifest",
+    "job_pod",
+    "local_target",
+    "run_job",
+]
 
 LOCAL_FLAG = "--local-repository"
 _STRIPPED = ("--kubeconfig", "--context", "--namespace", "-n", "--restic", "--image", "--job-env")
@@ -56,9 +67,10 @@ def add_job_flags(parser: Any) -> None:
     parser.add_argument("--job-timeout", type=float, default=600, help="seconds the Job may run")
 
 
-def inner_argv(argv: Sequence[str]) -> list[str]:
+def inner_argv(argv: Sequence[str], strip: Sequence[str] = ()) -> list[str]:
     """The command line the Job's container runs: `argv` without the flags about where
-    and how to reach the cluster or run the Job."""
+    and how to reach the cluster or run the Job (and without the `strip` flags, which
+    take a value, e.g. a file on this machine the caller hands over another way)."""
     out: list[str] = []
     skip = False
     for arg in argv:
@@ -66,16 +78,20 @@ def inner_argv(argv: Sequence[str]) -> list[str]:
             skip = False
             continue
         name = arg.split("=", 1)[0]
-        if name in _STRIPPED or name in _STRIPPED_ALONE:
+        if name in _STRIPPED or name in strip:
+            skip = "=" not in arg
+            continue
+        if name in _STRIPPED_ALONE:
             skip = "=" not in arg
             continue
         out.append(arg)
     return out
 
 
-def local_target(path: str) -> ResticTarget:
-    """The repository at `path` in this pod, its password from `RESTIC_PASSWORD`."""
-    password = os.environ.get("RESTIC_PASSWORD")
+def local_target(path: str, password: str | None = None) -> ResticTarget:
+    """The repository at `path` in this pod, opened with `password`, else the one in
+    `RESTIC_PASSWORD`."""
+    password = password or os.environ.get("RESTIC_PASSWORD")
     if not password:
         raise PluginError(f"{LOCAL_FLAG} needs RESTIC_PASSWORD in the environment")
     if not os.path.isdir(path):
@@ -84,8 +100,12 @@ def local_target(path: str) -> ResticTarget:
     return restic_target(backend, {"RESTIC_PASSWORD": password}, scratch_dir=path)
 
 
-def job_manifest(p: Plugin, repo: JSON, argv: Sequence[str]) -> JSON:
-    """The Job that runs `argv` (the inner command) next to the Repository's volume."""
+def job_manifest(
+    p: Plugin, repo: JSON, argv: Sequence[str], secret_env: Sequence[str] = ()
+) -> JSON:
+    """The Job that runs `argv` (the inner command) next to the Repository's volume;
+    each of `secret_env` is an environment variable taken from the same-named key of a
+    Secret named like the Job (`run_job` creates it)."""
     backend = repo["spec"]["backend"]
     local = dict(backend["local"])
     mount_path = str(local.pop("mountPath"))
@@ -101,12 +121,16 @@ def job_manifest(p: Plugin, repo: JSON, argv: Sequence[str]) -> JSON:
             },
         }
     ]
-    for text in p.args.job_env:
-        name, sep, value = str(text).partition("=")
-        if not sep or not name:
-            raise PluginError(f'--job-env "{text}" is not NAME=VALUE')
-        env.append({"name": name, "value": value})
     name = f"kubectl-stash-{p.args.command}-{secrets.token_hex(3)}"
+    env += [
+        {"name": var, "valueFrom": {"secretKeyRef": {"name": name, "key": var}}}
+        for var in secret_env
+    ]
+    for text in p.args.job_env:
+        var, sep, value = str(text).partition("=")
+        if not sep or not var:
+            raise PluginError(f'--job-env "{text}" is not NAME=VALUE')
+        env.append({"name": var, "value": value})
     container = {
         "name": "stash",
         "image": p.args.image,
@@ -135,25 +159,45 @@ def job_manifest(p: Plugin, repo: JSON, argv: Sequence[str]) -> JSON:
     }
 
 
-async def run_job(p: Plugin, repo: JSON, argv: Sequence[str]) -> int:
-    """Run the inner command in a Job; stream its output; clean up; its exit code."""
-    job = job_manifest(p, repo, inner_argv(argv))
+async def run_job(
+    p: Plugin,
+    repo: JSON,
+    argv: Sequence[str],
+    *,
+    secret_env: Mapping[str, str] | None = None,
+    strip: Sequence[str] = (),
+    echo: Callable[[str], None] | None = None,
+) -> int:
+    """Run the inner command (`argv` through `inner_argv`) in a Job; stream its output
+    (to `echo`, else stdout); clean up; its exit code. `secret_env` (name -> value,
+    e.g. a new password) reaches the container through a Secret made for the Job and
+    deleted with it, never through its spec."""
+    secret_env = dict(secret_env or {})
+    job = job_manifest(p, repo, inner_argv(argv, strip), list(secret_env))
     name = job["metadata"]["name"]
-    created = await p.kube.create(JOBS, job, p.namespace)
-    p.note(f"running in Job {p.namespace}/{name} (the repository's volume is mounted there)")
+    if secret_env:
+        secret = {"metadata": {"name": name, "labels": dict(_LABELS)}, "stringData": secret_env}
+        await p.kube.create(SECRETS, secret, p.namespace)
     try:
-        deadline = time.monotonic() + p.args.job_timeout
-        pod = await _pod_of(p, created, deadline)
-        streamed = await _stream(p, pod, deadline)
-        code = await _exit_code(p, pod["metadata"]["name"], deadline)
-        if not streamed:
-            p.note("(the Job's output is not available from its node; its exit code decides)")
-        return code
+        created = await p.kube.create(JOBS, job, p.namespace)
+        p.note(f"running in Job {p.namespace}/{name} (the repository's volume is mounted there)")
+        try:
+            deadline = time.monotonic() + p.args.job_timeout
+            pod = await job_pod(p, created, deadline)
+            streamed = await _stream(p, pod, deadline, echo or p.say)
+            code = await container_exit_code(p, pod["metadata"]["name"], deadline)
+            if not streamed:
+                p.note("(the Job's output is not available from its node; its exit code decides)")
+            return code
+        finally:
+            await p.kube.delete(JOBS, name, p.namespace, propagation="Background")
     finally:
-        await p.kube.delete(JOBS, name, p.namespace, propagation="Background")
+        if secret_env:
+            await p.kube.delete(SECRETS, name, p.namespace)
 
 
-async def _pod_of(p: Plugin, job: JSON, deadline: float) -> JSON:
+async def job_pod(p: Plugin, job: JSON, deadline: float) -> JSON:
+    """The Job's pod, once there is one (PluginError at the deadline)."""
     selector = f"controller-uid={job['metadata']['uid']}"
     while time.monotonic() < deadline:
         pods = (await p.kube.list(PODS, p.namespace, label_selector=selector))["items"]
@@ -179,7 +223,7 @@ def _started(pod: JSON) -> bool:
     return False
 
 
-async def _stream(p: Plugin, pod: JSON, deadline: float) -> bool:
+async def _stream(p: Plugin, pod: JSON, deadline: float, echo: Callable[[str], None]) -> bool:
     """Copy the container's output here once it started; False when the node has none."""
     name = pod["metadata"]["name"]
     while time.monotonic() < deadline:
@@ -202,11 +246,12 @@ async def _stream(p: Plugin, pod: JSON, deadline: float) -> bool:
     except (KubeError, TimeoutError):
         return False
     if str(text).strip():
-        p.say(str(text).rstrip())
+        echo(str(text).rstrip())
     return True
 
 
-async def _exit_code(p: Plugin, name: str, deadline: float) -> int:
+async def container_exit_code(p: Plugin, name: str, deadline: float) -> int:
+    """The exit code of the pod's `stash` container, once it ended."""
     while time.monotonic() < deadline:
         pod = await p.kube.get(PODS, name, p.namespace)
         done = _terminated(pod)
