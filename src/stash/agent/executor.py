@@ -6,7 +6,8 @@ its host, in three parts the job model can split across its containers:
 * `take_backup()` — run the target's preBackup hook (`hooks`; a failed one fails the
   host before the repository is opened), open the Repository, run the pre-backup action
   `InitializeBackendRepository` when assigned (-> session condition
-  `BackendRepositoryInitialized`, False with restic's message on failure), and back up
+  `BackendRepositoryInitialized`, False with restic's message on failure; without a
+  restic run when the Repository's status records a backup already), and back up
   the host's paths (`hostbackup.backup_host`). Never raises for a backup problem: the
   result is a Failed `HostBackupStats` with an error a person can act on.
 * `report_host()` — if this host succeeded and completes the target that carries the
@@ -36,6 +37,7 @@ from stash.agent.hostbackup import (
     backup_host,
     failed_host,
     initialize_repository,
+    recorded_backups,
     request_from_target,
 )
 from stash.agent.leases import Heartbeat
@@ -81,6 +83,14 @@ async def _initialize(ctx: AgentContext, session: str, repo: RepositoryHandle) -
     live = await ctx.kube.get(BACKUPSESSIONS, session, ctx.namespace)
     status = BackupSessionStatus.model_validate(live.get("status") or {})
     if is_true(status.conditions, P.BACKEND_REPOSITORY_INITIALIZED):
+        return
+    recorded = recorded_backups(repo)
+    if recorded:
+        # No probe (a restic start-up): a repository deleted since fails the backup with
+        # RepositoryNotFound, worded for this case (`hostbackup`).
+        await _set_condition(
+            ctx, session, True, "BackendRepositoryFound", f"{recorded}; not probed again"
+        )
         return
     try:
         result = await initialize_repository(repo)

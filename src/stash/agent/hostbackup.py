@@ -16,6 +16,7 @@ Not for: session status, heartbeats or post-backup actions (`executor`,
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
 import time
@@ -48,6 +49,7 @@ __all__ = [
     "backup_host",
     "failed_host",
     "initialize_repository",
+    "recorded_backups",
     "request_from_target",
 ]
 
@@ -91,6 +93,36 @@ async def initialize_repository(repo: RepositoryHandle) -> InitResult:
     return result
 
 
+def recorded_backups(repo: RepositoryHandle) -> str | None:
+    """What the Repository's status says was backed up into it ("the Repository's status
+    records ..."), or None when it records no backup (the repository may not exist yet)."""
+    status = repo.model.status
+    if status is None or not (status.snapshot_count or status.last_backup_time):
+        return None
+    count = status.snapshot_count or 0
+    when = status.last_backup_time
+    last = when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else "unknown"
+    return (
+        f"Repository {repo.namespace}/{repo.name}'s status records {count} snapshot(s) in "
+        f"{repo.display} (last backup {last})"
+    )
+
+
+def _vanished(repo: RepositoryHandle, exc: RepositoryNotFound) -> RepositoryNotFound:
+    """`exc` worded for a repository that existed: it was deleted or moved, and stash does
+    not create an empty one in its place."""
+    recorded = recorded_backups(repo)
+    if recorded is not None:
+        exc.message = f"{exc.message}, although {recorded}"
+        exc.args = (exc.message,)
+        exc.hint = (
+            "the restic repository was deleted or moved outside stash; stash does not "
+            "create an empty one in its place. Bring it back (or fix spec.backend), or "
+            "delete and re-create the Repository object to start a new repository"
+        )
+    return exc
+
+
 async def _backup_path(
     kube: Kube, repo: RepositoryHandle, request: BackupRequest, path: str
 ) -> BackupSummary:
@@ -102,6 +134,8 @@ async def _backup_path(
                 excludes=request.excludes,
                 extra_args=request.args,
             )
+        except RepositoryNotFound as exc:
+            raise _vanished(repo, exc) from None
         except RepositoryLocked:
             if attempt == 2:
                 raise

@@ -10,16 +10,23 @@ operator assigned to the target:
    session already has `RetentionPolicyApplied`. On a lock conflict the stale-lock
    policy runs and forget is retried once. -> `RetentionPolicyApplied`.
 2. `VerifyRepositoryIntegrity` — `restic check` and `restic stats --mode raw-data`
-   (both `--no-lock`, as Stash, so other writers are not blocked).
-   -> `RepositoryIntegrityVerified`.
+   side by side (both `--no-lock`, as Stash, so other writers are not blocked).
+   -> `RepositoryIntegrityVerified`. The operator assigns it only when a check is due
+   (`integrity_check_interval`); a session without it records the last check's result
+   (reason `RepositoryIntegrityCheckNotDue`), and the repository's size is the last
+   known size plus what this session's backups added (restic's `data_added_packed`),
+   unless retention removed snapshots or another host wrote snapshots too: then
+   `restic stats` runs alone.
 3. `SendRepositoryMetrics` — push the repository metrics to the Pushgateway (with none
    configured the operator exports them on its /metrics). -> `RepositoryMetricsPushed`,
    False when the push failed (which does not fail the session).
 
-then writes the Repository's status: integrity, totalSize (restic's human string),
-snapshotCount, snapshotsRemovedOnLastCleanup, lastBackupTime (the session's creation
-time) and firstBackupTime when unset. A failed retention or check sets its condition False
-with restic's message, and the session ends Failed although the data was uploaded.
+The conditions are written in one status write once every action has run, then the
+Repository's status: integrity (and lastIntegrityCheckTime when the check ran),
+totalSize (restic's human string), snapshotCount, snapshotsRemovedOnLastCleanup,
+lastBackupTime (the session's creation time) and firstBackupTime when unset. A failed
+retention or check sets its condition False with restic's message, and the session
+ends Failed although the data was uploaded.
 
 Not for: deciding who is the last host (`stats.is_last_host`) or the backup itself.
 """
@@ -51,6 +58,7 @@ from stash.kube.client import JSON
 from stash.kube.conditions import get_condition
 from stash.kube.status import update_status
 from stash.restic import ForgetResult, RepositoryLocked, ResticError, format_bytes
+from stash.restic.models import parse_bytes
 from stash.sessionmetrics import (
     RepositoryFacts,
     backend_location,
@@ -72,6 +80,8 @@ class _Facts:
     integrity: bool | None = None
     size: int | None = None
     count: int | None = None
+    checked: bool = False
+    """`restic check` ran in this session (lastIntegrityCheckTime is now)."""
 
 
 async def wait_for_other_targets(ctx: AgentContext, session: str, index: int) -> JSON:
@@ -92,17 +102,28 @@ async def wait_for_other_targets(ctx: AgentContext, session: str, index: int) ->
         await asyncio.sleep(OTHER_TARGETS_POLL)
 
 
-async def _condition(
-    ctx: AgentContext, session: str, type_: str, ok: bool, reason: str, message: str
-) -> None:
-    log.log(logging.INFO if ok else logging.WARNING, "%s: %s=%s: %s", session, type_, ok, message)
-    await update_status(
-        ctx.kube,
-        BACKUPSESSIONS,
-        session,
-        ctx.namespace,
-        lambda live: with_backup_condition(live, type_, ok, reason, message),
-    )
+Condition = tuple[str, bool, str, str]
+"""(type, ok, reason, message) of a session condition a post-backup action sets."""
+
+
+async def _record_conditions(ctx: AgentContext, session: str, conds: list[Condition]) -> None:
+    """Set the actions' session conditions in one status write."""
+    for type_, ok, _reason, message in conds:
+        log.log(
+            logging.INFO if ok else logging.WARNING, "%s: %s=%s: %s", session, type_, ok, message
+        )
+
+    def compute(live: JSON) -> JSON | None:
+        out: JSON | None = None
+        for type_, ok, reason, message in conds:
+            current = live if out is None else {**live, "status": out}
+            out = with_backup_condition(current, type_, ok, reason, message)
+            if out is None:
+                return None
+        return out
+
+    if conds:
+        await update_status(ctx.kube, BACKUPSESSIONS, session, ctx.namespace, compute)
 
 
 def _retention_message(policy: RetentionPolicy, result: ForgetResult, host: str) -> str:
@@ -137,25 +158,68 @@ async def _apply_retention(
 
 
 async def _verify(repo: RepositoryHandle, facts: _Facts) -> tuple[bool, str]:
-    try:
-        check = await repo.restic.check(no_lock=True)
-    except ResticError as exc:
+    """`restic check` and `restic stats` side by side (one restic start-up's wait)."""
+    check_run, stats_run = await asyncio.gather(
+        repo.restic.check(no_lock=True), repo.restic.stats(no_lock=True), return_exceptions=True
+    )
+    facts.checked = True
+    if isinstance(stats_run, ResticError):
+        log.warning("restic stats failed on %s: %s", repo.display, stats_run)
+    elif isinstance(stats_run, BaseException):
+        raise stats_run
+    else:
+        facts.size = stats_run.total_size
+    if isinstance(check_run, ResticError):
         facts.integrity = False
-        return False, f"restic check could not run: {exc}"
-    facts.integrity = check.ok
-    try:
-        stats = await repo.restic.stats(no_lock=True)
-        facts.size = stats.total_size
-    except ResticError as exc:
-        log.warning("restic stats failed on %s: %s", repo.display, exc)
-    if not check.ok:
-        found = "; ".join(check.messages[-5:]) or f"{check.num_errors} error(s)"
+        return False, f"restic check could not run: {check_run}"
+    if isinstance(check_run, BaseException):
+        raise check_run
+    facts.integrity = check_run.ok
+    if not check_run.ok:
+        found = "; ".join(check_run.messages[-5:]) or f"{check_run.num_errors} error(s)"
         return False, (
             f"restic check found errors in {repo.display}: {found} (hint: run `kubectl stash "
             "check` and follow restic's advice, e.g. `restic repair index`)"
         )
     size = format_bytes(facts.size) if facts.size is not None else "unknown size"
     return True, f"restic check found no errors; the repository stores {size}"
+
+
+def _not_due(repo: RepositoryHandle) -> tuple[bool, str]:
+    """The integrity condition of a session that runs no check: the last check's result
+    (the operator assigns the check whenever that result is not good)."""
+    status = repo.model.status
+    last = status.last_integrity_check_time if status is not None else None
+    good = status is not None and status.integrity is True
+    when = (
+        last.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if last is not None
+        else "an earlier session"
+    )
+    if good:
+        return True, (
+            f"restic check is not due in this session: it found no errors in {repo.display} "
+            f"at {when} (operator setting integrity_check_interval)"
+        )
+    return False, f"restic check is not due, but the last one at {when} did not pass"
+
+
+def _known_size(repo: RepositoryHandle, live: JSON, hostname: str) -> int | None:
+    """The repository's size without `restic stats`: its last recorded size plus what
+    this agent's backups added; None when that would not be exact enough (another host
+    of the session wrote snapshots, nothing known, or no backup ran here)."""
+    status = repo.model.status
+    if status is None or not status.total_size or not repo.restic.backed_up:
+        return None
+    for target in (live.get("status") or {}).get("targets") or []:
+        for host in target.get("stats") or []:
+            if host.get("hostname") != hostname and host.get("snapshots"):
+                return None
+    try:
+        before = parse_bytes(status.total_size)
+    except ValueError:
+        return None
+    return before + sum(s.data_added_packed for s in repo.restic.backed_up)
 
 
 async def _send_metrics(
@@ -211,6 +275,8 @@ async def _write_repository_status(
         st = RepositoryStatus.model_validate(live.get("status") or {})
         if facts.integrity is not None:
             st.integrity = facts.integrity
+        if facts.checked:
+            st.last_integrity_check_time = dt.datetime.now(dt.UTC).replace(microsecond=0)
         if facts.size is not None:
             st.total_size = format_bytes(facts.size)
         if facts.count is not None:
@@ -240,13 +306,14 @@ async def run_post_backup_actions(
     live = await wait_for_other_targets(ctx, name, index)
     conds = BackupSessionStatus.model_validate(live.get("status") or {}).conditions
     facts = _Facts()
+    done: list[Condition] = []
     if APPLY_RETENTION in actions:
         if get_condition(conds, P.RETENTION_POLICY_APPLIED) is None:
             ok, message, facts.removed, facts.count = await _apply_retention(
                 ctx, repo, invoker.retention, hostname
             )
             reason = "SuccessfullyAppliedRetentionPolicy" if ok else "FailedToApplyRetentionPolicy"
-            await _condition(ctx, name, P.RETENTION_POLICY_APPLIED, ok, reason, message)
+            done.append((P.RETENTION_POLICY_APPLIED, ok, reason, message))
         else:
             log.info("%s: retention policy already applied in this session", name)
     if VERIFY_INTEGRITY in actions:
@@ -254,7 +321,13 @@ async def run_post_backup_actions(
         reason = (
             "SuccessfullyVerifiedRepositoryIntegrity" if ok else "FailedToVerifyRepositoryIntegrity"
         )
-        await _condition(ctx, name, P.REPOSITORY_INTEGRITY_VERIFIED, ok, reason, message)
+        done.append((P.REPOSITORY_INTEGRITY_VERIFIED, ok, reason, message))
+    elif actions:
+        ok, message = _not_due(repo)
+        done.append(
+            (P.REPOSITORY_INTEGRITY_VERIFIED, ok, "RepositoryIntegrityCheckNotDue", message)
+        )
+        await _size_without_check(repo, facts, live, hostname)
     if facts.count is None:  # retention did not run (or was a dry run) in this pass
         try:
             facts.count = len(await repo.restic.snapshots(no_lock=True))
@@ -262,7 +335,8 @@ async def run_post_backup_actions(
             log.warning("could not count the snapshots of %s: %s", repo.display, exc)
     if SEND_METRICS in actions:
         ok, reason, message = await _send_metrics(ctx, repo, facts)
-        await _condition(ctx, name, P.REPOSITORY_METRICS_PUSHED, ok, reason, message)
+        done.append((P.REPOSITORY_METRICS_PUSHED, ok, reason, message))
+    await _record_conditions(ctx, name, done)
     created = session["metadata"].get("creationTimestamp")
     when = (
         dt.datetime.fromisoformat(created.replace("Z", "+00:00"))
@@ -270,3 +344,18 @@ async def run_post_backup_actions(
         else dt.datetime.now(dt.UTC).replace(microsecond=0)
     )
     await _write_repository_status(ctx, repo, facts, when)
+
+
+async def _size_without_check(
+    repo: RepositoryHandle, facts: _Facts, live: JSON, hostname: str
+) -> None:
+    """The size in a session without a check: known from the last one plus this session's
+    additions, else (retention removed snapshots, other hosts wrote) `restic stats`."""
+    known = None if facts.removed else _known_size(repo, live, hostname)
+    if known is not None:
+        facts.size = known
+        return
+    try:
+        facts.size = (await repo.restic.stats(no_lock=True)).total_size
+    except ResticError as exc:
+        log.warning("restic stats failed on %s: %s", repo.display, exc)

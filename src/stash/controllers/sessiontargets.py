@@ -15,13 +15,18 @@ BackupConfiguration (one target) or a BackupBatch (one target per member, read t
   action on the first target, the post-backup actions (retention once, for the whole
   shared repository) on the last;
 * `merge_targets()` (pure) — those entries into the live status, by index, never
-  replacing one already initiated.
+  replacing one already initiated;
+* `integrity_check_due()` (pure) — whether this session's post-backup actions include
+  `VerifyRepositoryIntegrity` (`restic check` on the operator's schedule,
+  `integrity_check_interval`; always when the repository's integrity is not known to be
+  good or the invoker's last session failed).
 
 Not for: host stats (the agents write them) or the session's phase (`contract.phases`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -29,6 +34,7 @@ from pydantic import ValidationError
 from stash.api import BackupBatch, BackupConfiguration, BackupSession
 from stash.api.backupsession import BackupTargetStatus
 from stash.api.common import BackupHooks, TargetRef
+from stash.api.repository import RepositoryStatus
 from stash.contract import phases as P
 from stash.contract.batches import backup_members, may_start
 from stash.contract.resources import TARGET_KINDS
@@ -44,13 +50,15 @@ __all__ = [
     "PRE_ACTIONS",
     "SessionInvoker",
     "initiate_target",
+    "integrity_check_due",
     "merge_targets",
     "pending_targets",
     "session_invoker",
 ]
 
 PRE_ACTIONS = ["InitializeBackendRepository"]
-POST_ACTIONS = ["ApplyRetentionPolicy", "VerifyRepositoryIntegrity", "SendRepositoryMetrics"]
+VERIFY_INTEGRITY = "VerifyRepositoryIntegrity"
+POST_ACTIONS = ["ApplyRetentionPolicy", VERIFY_INTEGRITY, "SendRepositoryMetrics"]
 
 
 @dataclass(frozen=True)
@@ -157,7 +165,7 @@ async def initiate_target(
         ref=ref,
         total_hosts=total_hosts(kind, workload),
         pre_backup_actions=PRE_ACTIONS if index == 0 else None,
-        post_backup_actions=POST_ACTIONS if index == count - 1 else None,
+        post_backup_actions=_post_actions(ctx, session, member) if index == count - 1 else None,
         conditions=conds,
     )
 
@@ -175,3 +183,50 @@ def merge_targets(
         elif not _initiated(out[index]):
             out[index] = entry
     return out
+
+
+def integrity_check_due(
+    status: RepositoryStatus | None, interval: float, now: dt.datetime, last_failed: bool
+) -> bool:
+    """Whether a session runs `restic check` (pure): always with `interval` 0, after a
+    failed session, while the repository's integrity is not known to be good, and when
+    the last check is `interval` seconds old or more (or unknown)."""
+    if interval <= 0 or last_failed or status is None or status.integrity is not True:
+        return True
+    last = status.last_integrity_check_time
+    return last is None or (now - last).total_seconds() >= interval
+
+
+def _last_session_failed(ctx: ControllerContext, session: BackupSession) -> bool:
+    """Whether the invoker's most recent final session before `session` failed."""
+    ref = session.spec.invoker if session.spec else None
+    if ref is None:
+        return False
+    ns = session.metadata.namespace
+    final = [
+        raw
+        for raw in ctx.caches.backupsessions.by_index("invoker", f"{ref.kind}/{ns}/{ref.name}")
+        if raw["metadata"].get("name") != session.metadata.name
+        and (raw.get("status") or {}).get("phase") in P.FINAL_SESSION_PHASES
+        and (raw.get("status") or {}).get("phase") != "Skipped"
+    ]
+    if not final:
+        return False
+    last = max(final, key=lambda raw: str(raw["metadata"].get("creationTimestamp") or ""))
+    return bool((last.get("status") or {}).get("phase") == "Failed")
+
+
+def _post_actions(
+    ctx: ControllerContext, session: BackupSession, member: BackupConfiguration
+) -> list[str]:
+    """The post-backup actions of the session's last target: `VerifyRepositoryIntegrity`
+    only when the check is due (`integrity_check_due`)."""
+    ns = str(session.metadata.namespace)
+    repo = ctx.repository(member.spec.repository if member.spec else None, ns)
+    due = integrity_check_due(
+        repo.status if repo is not None else None,
+        ctx.settings.integrity_check_interval,
+        ctx.now(),
+        _last_session_failed(ctx, session),
+    )
+    return POST_ACTIONS if due else [a for a in POST_ACTIONS if a != VERIFY_INTEGRITY]

@@ -283,6 +283,7 @@ class Restic(ResticRunner):
             )
         errors = self._file_errors(done.stderr)
         summary = found[-1].model_copy(update={"errors": tuple(errors)})
+        self.backed_up.append(summary)  # its data is in the repository, whatever follows
         if done.exit_code == 0:
             return summary
         detail = "; ".join(e.message for e in errors) or "some source files could not be read"

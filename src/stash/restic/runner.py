@@ -24,7 +24,7 @@ from stash.restic import process
 from stash.restic.backend import ResticTarget, write_target_files
 from stash.restic.errors import RepositoryLocked, ResticError, classify, redact
 from stash.restic.ledger import RunLedger
-from stash.restic.models import BackupProgress, LockInfo, RestoreProgress
+from stash.restic.models import BackupProgress, BackupSummary, LockInfo, RestoreProgress
 from stash.restic.version import ResticVersion, detect_version
 
 __all__ = ["ProgressCallback", "ResticOptions", "ResticRunner", "json_doc", "json_value"]
@@ -99,6 +99,8 @@ class ResticRunner:
         self.options = options or ResticOptions()
         self._version: ResticVersion | None = None
         self._files_written = False
+        self.backed_up: list[BackupSummary] = []
+        """Summaries of the backups this driver ran (what each added to the repository)."""
 
     async def version(self) -> ResticVersion:
         """The restic version (checked against the minimum once per binary)."""
