@@ -18,7 +18,8 @@ What it is for: `NOSQL_ENGINES["redis"|"mongo"]`.
   URL's; FerretDB v1 accepts only `PLAIN`, MongoDB `SCRAM-SHA-256`/`SCRAM-SHA-1`), and
   `numParallelCollections` is passed to both tools (FerretDB's SQLite backend needs 1).
   There is no mongo shell in the agent, so the probe is a `mongodump` of one missing
-  collection into `/dev/null`: it logs in like the real work and writes nothing.
+  collection into `/dev/null`: it logs in like the real work and writes nothing. No
+  `--quiet`: it silences the tools' own error messages too.
 
 Not for: running them (`stash.agent.dbsteps`) or SQL databases (`databases`).
 """
@@ -192,7 +193,7 @@ class MongoEngine(Engine):
         self, conn: Connection, tool: str, args: Sequence[str]
     ) -> tuple[list[str], dict[str, str], str]:
         """`mongodump --archive` to stdout (the AppBinding's database if it names one)."""
-        argv = [tool or self.dump_tool, *conn.lead, "--archive", "--quiet"]
+        argv = [tool or self.dump_tool, *conn.lead, "--archive"]
         if conn.database and not any(a.startswith(_MONGO_SELECTION) for a in args):
             argv.append(f"--db={conn.database}")
         return [*argv, *args], {}, "dumpfile.archive"
@@ -212,7 +213,7 @@ class MongoEngine(Engine):
     ) -> tuple[list[str], dict[str, str]]:
         """A mongodump of one missing collection into /dev/null (module docstring)."""
         lead = [a for a in conn.lead if not a.startswith("--numParallelCollections=")]
-        probe = ["--db=admin", "--collection=stash-probe", "--archive=/dev/null", "--quiet"]
+        probe = ["--db=admin", "--collection=stash-probe", "--archive=/dev/null"]
         return [self.dump_tool, *lead, *probe], {}
 
     def retryable(self, stderr: str) -> bool:
