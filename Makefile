@@ -5,14 +5,15 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Heavy builds (test control plane, restic, rest-server, helm, the CSI snapshot stack) are cached outside the
-# clone, keyed by their inputs, so CI's fresh clone reuses them.
+# Heavy builds (test control plane, restic, rest-server, helm, the database tools, the CSI
+# snapshot stack) are cached outside the clone, keyed by their inputs, so CI's fresh clone
+# reuses them.
 export STASH_CACHE ?= $(HOME)/.cache/stash
 # prometheus: promtool for the chart's alert rules, and with prometheus-pushgateway the
 # real Prometheus and Pushgateway the metrics tests start on free loopback ports (their
 # daemons are never started by the packages, below).
 DEB_PACKAGES := ca-certificates util-linux procps prometheus prometheus-pushgateway \
-  postgresql-15 postgresql-client-15 mariadb-server mariadb-client
+  postgresql-15 postgresql-client-15 mariadb-server mariadb-client redis-server redis-tools
 STAMP := $(VENV)/.installed
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE ?= stash:$(VERSION)
@@ -49,6 +50,7 @@ tools: $(STAMP)
 	@tests/tools/build.sh >/dev/null
 	@tests/tools/build-helm.sh >/dev/null
 	@tests/csi/build.sh >/dev/null
+	@tests/tools/build-databases.sh >/dev/null
 
 install: $(STAMP) tools
 

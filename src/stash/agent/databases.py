@@ -39,9 +39,18 @@ from pathlib import Path
 
 from stash.contract.appbinding import Credentials, Endpoint, TlsMaterial
 
-__all__ = ["DUMP_FILES", "ENGINES", "Connection", "Engine", "private_dir"]
+__all__ = [
+    "DUMP_FILES",
+    "ENGINES",
+    "Connection",
+    "Engine",
+    "private_dir",
+    "tls_files",
+    "write_private",
+]
 
-DUMP_FILES = ("/dumpfile.sql", "/dumpfile.dump")
+#: What a database step stores: SQL scripts, pg_dump archives, Redis RESP, mongodump archives.
+DUMP_FILES = ("/dumpfile.sql", "/dumpfile.dump", "/dumpfile.resp", "/dumpfile.archive")
 #: Endpoint query keys libpq also reads from the environment.
 _PG_QUERY_ENV = {
     "sslmode": "PGSSLMODE",
@@ -88,7 +97,8 @@ def private_dir(scratch: Path) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
+    """Write `text` into a new file only we can read (0600)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
@@ -103,13 +113,13 @@ def _cnf_quote(value: str) -> str:
     return f'"{escaped}"'
 
 
-def _tls_files(tls: TlsMaterial, workdir: Path) -> dict[str, str]:
+def tls_files(tls: TlsMaterial, workdir: Path) -> dict[str, str]:
     """Write the PEM texts given into 0600 files; {"ca"|"cert"|"key": path}."""
     out: dict[str, str] = {}
     for name, text in (("ca", tls.ca), ("cert", tls.cert), ("key", tls.key)):
         if text:
             path = workdir / f"tls-{name}.pem"
-            _write_private(path, text)
+            write_private(path, text)
             out[name] = str(path)
     return out
 
@@ -135,14 +145,14 @@ class Engine:
         host = endpoint.host or "127.0.0.1"
         port = endpoint.port or self.default_port
         where = f"{self.title} at {host}:{port}"
-        files = _tls_files(tls or TlsMaterial(), workdir)
+        files = tls_files(tls or TlsMaterial(), workdir)
         if self.key == "pg":
             env = {"PGHOST": host, "PGPORT": str(port)}
             if creds.username:
                 env["PGUSER"] = creds.username
             if creds.password:
                 passfile = workdir / "pgpass"
-                _write_private(passfile, f"*:*:*:*:{_pg_escape(creds.password)}\n")
+                write_private(passfile, f"*:*:*:*:{_pg_escape(creds.password)}\n")
                 env["PGPASSFILE"] = str(passfile)
             for name, var in (("ca", "PGSSLROOTCERT"), ("cert", "PGSSLCERT"), ("key", "PGSSLKEY")):
                 if name in files:
@@ -167,7 +177,7 @@ class Engine:
             if key.startswith("ssl"):
                 lines.append(f"{key.replace('_', '-')}={_cnf_quote(value)}")
         option_file = workdir / "my.cnf"
-        _write_private(option_file, "\n".join(lines) + "\n")
+        write_private(option_file, "\n".join(lines) + "\n")
         lead = (f"--defaults-file={option_file}",)
         return Connection({}, lead, where, creds.username, endpoint.database)
 
@@ -213,6 +223,14 @@ class Engine:
             env = {"PGDATABASE": database, "PGCONNECT_TIMEOUT": "5"}
             return [tool or self.load_tool, "--no-psqlrc", "-tAc", "SELECT 1"], env
         return [tool or self.load_tool, *conn.lead, "--connect-timeout=5", "-e", "SELECT 1"], {}
+
+    def with_step_options(self, conn: Connection, options: dict[str, str]) -> Connection:
+        """`conn` with the step's engine options (`authMechanism`, ...); none here."""
+        return conn
+
+    def probe_failure(self, code: int, stdout: str, stderr: str) -> str | None:
+        """None when the probe answered, else what it said (to classify and report)."""
+        return None if code == 0 else stderr.strip() or f"exit {code}"
 
     def retryable(self, stderr: str) -> bool:
         """Whether a failed probe means "not reachable yet" (else: will never work)."""

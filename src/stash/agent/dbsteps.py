@@ -1,13 +1,15 @@
-"""The database steps of the job model: `backup-pg|mysql` and `restore-pg|mysql` (§9).
+"""The database steps of the job model: `backup-<engine>` and `restore-<engine>` (§9)
+for pg, mysql, redis and mongo.
 
 What it is for: the bodies behind the addon Functions. Both read the database's endpoint
 and credentials from the env the operator gives the Job (`contract.appbinding`), remove
 the credentials from the process environment at once (no child inherits them), write
-them into a 0600 file (`databases.private_dir`), wait for the database (`waitTimeout`),
+them into a 0600 file (`databases.private_dir`; Redis: the one variable its tools
+read), wait for the database (`waitTimeout`),
 and then:
 
 * backup: `restic backup --stdin-from-command -- <dump tool> ...` as the host's one
-  snapshot (`dumpfile.sql` / `dumpfile.dump`). restic runs the dump tool and fails the
+  snapshot (`dumpfile.sql|dump|resp|archive`). restic runs the dump tool and fails the
   snapshot when it exits non-zero or is killed, and the driver drops a snapshot of an
   empty dump: a dump that dies half-way is a Failed host naming the tool's exit status,
   never a Succeeded truncated snapshot. Nothing passes through Python or a temp file.
@@ -36,6 +38,7 @@ from pathlib import Path
 from stash.agent.context import AgentContext
 from stash.agent.databases import DUMP_FILES, ENGINES, Connection, Engine, private_dir
 from stash.agent.hostbackup import failed_host
+from stash.agent.nosql import NOSQL_ENGINES
 from stash.agent.repository import AgentError, RepositoryHandle, describe, open_repository
 from stash.agent.restore import RestoreRequest, run_restore
 from stash.agent.stats import snapshot_stats
@@ -64,6 +67,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 PROBE_INTERVAL = 1.0
+#: Every engine a step can name (`backup-<key>` / `restore-<key>`).
+ALL_ENGINES: dict[str, Engine] = {**ENGINES, **NOSQL_ENGINES}
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,8 @@ class DatabaseStep:
     wait_timeout: float = 300.0
     scratch: Path = Path("/stash-tmp")
     secret: str = ""
+    #: Engine options given as Task params (MongoDB: authMechanism, numParallelCollections).
+    options: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -128,16 +135,21 @@ async def wait_for_database(
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env=_child_env(conn, extra),
             )
         except OSError as exc:
             return f"cannot run {argv[0]} to reach {conn.where}: {exc.strerror or exc}"
-        _, err = await proc.communicate()
-        if proc.returncode == 0:
+        out, err = await proc.communicate()
+        said_back = engine.probe_failure(
+            proc.returncode or 0,
+            out.decode("utf-8", "replace")[-4000:],
+            err.decode("utf-8", "replace"),
+        )
+        if said_back is None:
             return None
-        stderr = redact(err.decode("utf-8", "replace").strip())
+        stderr = redact(said_back.strip())
         who = f" as user {conn.username!r}" if conn.username else ""
         if not engine.retryable(stderr):
             said_what = stderr or f"{argv[0]} exited {proc.returncode}"
@@ -171,17 +183,18 @@ async def _dump(
 ) -> HostBackupStats:
     """Stream the dump into one snapshot (module docstring)."""
     started = time.monotonic()
-    engine = ENGINES[step.engine]
+    engine = ALL_ENGINES[step.engine]
     redact = _Redactor(target.creds)
     with private_dir(step.scratch) as workdir:
-        conn = engine.connect(target.endpoint, target.creds, workdir, target.tls)
-        problem = await wait_for_database(engine, conn, "", step, redact)
-        if problem:
-            return failed_host(hostname, problem, started)
         try:
+            conn = engine.connect(target.endpoint, target.creds, workdir, target.tls)
+            conn = engine.with_step_options(conn, dict(step.options))
             argv, extra, filename = engine.dump_argv(conn, step.tool, step.args)
         except ValueError as exc:
             return failed_host(hostname, str(exc), started)
+        problem = await wait_for_database(engine, conn, "", step, redact)
+        if problem:
+            return failed_host(hostname, problem, started)
         options = repo.restic.options
         env = {**options.extra_env, **conn.env, **extra}
         restic = Restic(repo.restic.target, dataclasses.replace(options, extra_env=env))
@@ -246,7 +259,7 @@ async def _load(
     request: RestoreRequest,
 ) -> str | None:
     """Stream the chosen dump into the load tool; None or the error."""
-    engine = ENGINES[step.engine]
+    engine = ALL_ENGINES[step.engine]
     redact = _Redactor(target.creds)
     repo_ref = rs.spec.repository if rs.spec else None
     if repo_ref is None or not repo_ref.name:
@@ -261,12 +274,15 @@ async def _load(
         snapshot, path = chosen
         with private_dir(step.scratch) as workdir:
             conn = engine.connect(target.endpoint, target.creds, workdir, target.tls)
+            conn = engine.with_step_options(conn, dict(step.options))
             problem = await wait_for_database(engine, conn, step.tool, step, redact, restoring=True)
             if problem:
                 return problem
             argv, extra = engine.load_argv(conn, step.tool, path, step.args)
             log.info("loading snapshot %s (%s) into %s", snapshot[:8], path, conn.where)
             done = await repo.restic.dump_into(snapshot, path, argv, env=_child_env(conn, extra))
+    except ValueError as exc:
+        return str(exc)
     except (AgentError, ResticError) as exc:
         return redact(describe(exc))
     if done.consumer_exit != 0:

@@ -4,7 +4,7 @@ Sub-commands (each also under `stash agent ...`):
 
 * `run-backup` (`agent sidecar`) — the injected backup sidecar (§4.2 args);
 * `restore` (`agent restore`) — the restore init-container `stash-init` (§4.3 args);
-* `backup-pvc`, `update-status`, `restore-pvc`, `backup-pg|mysql`, `restore-pg|mysql` —
+* `backup-pvc`, `update-status`, `restore-pvc`, `backup-pg|mysql|redis|mongo`, `restore-…` —
   job-model steps; their flags live in `stash.contract.steps` so the operator's Job
   builder renders exactly what is parsed here.
 
@@ -80,6 +80,10 @@ def _add_commands(sub: Any, prefix: str = "") -> None:
         ("restore-pg", restore_database, "job step: load a PostgreSQL dump from restic"),
         ("backup-mysql", backup_database, "job step: stream a MySQL/MariaDB dump into restic"),
         ("restore-mysql", restore_database, "job step: load a MySQL/MariaDB dump from restic"),
+        ("backup-redis", backup_database, "job step: stream a Redis dump into restic"),
+        ("restore-redis", restore_database, "job step: load a Redis dump from restic"),
+        ("backup-mongo", backup_database, "job step: stream a mongodump archive into restic"),
+        ("restore-mongo", restore_database, "job step: load a mongodump archive from restic"),
     ):
         p = sub.add_parser(command, help=text)
         add_step_flags(p, command)
@@ -277,11 +281,19 @@ def _database_step(args: argparse.Namespace, command: str, tool: str) -> Any:
         wait_timeout=timeout,
         scratch=Path(args.scratch_dir),
         secret=os.environ.get("STASH_DB_SECRET", ""),
+        options=tuple(
+            (name, value)
+            for name, value in (
+                ("authMechanism", getattr(args, "auth_mechanism", "")),
+                ("numParallelCollections", getattr(args, "parallel_collections", "")),
+            )
+            if value
+        ),
     )
 
 
 def backup_database(args: argparse.Namespace) -> int:
-    """`stash backup-pg|backup-mysql`: stream a database dump into the repository."""
+    """`stash backup-<engine>`: stream a database dump into the repository."""
     from stash.agent.dbsteps import run_database_backup
 
     if not args.backupsession:
@@ -297,7 +309,7 @@ def backup_database(args: argparse.Namespace) -> int:
 
 
 def restore_database(args: argparse.Namespace) -> int:
-    """`stash restore-pg|restore-mysql`: load a dump from the repository."""
+    """`stash restore-<engine>`: load a dump from the repository."""
     from stash.agent.dbsteps import run_database_restore
     from stash.agent.restore import RestoreRequest
     from stash.contract.steps import split_list

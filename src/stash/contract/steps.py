@@ -1,7 +1,7 @@
 """The Job steps' command-line contract: one flag table per step (stash-api.md §5.5).
 
 What it is for: the flags of `backup-pvc`, `update-status`, `restore-pvc` and the
-database steps (`backup-pg`, `restore-pg`, `backup-mysql`, `restore-mysql`) in one
+database steps (`backup-<engine>`, `restore-<engine>` for pg, mysql, redis, mongo) in one
 table, used both to parse the agent's command line (`add_step_flags`) and to render a
 Function's args for the operator's Job builder (`pvc_backup_args()`,
 `update_status_args()`, `pvc_restore_args()`), so the two sides cannot drift.
@@ -19,6 +19,7 @@ __all__ = [
     "BACKUP_DATABASE_FLAGS",
     "BACKUP_PVC_FLAGS",
     "DATABASE_ENGINES",
+    "MONGO_FLAGS",
     "OUTPUT_FILE",
     "RESTORE_DATABASE_FLAGS",
     "RESTORE_PVC_FLAGS",
@@ -120,14 +121,30 @@ RESTORE_DATABASE_FLAGS: tuple[Flag, ...] = (
     Flag("load-tool", "${restoreCMD:=}", "the load tool (default: the engine's)"),
     *_METRICS,
 )
+#: MongoDB's own Task params (both steps).
+MONGO_FLAGS: tuple[Flag, ...] = (
+    Flag("auth-mechanism", "${authMechanism:=}", "MongoDB authentication mechanism"),
+    Flag(
+        "parallel-collections",
+        "${numParallelCollections:=}",
+        "collections dumped/restored at once (mongo-tools' --numParallelCollections)",
+    ),
+)
 #: The database step commands (stash-api.md §9): `backup-<engine>` / `restore-<engine>`.
-DATABASE_ENGINES = ("pg", "mysql")
+DATABASE_ENGINES = ("pg", "mysql", "redis", "mongo")
+_ENGINE_FLAGS: dict[str, tuple[Flag, ...]] = {"mongo": MONGO_FLAGS}
 _STEPS = {
     "backup-pvc": BACKUP_PVC_FLAGS,
     "update-status": UPDATE_STATUS_FLAGS,
     "restore-pvc": RESTORE_PVC_FLAGS,
-    **{f"backup-{engine}": BACKUP_DATABASE_FLAGS for engine in DATABASE_ENGINES},
-    **{f"restore-{engine}": RESTORE_DATABASE_FLAGS for engine in DATABASE_ENGINES},
+    **{
+        f"backup-{engine}": (*BACKUP_DATABASE_FLAGS, *_ENGINE_FLAGS.get(engine, ()))
+        for engine in DATABASE_ENGINES
+    },
+    **{
+        f"restore-{engine}": (*RESTORE_DATABASE_FLAGS, *_ENGINE_FLAGS.get(engine, ()))
+        for engine in DATABASE_ENGINES
+    },
 }
 
 

@@ -12,7 +12,9 @@ agent image (a newer client dumps older servers).
 
 Task parameters (`task.params` of the invoker, or the AppBinding's addon params):
 `args` (extra arguments of the dump tool on backup, of the load tool on restore),
-`backupCMD` / `restoreCMD` (the tool, e.g. `pg_dump`), `waitTimeout` (seconds).
+`backupCMD` / `restoreCMD` (the tool, e.g. `pg_dump`), `waitTimeout` (seconds); MongoDB
+also `authMechanism` (e.g. `PLAIN` for FerretDB, `SCRAM-SHA-256`) and
+`numParallelCollections`.
 
 Not for: installing them (the operator) or running them (`stash.agent.dbsteps`).
 """
@@ -37,6 +39,8 @@ ADDON_VERSIONS: dict[str, tuple[str, tuple[str, ...], dict[str, str], dict[str, 
         {"load-tool": "${restoreCMD:=mariadb}"},
     ),
     "mysql": ("mysql", ("8.0",), {}, {}),
+    "redis": ("redis", ("6.2", "7.0", "7.2"), {}, {}),
+    "mongodb": ("mongo", ("5.0", "6.0", "7.0"), {}, {}),
 }
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.databases import DatabaseUnavailable, MariaDBServer, PostgresServer
+from tests.support.nosql_servers import FerretDBServer, RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -30,5 +31,29 @@ def mariadb() -> Iterator[MariaDBServer]:
         server.start()
     except DatabaseUnavailable as exc:
         pytest.fail(f"MariaDB is needed: {exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis() -> Iterator[RedisServer]:
+    """A Redis server for the whole run (a database number per test)."""
+    try:
+        server = RedisServer()
+        server.start()
+    except DatabaseUnavailable as exc:
+        pytest.fail(f"Redis is needed: {exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ferretdb(postgres: PostgresServer) -> Iterator[FerretDBServer]:
+    """A MongoDB server (FerretDB on the run's PostgreSQL) for the whole run."""
+    try:
+        server = FerretDBServer(postgres)
+        server.start()
+    except DatabaseUnavailable as exc:
+        pytest.fail(f"FerretDB is needed: {exc}", pytrace=False)
     yield server
     server.stop()

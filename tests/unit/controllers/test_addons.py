@@ -63,3 +63,24 @@ def test_every_addon_function_parses_as_its_step_command() -> None:
         verb, _, engine = fn["spec"]["args"][0].partition("-")
         assert args.command_name == f"{verb}-{engine}"
         assert fn["metadata"]["name"].split("-")[1] == verb
+
+
+def test_mongodb_task_params_reach_the_step_as_its_own_flags() -> None:
+    functions = {f["metadata"]["name"]: f for f in builtin_functions()}
+    task = next(t for t in addon_tasks() if t["metadata"]["name"] == "mongodb-restore-7.0")
+    job = build_job(
+        name="j",
+        namespace="demo",
+        task=task,
+        functions=functions,
+        inputs={"RESTORE_SESSION": "r-1", "NAMESPACE": "demo", "TARGET_NAME": "db"},
+        invoker_params={"authMechanism": "PLAIN", "numParallelCollections": "1"},
+        labels={},
+        owner={},
+        service_account="sa",
+        run_as_user=0,
+    )
+    (step,) = job["spec"]["template"]["spec"]["containers"]
+    args = build_parser().parse_args(step["args"])
+    assert args.command_name == "restore-mongo"
+    assert args.auth_mechanism == "PLAIN" and args.parallel_collections == "1"
