@@ -53,6 +53,9 @@ __all__ = [
     "snapshotter_check",
 ]
 
+#: Answers to creating a VolumeSnapshot that trying again will not change: bad request,
+#: forbidden, no such resource (the CRDs went), invalid.
+_REFUSED = (400, 403, 404, 422)
 #: Seconds between looks at VolumeSnapshots / restored claims while a session runs.
 POLL = 1.0
 INSTALL_HINT = (
@@ -233,7 +236,14 @@ async def _target_hosts(
     for claim in claims:
         if claim in reported:
             continue
-        snap = await _snapshot(ctx, session, member, claim)
+        try:
+            snap = await _snapshot(ctx, session, member, claim)
+        except KubeError as exc:
+            if exc.status not in _REFUSED:
+                raise  # transient: the next pass tries again
+            error = f"the VolumeSnapshot of {claim} was refused: {exc}"
+            hosts.append(HostBackupStats(hostname=claim, phase="Failed", error=error))
+            continue
         state = V.snapshot_state(snap)
         if state.phase == "Pending" and overdue:
             state = V.SnapshotState("Failed", await _overdue(ctx, snap))
