@@ -20,7 +20,9 @@ from kubernetes_asyncio import client
 
 from stash_dev import ControlPlane, ControlPlaneError
 from tests.support.cluster import api_client_for
-from tests.support.csi import stack_logs
+from tests.support.csi import csi_stack, stack_logs
+
+__all__ = ["csi_stack"]  # one session fixture for the whole run (tests/support/csi.py)
 
 for _var in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"):
     os.environ.pop(_var, None)

@@ -23,12 +23,10 @@ from tests.support.csi import (
     STORAGE_CLASS,
     CsiStack,
     claim,
-    csi_stack,
     volume_handle,
 )
 
 pytestmark = pytest.mark.cluster
-__all__ = ["csi_stack"]  # the session fixture, used by name below
 
 
 def _bc(target: JSON, class_name: str | None = SNAPSHOT_CLASS, **spec: Any) -> JSON:
