@@ -20,6 +20,9 @@ from kubernetes_asyncio import client
 
 from stash_dev import ControlPlane, ControlPlaneError
 from tests.support.cluster import api_client_for
+from tests.support.csi import csi_stack, stack_logs
+
+__all__ = ["csi_stack"]  # one session fixture for the whole run (tests/support/csi.py)
 
 for _var in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"):
     os.environ.pop(_var, None)
@@ -67,11 +70,15 @@ async def namespace(kube: client.ApiClient, request: pytest.FixtureRequest) -> A
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """Attach the control plane's component logs to every failing test that used it."""
+    """Attach the control plane's component logs (and the CSI snapshot stack's) to every
+    failing test that used it."""
     outcome = yield
     report = outcome.get_result()
     if report.failed and _CONTROL_PLANE and "control_plane" in getattr(item, "fixturenames", ()):
         report.sections.append(("control plane logs", _CONTROL_PLANE[0].logs(tail=40)))
+    if report.failed and "csi_stack" in getattr(item, "fixturenames", ()):
+        for logs in stack_logs():
+            report.sections.append(("CSI snapshot stack logs", logs))
 
 
 def repo_root() -> Path:

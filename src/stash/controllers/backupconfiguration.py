@@ -157,11 +157,10 @@ def _decide(
     else:
         message = "no schedule is registered while the BackupConfiguration is invalid"
         checks.append(Check(P.SCHEDULE_REGISTERED, False, "ScheduleRegistrationFailed", message))
-    conditions = apply_checks(
-        bc.status.conditions if bc.status else None,
-        checks,
-        observed_generation=bc.metadata.generation,
-    )
+    old = (bc.status.conditions if bc.status else None) or []
+    if snapshotter is None:  # the driver is (again) Restic: no snapshot class to look for
+        old = [c for c in old if c.type != P.VOLUME_SNAPSHOT_CLASS_FOUND]
+    conditions = apply_checks(old, checks, observed_generation=bc.metadata.generation)
     recheck = recheck or (snapshotter is not None and snapshotter.status is not True)
     return _Decision(conditions, schedule, recheck)
 

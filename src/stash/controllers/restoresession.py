@@ -170,13 +170,14 @@ class RestoreSessionReconciler:
         conds = apply_checks(None, decision.checks)
         hosts = decision.hosts
         restored: list[HostRestoreStats] = []
+        deadline = _deadline(rs, status, self.ctx.settings.default_session_timeout)
         if decision.ready and is_snapshotter(rs):
-            conds, hosts, restored = await self._restore_claims(rs, conds)
+            overdue = deadline is not None and now >= deadline
+            conds, hosts, restored = await self._restore_claims(rs, conds, overdue)
         elif decision.ready:
             conds, hosts = await self._provision(rs, conds, hosts)
         else:
             hosts = None
-        deadline = _deadline(rs, status, self.ctx.settings.default_session_timeout)
         jobs = await self.ctx.executor_failures(key, self.seen)
 
         def decide(st: RestoreSessionStatus) -> RestoreSessionStatus:
@@ -240,11 +241,12 @@ class RestoreSessionReconciler:
         return conds, hosts if ok else None
 
     async def _restore_claims(
-        self, rs: RestoreSession, conds: list[Condition]
+        self, rs: RestoreSession, conds: list[Condition], overdue: bool
     ) -> tuple[list[Condition], int | None, list[HostRestoreStats]]:
         """RestoreExecutorEnsured for driver VolumeSnapshotter: the claims are created
-        from their snapshots by the operator; their hosts that are final now."""
-        ok, message, hosts, stats = await restore_from_snapshots(self.ctx, rs)
+        from their snapshots by the operator; their hosts that are final now (`overdue`:
+        the deadline passed, an unbound claim is final too)."""
+        ok, message, hosts, stats = await restore_from_snapshots(self.ctx, rs, overdue)
         conds = set_condition(
             conds,
             P.RESTORE_EXECUTOR_ENSURED,

@@ -40,7 +40,7 @@ from stash.controllers.conditions import Check
 from stash.controllers.context import ControllerContext
 from stash.kube.client import JSON, Conflict, KubeError, NotFound
 from stash.kube.conditions import set_condition
-from stash.kube.resources import CRDS, PVCS
+from stash.kube.resources import CRDS, EVENTS, PVCS
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,9 @@ __all__ = [
     "snapshotter_check",
 ]
 
+#: Answers to creating a VolumeSnapshot that trying again will not change: bad request,
+#: forbidden, no such resource (the CRDs went), invalid.
+_REFUSED = (400, 403, 404, 422)
 #: Seconds between looks at VolumeSnapshots / restored claims while a session runs.
 POLL = 1.0
 INSTALL_HINT = (
@@ -233,7 +236,14 @@ async def _target_hosts(
     for claim in claims:
         if claim in reported:
             continue
-        snap = await _snapshot(ctx, session, member, claim)
+        try:
+            snap = await _snapshot(ctx, session, member, claim)
+        except KubeError as exc:
+            if exc.status not in _REFUSED:
+                raise  # transient: the next pass tries again
+            error = f"the VolumeSnapshot of {claim} was refused: {exc}"
+            hosts.append(HostBackupStats(hostname=claim, phase="Failed", error=error))
+            continue
         state = V.snapshot_state(snap)
         if state.phase == "Pending" and overdue:
             state = V.SnapshotState("Failed", await _overdue(ctx, snap))
@@ -284,10 +294,12 @@ async def snapshot_progress(
 
 
 async def restore_from_snapshots(
-    ctx: ControllerContext, rs: RestoreSession
+    ctx: ControllerContext, rs: RestoreSession, overdue: bool = False
 ) -> tuple[bool, str, int, list[HostRestoreStats]]:
     """Create the RestoreSession's claims (idempotent) and read them: (ok, message,
-    hosts, the hosts final now: Succeeded when Bound, Failed when Lost)."""
+    hosts, the hosts final now: Succeeded when Bound, Failed when Lost, or when
+    `overdue` (the deadline passed) and still unbound, with the provisioner's last
+    warning about the claim)."""
     ns, name = str(rs.metadata.namespace), str(rs.metadata.name)
     target = rs.spec.target if rs.spec else None
     templates = [t.to_wire() for t in (target.volume_claim_templates if target else None) or []]
@@ -313,10 +325,31 @@ async def restore_from_snapshots(
                         hostname=host, phase="Failed", error="the claim lost its volume"
                     )
                 )
+            elif overdue:
+                error = await _unbound(ctx, live)
+                stats.append(HostRestoreStats(hostname=host, phase="Failed", error=error))
     except KubeError as exc:
         return False, f"cannot create the claims to restore: {exc}", len(claims), []
     names = ", ".join(c["metadata"]["name"] for c in claims)
     return True, f"the operator creates {names} from VolumeSnapshots", len(claims), stats
+
+
+async def _unbound(ctx: ControllerContext, claim: JSON) -> str:
+    """Why a claim is not Bound at the deadline: the newest Warning Event about it (the
+    provisioner's ProvisioningFailed says what went wrong with its snapshot), if any."""
+    meta = claim["metadata"]
+    why = f"claim {meta['name']} was not Bound by the restore's deadline"
+    try:
+        events = await ctx.kube.list(
+            EVENTS, meta["namespace"], field_selector=f"involvedObject.uid={meta['uid']}"
+        )
+    except KubeError:
+        return why
+    warnings = [e for e in events.get("items") or [] if e.get("type") == "Warning"]
+    if not warnings:
+        return why
+    last = max(warnings, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+    return f"{why}: {last.get('reason')}: {last.get('message')}"
 
 
 async def _ensure_claim(ctx: ControllerContext, claim: dict[str, Any], ns: str) -> JSON:

@@ -15,11 +15,10 @@ from stash.kube.resources import PVCS
 from tests.integration.metrics.world import condition, names_of
 from tests.integration.operator.conftest import OperatorFactory
 from tests.support.cluster import eventually
-from tests.support.csi import SNAPSHOT_CLASS, CsiStack, claim, csi_stack, volume_handle
+from tests.support.csi import SNAPSHOT_CLASS, CsiStack, claim, volume_handle
 from tests.support.prometheus import Monitoring
 
 pytestmark = pytest.mark.cluster
-__all__ = ["csi_stack"]  # the session fixture, used by name below
 
 
 async def test_snapshot_session_metrics_reach_prometheus(

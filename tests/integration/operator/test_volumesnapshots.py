@@ -23,12 +23,10 @@ from tests.support.csi import (
     STORAGE_CLASS,
     CsiStack,
     claim,
-    csi_stack,
     volume_handle,
 )
 
 pytestmark = pytest.mark.cluster
-__all__ = ["csi_stack"]  # the session fixture, used by name below
 
 
 def _bc(target: JSON, class_name: str | None = SNAPSHOT_CLASS, **spec: Any) -> JSON:
@@ -348,3 +346,32 @@ async def test_a_missing_snapshot_class_keeps_the_invoker_not_ready(
     found = conds["VolumeSnapshotClassFound"]
     assert found["status"] == "False"
     assert "VolumeSnapshotClass no-such-class does not exist" in found["message"]
+
+
+async def test_a_restore_from_a_missing_snapshot_fails_at_its_deadline_saying_why(
+    csi_stack: CsiStack, rawkube: Kube, namespace: str, run_operator: OperatorFactory
+) -> None:
+    ns = namespace
+    template = {
+        "metadata": {"name": "restored"},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": STORAGE_CLASS,
+            "resources": {"requests": {"storage": "10Mi"}},
+            "dataSource": {
+                "kind": "VolumeSnapshot",
+                "name": "no-such-snapshot",
+                "apiGroup": "snapshot.storage.k8s.io",
+            },
+        },
+    }
+    restore = _restore_session({"volumeClaimTemplates": [template]})
+    restore["spec"]["timeOut"] = "8s"
+    await rawkube.create(RESTORESESSIONS, restore, ns)
+    await run_operator()
+    done = await _restored(rawkube, ns)
+    assert done["status"]["phase"] == "Failed"
+    (host,) = done["status"]["stats"]
+    assert (host["hostname"], host["phase"]) == ("restored", "Failed")
+    assert "not Bound by the restore's deadline" in host["error"]
+    assert "no-such-snapshot" in host["error"]
