@@ -1,11 +1,10 @@
-"""`stash operator`: informers, controllers, the cron engine, /metrics, the admission
-webhook and the Snapshot API (`stash.snapshotserving`) in one loop.
+"""`stash operator`: informers, controllers, cron engine, /metrics, webhook, Snapshot API.
 
 Every replica runs the informers (warm caches make a hand-over fast), the metrics
 server and the admission webhook; only the replica holding the Lease runs the
 controllers and the cron engine (and registers a deleted webhook configuration again),
-and it stops them as soon as it can no longer renew the lease. Not for: rules (they are
-in `stash.controllers`) or Kubernetes plumbing (`stash.kube`).
+and it stops them as soon as it can no longer renew the lease. Not for: rules
+(`stash.controllers`), Snapshot API serving (`stash.snapshotserving`), plumbing (`stash.kube`).
 """
 
 from __future__ import annotations
@@ -171,8 +170,8 @@ class Operator:
             ctrl.metrics = observer
         self.ready = asyncio.Event()
         self.webhook: WebhookServer | None = None
-        self.cert_store = cert_store(settings, kube)  # the webhook's and the Snapshot API's
-        self.snapshot_api = OperatorSnapshotApi(kube, settings, self.cert_store)
+        # The Snapshot API serves the webhook's certificate (one store).
+        self.snapshot_api = OperatorSnapshotApi(kube, settings, cert_store(settings, kube))
         self.metrics_port: int | None = None
         self._phase_of: dict[str, str] = {}
         c.backupsessions.add_handler(self._count_phases)
@@ -313,10 +312,8 @@ class Operator:
         for inf in informers:
             self.supervisor.spawn(f"informer {inf.resource.plural}", inf.run, progress=inf.progress)
         server = await self._serve_metrics()
-        side = [
-            *([self._serve_webhook()] if self.settings.serve_webhook else []),
-            *([self.snapshot_api.run()] if self.settings.serve_snapshot_api else []),
-        ]
+        side = [self._serve_webhook()] if self.settings.serve_webhook else []
+        side += [self.snapshot_api.run()] if self.settings.serve_snapshot_api else []
         side_tasks = [asyncio.create_task(coro) for coro in side]
         try:
             await wait_synced(informers)
@@ -385,7 +382,7 @@ class Operator:
         whose webhook is not serving is not ready, so the Service skips it)."""
         delay = 2.0
         while True:
-            webhook = WebhookServer(self.settings, self.kube, store=self.cert_store)
+            webhook = WebhookServer(self.settings, self.kube, store=self.snapshot_api.store)
             try:
                 await webhook.start()
                 break

@@ -69,7 +69,7 @@ class OperatorSnapshotApi:
         self.store = store
         # A mounted certificate is renewed by someone else (cert-manager): look often.
         self.check_interval = (
-            min(check_interval, 60.0) if settings.webhook_cert_dir else (check_interval)
+            min(check_interval, 60.0) if settings.webhook_cert_dir else check_interval
         )
         self.server: SnapshotApiServer | None = None
 
