@@ -194,6 +194,7 @@ async def main(mb: int, rounds: int) -> None:
         kube = await Kube.connect(cp.kubeconfig)
         runner = PodRunner(kube, work / "pods")
         op_task = None
+        op_kube: Kube | None = None
         try:
             for crd in crds():
                 await kube.create(CRDS, crd)
@@ -240,6 +241,8 @@ async def main(mb: int, rounds: int) -> None:
             if op_task is not None:
                 op_task.cancel()
                 await asyncio.gather(op_task, return_exceptions=True)
+            if op_kube is not None:
+                await op_kube.close()
             await runner.close()
             await kube.close()
             cp.stop()

@@ -152,7 +152,8 @@ class OperatorSettings(BaseSettings):
     """Seconds between two `restic check` runs of one Repository (the post-backup action
     `VerifyRepositoryIntegrity`). A session runs the check when none ran for this long,
     when the Repository's integrity is not known to be good, or when the invoker's last
-    session failed; the other sessions record the last check's result (docs/restic.md).
+    session failed; the other sessions record the last check's result
+    (docs/compatibility.md).
     0: every session runs it, as Stash does."""
     default_session_timeout: float = Field(default=86400.0, gt=0)
     """Seconds: the deadline of a BackupSession or RestoreSession whose invoker sets no

@@ -8,7 +8,9 @@ operator assigned to the target:
 1. `ApplyRetentionPolicy` — `restic forget` with the invoker's retentionPolicy and no
    `--host` (restic groups by host and paths). Once per session: skipped when the
    session already has `RetentionPolicyApplied`. On a lock conflict the stale-lock
-   policy runs and forget is retried once. -> `RetentionPolicyApplied`.
+   policy runs and forget is retried once. Not run when `keepLast` alone keeps every
+   snapshot the repository holds by the Repository's count plus this session's (it
+   could remove nothing). -> `RetentionPolicyApplied`.
 2. `VerifyRepositoryIntegrity` — `restic check` and `restic stats --mode raw-data`
    side by side (both `--no-lock`, as Stash, so other writers are not blocked).
    -> `RepositoryIntegrityVerified`. The operator assigns it only when a check is due
@@ -41,6 +43,7 @@ from dataclasses import dataclass
 
 from stash.agent.context import AgentContext, BackupInvoker
 from stash.agent.lockpolicy import clear_stale_locks
+from stash.agent.repofacts import nothing_to_forget, size_after_session, snapshots_after_session
 from stash.agent.repository import RepositoryHandle
 from stash.agent.stats import (
     APPLY_RETENTION,
@@ -58,7 +61,6 @@ from stash.kube.client import JSON
 from stash.kube.conditions import get_condition
 from stash.kube.status import update_status
 from stash.restic import ForgetResult, RepositoryLocked, ResticError, format_bytes
-from stash.restic.models import parse_bytes
 from stash.sessionmetrics import (
     RepositoryFacts,
     backend_location,
@@ -136,10 +138,14 @@ def _retention_message(policy: RetentionPolicy, result: ForgetResult, host: str)
 
 
 async def _apply_retention(
-    ctx: AgentContext, repo: RepositoryHandle, policy: RetentionPolicy, host: str
+    ctx: AgentContext, repo: RepositoryHandle, policy: RetentionPolicy, live: JSON, host: str
 ) -> tuple[bool, str, int | None, int | None]:
     """(ok, message, snapshots removed, snapshots left). `forget` runs over every group
     of the repository, so what it keeps is every snapshot left: the count comes free."""
+    count = snapshots_after_session(repo, live, host)
+    skipped = nothing_to_forget(policy, count, host)
+    if skipped is not None:
+        return True, skipped, 0, count
     try:
         try:
             result = await repo.restic.forget(policy)
@@ -188,9 +194,16 @@ async def _verify(repo: RepositoryHandle, facts: _Facts) -> tuple[bool, str]:
 def _not_due(repo: RepositoryHandle) -> tuple[bool, str]:
     """The integrity condition of a session that runs no check: the last check's result
     (the operator assigns the check whenever that result is not good)."""
+    if repo.restic.created_repository:
+        return True, (
+            f"this session created {repo.display}: its first restic check is due one "
+            "integrity_check_interval (operator setting) from now"
+        )
     status = repo.model.status
-    last = status.last_integrity_check_time if status is not None else None
-    good = status is not None and status.integrity is True
+    if status is None or status.integrity is None:
+        return True, f"no restic check of {repo.display} is recorded yet: the next session runs one"
+    last = status.last_integrity_check_time
+    good = status.integrity is True
     when = (
         last.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         if last is not None
@@ -202,24 +215,6 @@ def _not_due(repo: RepositoryHandle) -> tuple[bool, str]:
             f"at {when} (operator setting integrity_check_interval)"
         )
     return False, f"restic check is not due, but the last one at {when} did not pass"
-
-
-def _known_size(repo: RepositoryHandle, live: JSON, hostname: str) -> int | None:
-    """The repository's size without `restic stats`: its last recorded size plus what
-    this agent's backups added; None when that would not be exact enough (another host
-    of the session wrote snapshots, nothing known, or no backup ran here)."""
-    status = repo.model.status
-    if status is None or not status.total_size or not repo.restic.backed_up:
-        return None
-    for target in (live.get("status") or {}).get("targets") or []:
-        for host in target.get("stats") or []:
-            if host.get("hostname") != hostname and host.get("snapshots"):
-                return None
-    try:
-        before = parse_bytes(status.total_size)
-    except ValueError:
-        return None
-    return before + sum(s.data_added_packed for s in repo.restic.backed_up)
 
 
 async def _send_metrics(
@@ -310,7 +305,7 @@ async def run_post_backup_actions(
     if APPLY_RETENTION in actions:
         if get_condition(conds, P.RETENTION_POLICY_APPLIED) is None:
             ok, message, facts.removed, facts.count = await _apply_retention(
-                ctx, repo, invoker.retention, hostname
+                ctx, repo, invoker.retention, live, hostname
             )
             reason = "SuccessfullyAppliedRetentionPolicy" if ok else "FailedToApplyRetentionPolicy"
             done.append((P.RETENTION_POLICY_APPLIED, ok, reason, message))
@@ -323,6 +318,8 @@ async def run_post_backup_actions(
         )
         done.append((P.REPOSITORY_INTEGRITY_VERIFIED, ok, reason, message))
     elif actions:
+        if repo.restic.created_repository:
+            facts.checked, facts.integrity = True, True  # the schedule starts at creation
         ok, message = _not_due(repo)
         done.append(
             (P.REPOSITORY_INTEGRITY_VERIFIED, ok, "RepositoryIntegrityCheckNotDue", message)
@@ -351,7 +348,7 @@ async def _size_without_check(
 ) -> None:
     """The size in a session without a check: known from the last one plus this session's
     additions, else (retention removed snapshots, other hosts wrote) `restic stats`."""
-    known = None if facts.removed else _known_size(repo, live, hostname)
+    known = None if facts.removed else size_after_session(repo, live, hostname)
     if known is not None:
         facts.size = known
         return

@@ -166,6 +166,7 @@ async def _wait_until_ready(ctx: AgentContext, name: str) -> JSON | str:
     """The invoker once the operator initiated this host's part (totalHosts), or why not."""
     inv = _invoker(ctx, name)
     said = False
+    poll = 0.1  # the operator usually accepts within a moment; then every WAIT_POLL
     while True:
         try:
             live = await ctx.kube.get(inv.resource, name, ctx.namespace)
@@ -179,7 +180,8 @@ async def _wait_until_ready(ctx: AgentContext, name: str) -> JSON | str:
         if not said:
             log.info("waiting for the operator to accept %s %s (totalHosts)", inv.kind, name)
             said = True
-        await asyncio.sleep(WAIT_POLL)
+        await asyncio.sleep(poll)
+        poll = min(poll * 2, WAIT_POLL)
 
 
 def _rule_request(rs: RestoreSession, hostname: str) -> RestoreRequest | str:

@@ -123,6 +123,7 @@ async def _assignment(
 ) -> tuple[JSON, Assignment | str]:
     deadline = time.monotonic() + INITIATION_WAIT
     said = False
+    poll = 0.1  # the operator usually initiates within a moment; then every 2 s
     while True:
         live = await ctx.kube.get(BACKUPSESSIONS, session, ctx.namespace)
         found = backup_assignment(live, ctx.target, hostname)
@@ -139,7 +140,8 @@ async def _assignment(
                 found,
             )
             said = True
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(poll)
+        poll = min(poll * 2, 2.0)
 
 
 async def run_backup_pvc(

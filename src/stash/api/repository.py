@@ -153,8 +153,10 @@ class RepositoryStatus(StashModel):
     snapshot_count: Int64 | None = None
     snapshots_removed_on_last_cleanup: Int64 | None = None
     last_integrity_check_time: Time | None = None
-    """When `restic check` last ran on the repository (`integrity` is its result).
-    Not in Stash: the operator runs the check on its own schedule (docs/restic.md)."""
+    """When `restic check` last ran on the repository, or stash created it (`integrity`
+    is its result).
+    Not in Stash: the operator runs the check on its own schedule
+    (docs/compatibility.md)."""
     references: list[TypedObjectReference] | None = None
 
 

@@ -188,10 +188,16 @@ def merge_targets(
 def integrity_check_due(
     status: RepositoryStatus | None, interval: float, now: dt.datetime, last_failed: bool
 ) -> bool:
-    """Whether a session runs `restic check` (pure): always with `interval` 0, after a
-    failed session, while the repository's integrity is not known to be good, and when
-    the last check is `interval` seconds old or more (or unknown)."""
-    if interval <= 0 or last_failed or status is None or status.integrity is not True:
+    """Whether a session runs `restic check` (pure): always with `interval` 0 and after a
+    failed session; never while the Repository records no backup (a new repository has
+    nothing to check; one stash did not create is checked in its second session); else
+    while its integrity is not known to be good, and when the last check is `interval`
+    seconds old or more (or unknown)."""
+    if interval <= 0 or last_failed:
+        return True
+    if status is None or not (status.snapshot_count or status.last_backup_time):
+        return False
+    if status.integrity is not True:
         return True
     last = status.last_integrity_check_time
     return last is None or (now - last).total_seconds() >= interval

@@ -98,6 +98,7 @@ class Restic(ResticRunner):
                 raise
             # Someone else created it between our check and our init.
             return InitResult(repository_id=(await self.config()).id, created=False)
+        self.created_repository = True
         for line in done.stdout.splitlines():
             doc = json_doc(line)
             if doc and doc.get("message_type") == "initialized":

@@ -101,6 +101,8 @@ class ResticRunner:
         self._files_written = False
         self.backed_up: list[BackupSummary] = []
         """Summaries of the backups this driver ran (what each added to the repository)."""
+        self.created_repository = False
+        """This driver's `init` created the repository (it was empty until now)."""
 
     async def version(self) -> ResticVersion:
         """The restic version (checked against the minimum once per binary)."""

@@ -60,8 +60,12 @@ async def _setup(
     return repo_dir, data, await runner.run(pod, "stash", volumes={"data": data})
 
 
+_TRIGGERS = iter(range(1_000_000))
+
+
 async def _session(rawkube: Kube, namespace: str, sidecar: RunningContainer) -> JSON:
-    name = await trigger(rawkube, namespace)
+    # Each its own name (a quick failure could leave the next one in the same second).
+    name = await trigger(rawkube, namespace, offset=next(_TRIGGERS))
     return await finished(rawkube, namespace, name, logs=[sidecar])
 
 
@@ -74,14 +78,15 @@ async def test_sessions_between_checks_record_integrity_and_size_without_rerunni
     restic_bin: str,
     tmp_path: Path,
 ) -> None:
-    await run_operator()  # the default schedule: one check a day
+    await run_operator()  # the default schedule: one check a day (none is due here)
     repo_dir, data, sidecar = await _setup(rawkube, namespace, runner, restic_bin, tmp_path)
     restic = host_restic({"local": {"mountPath": str(repo_dir)}}, restic_bin, tmp_path / "s")
 
     first = await _session(rawkube, namespace, sidecar)
     assert first["status"]["phase"] == "Succeeded", (first["status"], sidecar.logs())
-    verified = condition(first, "RepositoryIntegrityVerified")
-    assert verified["reason"] == "SuccessfullyVerifiedRepositoryIntegrity", verified
+    verified = condition(first, "RepositoryIntegrityVerified")  # a new repository
+    assert verified["status"] == "True" and "this session created" in verified["message"]
+    assert "did not run" in condition(first, "RetentionPolicyApplied")["message"]
     checked_at = (await repository_status(rawkube, namespace))["lastIntegrityCheckTime"]
 
     write_tree(data, {"app/more.bin": os.urandom(200_000)})
@@ -93,7 +98,8 @@ async def test_sessions_between_checks_record_integrity_and_size_without_rerunni
     assert checked_at in verified["message"]
     initialized = condition(second, "BackendRepositoryInitialized")
     assert initialized["status"] == "True" and "not probed" in initialized["message"]
-    assert condition(second, "RetentionPolicyApplied")["status"] == "True"
+    retention = condition(second, "RetentionPolicyApplied")
+    assert retention["status"] == "True" and "kept all 2 snapshot(s)" in retention["message"]
 
     repo = await repository_status(rawkube, namespace)
     assert repo["integrity"] is True

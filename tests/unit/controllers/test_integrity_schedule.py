@@ -14,7 +14,10 @@ DAY = 86400.0
 
 def checked(hours_ago: float, integrity: bool | None = True) -> RepositoryStatus:
     return RepositoryStatus(
-        integrity=integrity, last_integrity_check_time=NOW - dt.timedelta(hours=hours_ago)
+        integrity=integrity,
+        last_integrity_check_time=NOW - dt.timedelta(hours=hours_ago),
+        last_backup_time=NOW - dt.timedelta(hours=1),
+        snapshot_count=1,
     )
 
 
@@ -35,6 +38,14 @@ def test_a_failed_last_session_or_a_bad_integrity_always_checks() -> None:
     assert integrity_check_due(checked(1, integrity=False), DAY, NOW, last_failed=False)
 
 
-def test_a_repository_never_checked_is_checked() -> None:
-    assert integrity_check_due(None, DAY, NOW, last_failed=False)
-    assert integrity_check_due(RepositoryStatus(integrity=True), DAY, NOW, last_failed=False)
+def test_a_repository_with_backups_but_no_recorded_check_is_checked() -> None:
+    backed_up = RepositoryStatus(snapshot_count=3, last_backup_time=NOW)
+    assert integrity_check_due(backed_up, DAY, NOW, last_failed=False)
+    backed_up.integrity = True  # recorded by an operator that kept no check time
+    assert integrity_check_due(backed_up, DAY, NOW, last_failed=False)
+
+
+def test_a_repository_without_any_backup_has_nothing_to_check_yet() -> None:
+    assert not integrity_check_due(None, DAY, NOW, last_failed=False)
+    assert not integrity_check_due(RepositoryStatus(), DAY, NOW, last_failed=False)
+    assert integrity_check_due(None, 0, NOW, last_failed=False)
