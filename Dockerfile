@@ -12,6 +12,18 @@ ARG RESTIC_VERSION=v0.19.1
 RUN CGO_ENABLED=0 GOBIN=/out go install -trimpath -ldflags "-s -w" \
       "github.com/restic/restic/cmd/restic@${RESTIC_VERSION}"
 
+# The Redis and MongoDB addons' Go tools, from the modules the tests pin and build
+# (tests/tools/build-databases.sh): redis-dump-go, mongodump, mongorestore.
+FROM golang:${GO_VERSION}-bookworm AS dbtools
+WORKDIR /src
+COPY tests/tools/redis-dump-go ./redis-dump-go
+COPY tests/tools/mongo-tools ./mongo-tools
+RUN cd redis-dump-go && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" \
+      -o /out/redis-dump-go github.com/yannh/redis-dump-go \
+    && cd ../mongo-tools && for t in mongodump mongorestore; do \
+      CGO_ENABLED=0 GONOSUMDB=github.com/mongodb/mongo-tools go build -trimpath \
+        -ldflags "-s -w" -o /out/$t github.com/mongodb/mongo-tools/$t/main || exit 1; done
+
 FROM python:${PYTHON_VERSION}-slim-bookworm AS wheel
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -26,10 +38,12 @@ RUN python -m venv /opt/stash \
          -c /tmp/constraints.txt /tmp/wheels/*.whl \
     && rm -rf /tmp/wheels /tmp/constraints.txt
 COPY --from=restic /out/restic /usr/local/bin/restic
-# The database addons' client tools (docs/databases.md): pg_dump/pg_dumpall/pg_restore/psql
-# and mariadb-dump/mariadb (mysqldump/mysql are links to them).
+COPY --from=dbtools /out/ /usr/local/bin/
+# The database addons' client tools (docs/databases.md): pg_dump/pg_dumpall/pg_restore/psql,
+# mariadb-dump/mariadb (mysqldump/mysql are links to them) and redis-cli.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends postgresql-client-15 mariadb-client \
+         redis-tools \
     && rm -rf /var/lib/apt/lists/*
 ENV PATH=/opt/stash/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -7,8 +7,10 @@ mongorestore and redis-dump-go (built and cached by `make tools`; built here if 
 argument), no persistence; `RespClient` is a small RESP client for the test's own reads
 and writes (a database number per test).
 `FerretDBServer`: FerretDB v1 (our wrapper, `tests/tools/ferretdb`) on the PostgreSQL
-backend of the `PostgresServer` of the run, so the MongoDB logins (PLAIN, the only
-mechanism FerretDB v1 knows) are really checked by PostgreSQL: role `ferret`.
+backend of a `PostgresServer` of its own (not the PostgreSQL tests' one, whose
+pg_dumpall round trips would dump and reload FerretDB's tables), so the MongoDB logins
+(PLAIN, the only mechanism FerretDB v1 knows) are really checked by PostgreSQL: role
+`ferret`.
 A binary that is missing raises DatabaseUnavailable with what to install.
 """
 
@@ -163,8 +165,8 @@ class FerretDBServer:
     user = "ferret"
     password = MONGO_PASSWORD
 
-    def __init__(self, postgres: PostgresServer) -> None:
-        self.pg = postgres
+    def __init__(self) -> None:
+        self.pg = PostgresServer()
         self.bin = Path(database_tools_bin())
         if not os.access(self.bin / "ferretdb", os.X_OK):
             raise DatabaseUnavailable(f"ferretdb not built in {self.bin} (`make tools`)")
@@ -173,7 +175,16 @@ class FerretDBServer:
         self.log = Path(tempfile.mkstemp(prefix="stash-ferretdb-", suffix=".log")[1])
 
     def start(self) -> None:
-        """Role and database `ferretdb` in PostgreSQL, then FerretDB; wait for a login."""
+        """PostgreSQL with role and database `ferretdb`, then FerretDB; wait for a login
+        (what was started is stopped again when that fails)."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        self.pg.start()
         quoted = self.password.replace("'", "''")
         self.pg.sql(f"CREATE ROLE {self.user} LOGIN PASSWORD '{quoted}'")
         self.pg.sql(f"CREATE DATABASE ferretdb OWNER {self.user}")
@@ -202,7 +213,7 @@ class FerretDBServer:
                 time.sleep(0.2)
 
     def stop(self) -> None:
-        """Stop FerretDB (the PostgreSQL server is the postgres fixture's)."""
+        """Stop FerretDB and its PostgreSQL."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -210,6 +221,7 @@ class FerretDBServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.pg.stop()
         self.log.unlink(missing_ok=True)
 
     def client(self) -> Any:

@@ -4,9 +4,9 @@ for pg, mysql, redis and mongo.
 What it is for: the bodies behind the addon Functions. Both read the database's endpoint
 and credentials from the env the operator gives the Job (`contract.appbinding`), remove
 the credentials from the process environment at once (no child inherits them), write
-them into a 0600 file (`databases.private_dir`; Redis: the one variable its tools
-read), wait for the database (`waitTimeout`),
-and then:
+them into a 0600 file (`databases.private_dir`; Redis: the variables its tools read, in
+the environment of redis-cli and of restic, which runs redis-dump-go), wait for the
+database (`waitTimeout`), and then:
 
 * backup: `restic backup --stdin-from-command -- <dump tool> ...` as the host's one
   snapshot (`dumpfile.sql|dump|resp|archive`). restic runs the dump tool and fails the
@@ -282,7 +282,7 @@ async def _load(
             log.info("loading snapshot %s (%s) into %s", snapshot[:8], path, conn.where)
             done = await repo.restic.dump_into(snapshot, path, argv, env=_child_env(conn, extra))
     except ValueError as exc:
-        return str(exc)
+        return redact(str(exc))
     except (AgentError, ResticError) as exc:
         return redact(describe(exc))
     if done.consumer_exit != 0:

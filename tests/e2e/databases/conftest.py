@@ -48,10 +48,10 @@ def redis() -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="session")
-def ferretdb(postgres: PostgresServer) -> Iterator[FerretDBServer]:
-    """A MongoDB server (FerretDB on the run's PostgreSQL) for the whole run."""
+def ferretdb() -> Iterator[FerretDBServer]:
+    """A MongoDB server (FerretDB on a PostgreSQL of its own) for the whole run."""
     try:
-        server = FerretDBServer(postgres)
+        server = FerretDBServer()
         server.start()
     except DatabaseUnavailable as exc:
         pytest.fail(f"FerretDB is needed: {exc}", pytrace=False)
