@@ -163,6 +163,7 @@ async def take_backup(
         paths if paths is not None else target.paths,
         excludes if excludes is not None else target.exclude,
         target.args,
+        session["metadata"]["name"],
     )
     repo: RepositoryHandle | None = None
     pre = invoker.hooks.pre_backup if invoker.hooks else None

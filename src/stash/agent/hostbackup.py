@@ -2,12 +2,14 @@
 
 What it is for: `backup_host()` — check that every path exists in the pod, clear
 provably stale locks, then `restic backup <path> --host <hostname>` once per path (one
-snapshot per path, the target's excludes and extra args), and return the host's
-`HostBackupStats`: Succeeded only when every path was backed up completely. A path
-that is missing fails the host before anything is uploaded; an incomplete snapshot
-(restic exit 3, unreadable files) is never listed as a success; a repository-wide
-error (wrong password, unreachable or full storage, lock held) ends the host at once
-with restic's message and hint. `initialize_repository()` is the pre-backup action.
+snapshot per path, the target's excludes and extra args, tagged with the session:
+`session_tag`), and return the host's `HostBackupStats`: Succeeded only when every path
+was backed up completely. A path that is missing fails the host before anything is
+uploaded; an incomplete snapshot (restic exit 3, unreadable files) is never listed as a
+success; a restic that failed after it wrote its snapshot (killed before it printed the
+ID) has the session's snapshot named in the error; a repository-wide error (wrong
+password, unreachable or full storage, lock held) ends the host at once with restic's
+message and hint. `initialize_repository()` is the pre-backup action.
 
 Not for: session status, heartbeats or post-backup actions (`executor`,
 `postbackup`).
@@ -51,9 +53,13 @@ __all__ = [
     "initialize_repository",
     "recorded_backups",
     "request_from_target",
+    "session_tag",
 ]
 
 log = logging.getLogger(__name__)
+
+#: The restic tag every snapshot gets: `stash.appscode.com/backup-session=<session>`.
+SESSION_TAG_PREFIX = "stash.appscode.com/backup-session="
 
 #: Errors about the repository as a whole: the next path would fail the same way.
 _FATAL = (
@@ -76,6 +82,13 @@ class BackupRequest:
     paths: tuple[str, ...]
     excludes: tuple[str, ...] = ()
     args: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    """restic tags of every snapshot (the session's, `session_tag`)."""
+
+
+def session_tag(session: str) -> str:
+    """The restic tag naming the BackupSession a snapshot was taken for."""
+    return f"{SESSION_TAG_PREFIX}{session}"
 
 
 def failed_host(hostname: str, error: str, started: float | None = None) -> HostBackupStats:
@@ -131,6 +144,7 @@ async def _backup_path(
             return await repo.restic.backup(
                 [path],
                 host=request.hostname,
+                tags=request.tags,
                 excludes=request.excludes,
                 extra_args=request.args,
             )
@@ -199,7 +213,7 @@ async def backup_host(
             )
             continue
         except ResticError as exc:
-            errors.append(f"{path}: {exc}")
+            errors.append(f"{path}: {exc}{await _written_anyway(repo, request, path)}")
             if isinstance(exc, _FATAL):
                 break
             continue
@@ -226,16 +240,35 @@ async def backup_host(
     )
 
 
+async def _written_anyway(repo: RepositoryHandle, request: BackupRequest, path: str) -> str:
+    """A failed restic may have written the snapshot before it could name it (killed
+    at the very end): the note naming this session's snapshot of `path`, if one is in
+    the repository, so it is not left unnamed."""
+    if not request.tags:
+        return ""
+    try:
+        found = await repo.restic.snapshots(
+            host=request.hostname, paths=[path], tags=request.tags, no_lock=True
+        )
+    except ResticError:
+        return ""
+    names = ", ".join(f"snapshot {s.short_id[:8]}" for s in found)
+    return f" (restic wrote {names} of this session before it failed; not counted)" if names else ""
+
+
 def request_from_target(
     hostname: str,
     paths: Sequence[str] | None,
     excludes: Sequence[str] | None,
     args: Sequence[str] | None,
+    session: str = "",
 ) -> BackupRequest:
-    """A BackupRequest from a BackupTarget's fields (None = empty)."""
+    """A BackupRequest from a BackupTarget's fields (None = empty), its snapshots
+    tagged with `session` when given."""
     return BackupRequest(
         hostname=hostname,
         paths=tuple(p for p in paths or () if p),
         excludes=tuple(e for e in excludes or () if e),
         args=tuple(a for a in args or () if a),
+        tags=(session_tag(session),) if session else (),
     )

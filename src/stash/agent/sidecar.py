@@ -148,8 +148,12 @@ class _SessionWatcher:
         outcome = self.unreported.pop(name, None)
         if outcome is not None and outcome.host.snapshots:
             ids = ", ".join(str(s.name) for s in outcome.host.snapshots)
-            log.warning(
-                "%s: snapshot(s) %s of host %s not reported: %s", name, ids, self.hostname, why
+            log.info(
+                "%s: dropping the kept result of host %s (snapshots %s): %s",
+                name,
+                self.hostname,
+                ids,
+                why,
             )
 
     async def _handle(self, name: str) -> None:
