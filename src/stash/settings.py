@@ -150,11 +150,10 @@ class OperatorSettings(BaseSettings):
     """Seconds a wipe-out may take; what is left after that is kept."""
     integrity_check_interval: float = Field(default=86400.0, ge=0)
     """Seconds between two `restic check` runs of one Repository (the post-backup action
-    `VerifyRepositoryIntegrity`). A session runs the check when none ran for this long,
-    when the Repository's integrity is not known to be good, or when the invoker's last
-    session failed; the other sessions record the last check's result
-    (docs/compatibility.md).
-    0: every session runs it, as Stash does."""
+    `VerifyRepositoryIntegrity`). Once the Repository records a backup, a session runs
+    the check when none ran for this long or its integrity is not known to be good; a
+    session always runs it after a failed one; the other sessions record the last
+    check's result (docs/compatibility.md). 0: every session runs it, as Stash does."""
     default_session_timeout: float = Field(default=86400.0, gt=0)
     """Seconds: the deadline of a BackupSession or RestoreSession whose invoker sets no
     `spec.timeOut`, so every session reaches a final phase."""

@@ -228,6 +228,7 @@ async def report_host(
                 assignment.post_actions,
                 outcome.repo,
                 hostname,
+                len(host.snapshots or []),
             )
     post = invoker.hooks.post_backup if invoker.hooks else None
     pre_failed = any(h.name == "preBackup" and h.phase == "Failed" for h in host.hooks or [])

@@ -138,11 +138,16 @@ def _retention_message(policy: RetentionPolicy, result: ForgetResult, host: str)
 
 
 async def _apply_retention(
-    ctx: AgentContext, repo: RepositoryHandle, policy: RetentionPolicy, live: JSON, host: str
+    ctx: AgentContext,
+    repo: RepositoryHandle,
+    policy: RetentionPolicy,
+    live: JSON,
+    host: str,
+    own: int,
 ) -> tuple[bool, str, int | None, int | None]:
     """(ok, message, snapshots removed, snapshots left). `forget` runs over every group
     of the repository, so what it keeps is every snapshot left: the count comes free."""
-    count = snapshots_after_session(repo, live, host)
+    count = snapshots_after_session(repo, live, host, own)
     skipped = nothing_to_forget(policy, count, host)
     if skipped is not None:
         return True, skipped, 0, count
@@ -295,8 +300,11 @@ async def run_post_backup_actions(
     actions: tuple[str, ...],
     repo: RepositoryHandle,
     hostname: str,
+    own_snapshots: int,
 ) -> None:
-    """Run `actions` for `session` and record them (module docstring)."""
+    """Run `actions` for `session` and record them (module docstring); `own_snapshots`
+    is how many snapshots this host wrote in the session (its entry is not written
+    yet)."""
     name = session["metadata"]["name"]
     live = await wait_for_other_targets(ctx, name, index)
     conds = BackupSessionStatus.model_validate(live.get("status") or {}).conditions
@@ -305,7 +313,7 @@ async def run_post_backup_actions(
     if APPLY_RETENTION in actions:
         if get_condition(conds, P.RETENTION_POLICY_APPLIED) is None:
             ok, message, facts.removed, facts.count = await _apply_retention(
-                ctx, repo, invoker.retention, live, hostname
+                ctx, repo, invoker.retention, live, hostname, own_snapshots
             )
             reason = "SuccessfullyAppliedRetentionPolicy" if ok else "FailedToApplyRetentionPolicy"
             done.append((P.RETENTION_POLICY_APPLIED, ok, reason, message))
@@ -324,7 +332,7 @@ async def run_post_backup_actions(
         done.append(
             (P.REPOSITORY_INTEGRITY_VERIFIED, ok, "RepositoryIntegrityCheckNotDue", message)
         )
-        await _size_without_check(repo, facts, live, hostname)
+        await _size_without_check(repo, facts, live, hostname, own_snapshots)
     if facts.count is None:  # retention did not run (or was a dry run) in this pass
         try:
             facts.count = len(await repo.restic.snapshots(no_lock=True))
@@ -344,11 +352,11 @@ async def run_post_backup_actions(
 
 
 async def _size_without_check(
-    repo: RepositoryHandle, facts: _Facts, live: JSON, hostname: str
+    repo: RepositoryHandle, facts: _Facts, live: JSON, hostname: str, own: int
 ) -> None:
     """The size in a session without a check: known from the last one plus this session's
     additions, else (retention removed snapshots, other hosts wrote) `restic stats`."""
-    known = None if facts.removed else size_after_session(repo, live, hostname)
+    known = None if facts.removed else size_after_session(repo, live, hostname, own)
     if known is not None:
         facts.size = known
         return

@@ -21,10 +21,13 @@ from stash.restic.models import parse_bytes
 __all__ = ["nothing_to_forget", "size_after_session", "snapshots_after_session"]
 
 
-def snapshots_after_session(repo: RepositoryHandle, live: JSON, hostname: str) -> int | None:
+def snapshots_after_session(
+    repo: RepositoryHandle, live: JSON, hostname: str, own: int
+) -> int | None:
     """How many snapshots the repository holds after this session, without restic: the
-    Repository's count (0 when this session created it) plus this session's snapshots;
-    None when the Repository records no count."""
+    Repository's count (0 when this session created it) plus this session's snapshots
+    (`own`: this host's, whose entry is not written yet); None when the Repository
+    records no count."""
     status = repo.model.status
     before = 0 if repo.restic.created_repository else (status.snapshot_count if status else None)
     if before is None:
@@ -35,7 +38,7 @@ def snapshots_after_session(repo: RepositoryHandle, live: JSON, hostname: str) -
         for host in target.get("stats") or []
         if host.get("hostname") != hostname
     )
-    return before + others + len(repo.restic.backed_up)
+    return before + others + own
 
 
 def nothing_to_forget(policy: RetentionPolicy, count: int | None, host: str) -> str | None:
@@ -51,12 +54,12 @@ def nothing_to_forget(policy: RetentionPolicy, count: int | None, host: str) -> 
     )
 
 
-def size_after_session(repo: RepositoryHandle, live: JSON, hostname: str) -> int | None:
+def size_after_session(repo: RepositoryHandle, live: JSON, hostname: str, own: int) -> int | None:
     """The repository's size without `restic stats`: its last recorded size plus what
     this agent's backups added (from 0 when it created the repository); None when that
-    would not be exact enough (another host of the session wrote snapshots, nothing
-    known, or no backup ran here)."""
-    if not repo.restic.backed_up:
+    would not be exact enough (another host of the session wrote snapshots, or not all
+    of this host's `own` snapshots were written by this agent, or nothing is known)."""
+    if not repo.restic.backed_up or len(repo.restic.backed_up) != own:
         return None
     for target in (live.get("status") or {}).get("targets") or []:
         for host in target.get("stats") or []:
