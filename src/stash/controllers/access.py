@@ -248,7 +248,7 @@ async def grant_repository_access(ctx: ControllerContext, invoker: Invoker, sa: 
         return None
     repository = ctx.repository(ref, ns)
     if repository is None or not repository.metadata.uid:
-        return f"Repository {ref.namespace}/{ref.name} was not found"
+        return f"Repository {ref.namespace or ns}/{ref.name} was not found"
     refusal = usage_refusal(repository, ns, ctx.namespace_labels(ns))
     if refusal is not None:
         return refusal

@@ -7,7 +7,7 @@ import pytest
 
 from stash.contract.resources import BACKUPCONFIGURATIONS
 from stash.kube.client import JSON, Kube
-from stash.kube.resources import DEPLOYMENTS
+from stash.kube.resources import DEPLOYMENTS, EVENTS
 from tests.integration.operator.conftest import OperatorFactory, create_world
 from tests.support.cluster import eventually
 
@@ -59,3 +59,22 @@ async def test_sidecar_is_repaired_and_removed_without_webhook(
     assert names == ["data"]
     annotations = clean["metadata"].get("annotations") or {}
     assert not any(k.startswith("stash.appscode.com/last-applied") for k in annotations)
+
+
+async def test_a_missing_repository_is_named_with_its_namespace_in_the_workloads_event(
+    rawkube: Kube, run_operator: OperatorFactory, namespace: str
+) -> None:
+    await run_operator()
+    await create_world(rawkube, namespace, repository={"name": "nowhere"})
+
+    async def warned() -> str | None:
+        items = (await rawkube.list(EVENTS, namespace))["items"]
+        found = [
+            e["message"]
+            for e in items
+            if e["involvedObject"]["name"] == "web" and e["reason"] == "StashInjectionFailed"
+        ]
+        return found[0] if found else None
+
+    message = await eventually(warned, timeout=20, what="a StashInjectionFailed Event")
+    assert message == f"Repository {namespace}/nowhere was not found"
