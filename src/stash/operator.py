@@ -4,7 +4,8 @@ Every replica runs the informers (warm caches make a hand-over fast), the metric
 server and the admission webhook; only the replica holding the Lease runs the
 controllers and the cron engine (and registers a deleted webhook configuration again),
 and it stops them as soon as it can no longer renew the lease. Not for: rules
-(`stash.controllers`), Snapshot API serving (`stash.snapshotserving`), plumbing (`stash.kube`).
+(`stash.controllers`), webhook and Snapshot API serving (`stash.webhookserving`,
+`stash.snapshotserving`), plumbing (`stash.kube`).
 """
 
 from __future__ import annotations
@@ -27,11 +28,9 @@ from stash.contract.resources import (
     BACKUPBLUEPRINTS,
     BACKUPCONFIGURATIONS,
     BACKUPSESSIONS,
-    FUNCTIONS,
     REPOSITORIES,
     RESTOREBATCHES,
     RESTORESESSIONS,
-    TASKS,
 )
 from stash.controllers.autobackup import (
     AUTO_TARGET_INDEX,
@@ -47,7 +46,7 @@ from stash.controllers.backupconfiguration import (
     repository_key,
 )
 from stash.controllers.backupsession import BackupSessionReconciler
-from stash.controllers.catalog import builtin_functions, builtin_tasks
+from stash.controllers.catalog import install_builtins
 from stash.controllers.context import (
     EXECUTOR_SELECTOR,
     Caches,
@@ -68,7 +67,6 @@ from stash.controllers.mappers import (
     targets_of_blueprint,
     workloads_of_repository,
 )
-from stash.controllers.provisioning import FIELD_MANAGER, install_cluster_roles
 from stash.controllers.repository import RepositoryReconciler
 from stash.controllers.restorebatch import RestoreBatchReconciler
 from stash.controllers.restoresession import RestoreSessionReconciler
@@ -81,7 +79,7 @@ from stash.controllers.workload import (
     target_workload_keys,
     workload_key,
 )
-from stash.kube.client import JSON, Conflict, Kube, KubeError, Resource, key_of
+from stash.kube.client import JSON, Kube, Resource, key_of
 from stash.kube.controller import Controller, ObjectReconciler, as_reconciler, spec_changed
 from stash.kube.events import EventRecorder
 from stash.kube.informer import Informer, wait_synced
@@ -94,6 +92,7 @@ from stash.sessionmetrics import MetricLabels, SessionMetricsSink
 from stash.settings import OperatorSettings
 from stash.snapshotserving import OperatorSnapshotApi
 from stash.webhook.server import WebhookServer, cert_store
+from stash.webhookserving import OperatorWebhook
 
 log = logging.getLogger(__name__)
 
@@ -169,9 +168,10 @@ class Operator:
         for ctrl in self.controllers:
             ctrl.metrics = observer
         self.ready = asyncio.Event()
-        self.webhook: WebhookServer | None = None
         # The Snapshot API serves the webhook's certificate (one store).
-        self.snapshot_api = OperatorSnapshotApi(kube, settings, cert_store(settings, kube))
+        store = cert_store(settings, kube)
+        self.webhook_serving = OperatorWebhook(kube, settings, store)
+        self.snapshot_api = OperatorSnapshotApi(kube, settings, store)
         self.metrics_port: int | None = None
         self._phase_of: dict[str, str] = {}
         c.backupsessions.add_handler(self._count_phases)
@@ -304,6 +304,11 @@ class Operator:
         await create_backup_session(self.kube, {**invoker, "kind": kind}, when)
         metrics.TICK_LAG.observe((self.ctx.now() - when).total_seconds())
 
+    @property
+    def webhook(self) -> WebhookServer | None:
+        """This replica's admission webhook while it serves."""
+        return self.webhook_serving.server
+
     # ------------------------------------------------------------------ running
     async def run(self) -> None:
         """Run until cancelled; clean shutdown on cancellation."""
@@ -312,7 +317,7 @@ class Operator:
         for inf in informers:
             self.supervisor.spawn(f"informer {inf.resource.plural}", inf.run, progress=inf.progress)
         server = await self._serve_metrics()
-        side = [self._serve_webhook()] if self.settings.serve_webhook else []
+        side = [self.webhook_serving.run()] if self.settings.serve_webhook else []
         side += [self.snapshot_api.run()] if self.settings.serve_snapshot_api else []
         side_tasks = [asyncio.create_task(coro) for coro in side]
         try:
@@ -377,32 +382,11 @@ class Operator:
         await self.caches.namespaces.holds(ns)
         log.info("namespace %s exists now; competing for the lease", ns)
 
-    async def _serve_webhook(self) -> None:
-        """The admission webhook, on every replica; retried until it starts (a replica
-        whose webhook is not serving is not ready, so the Service skips it)."""
-        delay = 2.0
-        while True:
-            webhook = WebhookServer(self.settings, self.kube, store=self.snapshot_api.store)
-            try:
-                await webhook.start()
-                break
-            except (KubeError, OSError, RuntimeError) as exc:
-                await webhook.stop(unregister_webhooks=False)
-                log.error("the admission webhook did not start: %s; retrying in %.0fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 60.0)
-        self.webhook = webhook
-        try:
-            await asyncio.Event().wait()
-        finally:
-            self.webhook = None
-            await asyncio.shield(webhook.stop())
-
     async def _lead(self) -> None:
         """Leader work: the cron engine and every controller (re-synced from the caches)."""
         log.info("%s leads", self.identity)
         self.session_reconciler.new_term()
-        await self._install_builtins()
+        await install_builtins(self.ctx)
         self.engine.start()
         for ctrl in self.controllers:
             for key in self._initial_keys(ctrl):
@@ -414,7 +398,8 @@ class Operator:
         if self.ctx.notifier is not None:
             tasks.append(asyncio.create_task(self.stale.run(), name="stale invokers"))
         if self.settings.serve_webhook:
-            tasks.append(asyncio.create_task(self._keep_webhooks(), name="webhook configurations"))
+            keep = self.webhook_serving.keep_registered()
+            tasks.append(asyncio.create_task(keep, name="webhook configurations"))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -426,49 +411,6 @@ class Operator:
                 await self.ctx.notifier.close()
             for ctrl in self.controllers:
                 ctrl.reset()
-
-    async def _keep_webhooks(self) -> None:
-        """Leader work: register a webhook configuration again once it was deleted
-        (else it would stay deleted until a replica restarts)."""
-        while True:
-            await asyncio.sleep(self.settings.webhook_recheck_interval)
-            if self.webhook is None:
-                continue
-            try:
-                gone = await self.webhook.reregister_missing()
-            except Exception:  # the next look tries again
-                log.exception("checking the webhook configurations failed; trying again later")
-                continue
-            for kind in gone:
-                log.warning(
-                    "%s %s was deleted; registered it again",
-                    kind,
-                    self.settings.webhook_config_name,
-                )
-
-    async def _install_builtins(self) -> None:
-        """Agent ClusterRoles, and the built-in Functions/Tasks unless customised (§5.5)."""
-        if self.settings.manage_agent_roles:
-            try:
-                await install_cluster_roles(self.ctx)
-            except KubeError as exc:
-                log.error(
-                    "installing the agent ClusterRoles failed: %s (when a Helm chart owns "
-                    "them, run with STASH_MANAGE_AGENT_ROLES=false)",
-                    exc,
-                )
-        for obj, res in [
-            *((f, FUNCTIONS) for f in builtin_functions()),
-            *((t, TASKS) for t in builtin_tasks()),
-        ]:
-            try:
-                # Not forced: a field someone else changed (a customised built-in) makes
-                # this a Conflict and the object is left as it is.
-                await self.kube.apply(res, obj, field_manager=FIELD_MANAGER)
-            except Conflict:
-                log.info("%s %s is customised; left as it is", res.kind, obj["metadata"]["name"])
-            except KubeError as exc:
-                log.error("creating %s %s failed: %s", res.kind, obj["metadata"]["name"], exc)
 
     def _initial_keys(self, ctrl: Controller) -> list[str]:
         c = self.caches

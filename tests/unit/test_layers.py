@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("stash.cli",),
     ("stash.operator",),
-    ("stash.snapshotserving",),
+    ("stash.snapshotserving", "stash.webhookserving"),
     ("stash.controllers", "stash.webhook", "stash.agent", "stash.snapshotapi"),
     ("stash.notifications",),
     (

@@ -3,14 +3,22 @@
 Tasks, and the database addons (`addons`, §9). Their args come from
 `stash.contract.steps`, the same table the agent parses, so the Job the operator builds
 and the command the agent runs cannot drift. Existing objects with these names are left
-alone (a user may have customised them).
+alone (a user may have customised them). `install_builtins()` applies them with the
+agent ClusterRoles when a replica starts leading.
 """
 
 from __future__ import annotations
 
+import logging
+
+from stash.contract.resources import FUNCTIONS, TASKS
 from stash.contract.steps import pvc_backup_args, pvc_restore_args, update_status_args
 from stash.controllers.addons import addon_functions, addon_tasks
-from stash.kube.client import JSON
+from stash.controllers.context import ControllerContext
+from stash.controllers.provisioning import FIELD_MANAGER, install_cluster_roles
+from stash.kube.client import JSON, Conflict, KubeError
+
+log = logging.getLogger(__name__)
 
 STASH_IMAGE = "${STASH_DOCKER_REGISTRY}/${STASH_DOCKER_IMAGE}:${STASH_IMAGE_TAG}"
 LABELS = {"app.kubernetes.io/managed-by": "stash.appscode.com"}
@@ -65,3 +73,29 @@ def builtin_tasks() -> list[JSON]:
         },
         *addon_tasks(),
     ]
+
+
+async def install_builtins(ctx: ControllerContext) -> None:
+    """Agent ClusterRoles (unless a chart owns them), and the built-in Functions/Tasks
+    unless customised (§5.5). Failures are logged; the operator goes on."""
+    if ctx.settings.manage_agent_roles:
+        try:
+            await install_cluster_roles(ctx)
+        except KubeError as exc:
+            log.error(
+                "installing the agent ClusterRoles failed: %s (when a Helm chart owns "
+                "them, run with STASH_MANAGE_AGENT_ROLES=false)",
+                exc,
+            )
+    for obj, res in [
+        *((f, FUNCTIONS) for f in builtin_functions()),
+        *((t, TASKS) for t in builtin_tasks()),
+    ]:
+        try:
+            # Not forced: a field someone else changed (a customised built-in) makes
+            # this a Conflict and the object is left as it is.
+            await ctx.kube.apply(res, obj, field_manager=FIELD_MANAGER)
+        except Conflict:
+            log.info("%s %s is customised; left as it is", res.kind, obj["metadata"]["name"])
+        except KubeError as exc:
+            log.error("creating %s %s failed: %s", res.kind, obj["metadata"]["name"], exc)

@@ -7,7 +7,7 @@ import pytest
 
 from stash.contract.rbac import agent_cluster_roles
 from stash.contract.resources import FUNCTIONS
-from stash.controllers.catalog import builtin_functions
+from stash.controllers.catalog import builtin_functions, install_builtins
 from stash.controllers.provisioning import FIELD_MANAGER
 from stash.kube.client import JSON, Kube, NotFound, Resource
 from stash.kube.resources import CLUSTERROLES
@@ -39,7 +39,7 @@ async def test_roles_are_repaired_and_a_customised_function_is_kept(
     await rawkube.patch(CLUSTERROLES, name, {"rules": []})
     await rawkube.patch(FUNCTIONS, fn_name, {"spec": {"image": CUSTOM_IMAGE}})
     try:
-        await op._install_builtins()  # what a new leader does
+        await install_builtins(op.ctx)  # what a new leader does
         live_role = await rawkube.get(CLUSTERROLES, name)
         assert live_role["rules"] == role["rules"], "an edited agent ClusterRole is repaired"
         live_fn = await rawkube.get(FUNCTIONS, fn_name)
