@@ -9,8 +9,11 @@ Prints `name: value baseline ratio` lines:
 * tick_to_session_p50/p99_seconds: from the minute tick to each BackupSession's ADDED
   event on a watch; baseline = the watch's own latency for a ConfigMap written at the
   tick by this script.
-Targets (issue #5): converge < 60 s, RSS < 200 MB, p99 tick-to-session < 2 s.
-Run: `.venv/bin/python bench/operator_scale.py [--configs 2000] [--ticking 500]`.
+Targets (issue #19): 10,000 configurations Ready in < 60 s and within 2x the creates,
+peak RSS < 300 MB, p99 tick-to-session < 1 s for 500 schedules in one minute.
+Run: `.venv/bin/python bench/operator_scale.py [--configs 2000] [--ticking 500]
+[--profile FILE]` (`--profile`: the operator under py-spy; prints the frames with the most
+samples, a frame counted once per stack it is on).
 """
 
 from __future__ import annotations
@@ -163,7 +166,52 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
-async def main(n: int, ticking: int) -> None:
+def _operator_command(kubeconfig: str, profile: str | None) -> list[str]:
+    """The operator's command line; under `py-spy record` (its own samples, written to
+    `profile` as py-spy's raw folded stacks) when asked."""
+    command = [
+        sys.executable,
+        "-m",
+        "stash.cli.main",
+        "operator",
+        f"--kubeconfig={kubeconfig}",
+        f"--namespace={NS}",
+        f"--operator-namespace={NS}",
+        "--log-level=WARNING",
+    ]
+    if not profile:
+        return command
+    spy = Path(sys.executable).with_name("py-spy")
+    return [str(spy), "record", "--format", "raw", "--rate", "50", "-o", profile, "--", *command]
+
+
+def _python_pid(spy_pid: int) -> int:
+    """The operator's pid under `py-spy record` (py-spy's child), waiting for it."""
+    children = Path(f"/proc/{spy_pid}/task/{spy_pid}/children")
+    for _ in range(100):
+        found = children.read_text().split()
+        if found:
+            return int(found[0])
+        time.sleep(0.1)
+    raise SystemExit("py-spy started no operator")
+
+
+def _top_frames(profile: str, count: int = 15) -> list[tuple[float, str]]:
+    """The frames with the most samples (a frame counts once per stack it is on)."""
+    totals: dict[str, int] = {}
+    samples = 0
+    for line in Path(profile).read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        samples += int(n)
+        for frame in set(stack.split(";")):
+            totals[frame] = totals.get(frame, 0) + int(n)
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:count]
+    return [(100.0 * v / max(samples, 1), frame) for frame, v in ranked]
+
+
+async def main(n: int, ticking: int, profile: str | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cp = ControlPlane(Path(tmp) / "cluster")
         await asyncio.to_thread(cp.start)
@@ -179,20 +227,11 @@ async def main(n: int, ticking: int) -> None:
                 STASH_SERVE_SNAPSHOT_API="false",
             )
             op = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
-                [
-                    sys.executable,
-                    "-m",
-                    "stash.cli.main",
-                    "operator",
-                    f"--kubeconfig={cp.kubeconfig}",
-                    f"--namespace={NS}",
-                    f"--operator-namespace={NS}",
-                    "--log-level=WARNING",
-                ],
-                env=env,
+                _operator_command(cp.kubeconfig, profile), env=env
             )
             await asyncio.sleep(5)
-            idle_rss = _kb(op.pid, "VmRSS") / 1024
+            pid = _python_pid(op.pid) if profile else op.pid
+            idle_rss = _kb(pid, "VmRSS") / 1024
             t0 = time.monotonic()
             create_s = await _create_all(kube, n, ticking)
             while await _ready_count(kube) < n:
@@ -201,7 +240,7 @@ async def main(n: int, ticking: int) -> None:
                 await asyncio.sleep(1)
             converge = time.monotonic() - t0
             delays, base = await _tick_delays(kube, ticking)
-            peak = _kb(op.pid, "VmHWM") / 1024
+            peak = _kb(pid, "VmHWM") / 1024
             print(f"converge_seconds: {converge:.1f} {create_s:.1f} {converge / create_s:.2f}")
             print(f"operator_peak_rss_mb: {peak:.0f} {idle_rss:.0f} {peak / idle_rss:.2f}")
             p50, p99 = _pct(delays, 0.5), _pct(delays, 0.99)
@@ -210,8 +249,9 @@ async def main(n: int, ticking: int) -> None:
             print(f"sessions_seen: {len(delays)} {ticking} {len(delays) / ticking:.2f}")
         finally:
             if op is not None:
-                op.terminate()
-                op.wait(timeout=30)
+                # Under py-spy, stop the operator: py-spy then writes the profile and exits.
+                os.kill(_python_pid(op.pid) if profile else op.pid, 15)
+                op.wait(timeout=60)
             await kube.close()
             cp.stop()
 
@@ -220,5 +260,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--configs", type=int, default=2000)
     parser.add_argument("--ticking", type=int, default=500)
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="record the operator with py-spy into FILE and print the frames with the most samples",
+    )
     a = parser.parse_args()
-    asyncio.run(main(a.configs, a.ticking))
+    asyncio.run(main(a.configs, a.ticking, a.profile))
+    if a.profile:
+        for share, frame in _top_frames(a.profile):
+            print(f"profile: {share:5.1f}% {frame}")
