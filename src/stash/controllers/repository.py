@@ -66,13 +66,13 @@ class RepositoryReconciler:
     name = "repository"
     model = Repository
 
-    #: References are rewritten at most this often per Repository (a burst of new
-    #: invokers would otherwise rewrite an ever-longer list once per invoker).
+    #: References are gathered and rewritten at most this often per Repository (a burst
+    #: of new invokers would otherwise rewrite an ever-longer list once per invoker).
     REFERENCES_EVERY = 2.0
 
     def __init__(self, ctx: ControllerContext) -> None:
         self.ctx = ctx
-        self._written: dict[str, float] = {}
+        self._gathered: dict[str, float] = {}
         self.hooks = ObjectHooks[Repository](
             finalizer=REPOSITORY_FINALIZER, finalize=self._finalize, invalid=self._invalid
         )
@@ -136,22 +136,22 @@ class RepositoryReconciler:
         return sorted(out)
 
     async def _write_references(self, obj: JSON) -> Result:
-        """status.references (and observedGeneration), at most every REFERENCES_EVERY s.
-        The window is checked before the references are gathered: with thousands of
-        invokers on one Repository, gathering them once per invoker event was most of
-        the operator's CPU (bench/operator_scale.py --profile)."""
+        """status.references (and observedGeneration), gathered (and written when they
+        changed) at most every REFERENCES_EVERY s: with thousands of invokers on one
+        Repository, gathering them once per invoker event was most of the operator's
+        CPU (bench/operator_scale.py --profile)."""
         meta = obj["metadata"]
         key = f"{meta['namespace']}/{meta['name']}"
-        wait = self._written.get(key, 0.0) + self.REFERENCES_EVERY - time.monotonic()
+        wait = self._gathered.get(key, 0.0) + self.REFERENCES_EVERY - time.monotonic()
         if wait > 0:
             return Result(requeue_after=wait)
+        self._gathered[key] = time.monotonic()
         refs = references_of(self.ctx, key)
         status = obj.get("status") or {}
         if status.get("references", []) == refs and status.get("observedGeneration") == meta.get(
             "generation"
         ):
             return DONE
-        self._written[key] = time.monotonic()
 
         def compute(live: JSON) -> JSON:
             st = dict(live.get("status") or {})
