@@ -139,6 +139,12 @@ async def _tick_delays(kube: Kube, ticking: int) -> tuple[list[float], float]:
             async for ev in kube.watch(
                 BACKUPSESSIONS, NS, resource_version=last, timeout_seconds=180
             ):
+                if ev["type"] == "ERROR":  # e.g. 410 Gone: what was missed, from a list
+                    items, last = await kube.list_all(BACKUPSESSIONS, NS)
+                    for obj in items:
+                        if obj["metadata"]["name"].endswith(suffix):
+                            seen.setdefault(obj["metadata"]["name"], time.monotonic())
+                    break
                 last = ev["object"]["metadata"].get("resourceVersion", last)
                 name = ev["object"]["metadata"]["name"]
                 # Only this tick's sessions (an earlier tick may fire while we wait).
@@ -239,9 +245,10 @@ async def main(n: int, ticking: int, profile: str | None = None) -> None:
                     raise SystemExit("not converged within 600 s")
                 await asyncio.sleep(1)
             converge = time.monotonic() - t0
+            print(f"converge_seconds: {converge:.1f} {create_s:.1f} {converge / create_s:.2f}")
+            print(f"operator_rss_mb_at_converge: {_kb(pid, 'VmHWM') / 1024:.0f}", flush=True)
             delays, base = await _tick_delays(kube, ticking)
             peak = _kb(pid, "VmHWM") / 1024
-            print(f"converge_seconds: {converge:.1f} {create_s:.1f} {converge / create_s:.2f}")
             print(f"operator_peak_rss_mb: {peak:.0f} {idle_rss:.0f} {peak / idle_rss:.2f}")
             p50, p99 = _pct(delays, 0.5), _pct(delays, 0.99)
             print(f"tick_to_session_p50_seconds: {p50:.3f} {base:.3f} {p50 / base:.1f}")
