@@ -89,6 +89,11 @@ def _operator_env(namespace: str) -> dict[str, str]:
         "STASH_WEBHOOK_CONFIG_NAME": f"chaos-{namespace}",
         "STASH_WEBHOOK_TIMEOUT_SECONDS": "3",
         "STASH_WEBHOOK_RECHECK_INTERVAL": "2",
+        # A restic check in every session (upstream's behaviour): the invariant "a corrupt
+        # pack is never reported sound" is about what a check finds; with the default
+        # daily schedule the session after a corruption carries the last check's result
+        # (RepositoryIntegrityCheckNotDue, docs/compatibility.md) by design.
+        "STASH_INTEGRITY_CHECK_INTERVAL": "0",
     }
 
 
