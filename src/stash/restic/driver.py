@@ -68,11 +68,16 @@ def _check_extra_args(command: str, extra_args: Sequence[str]) -> None:
         raise InvalidArguments(problem, command=command)
 
 
-def _command_stderr(stderr: str, lines: int = 5) -> str:
-    """The last lines a `--stdin-from-command` command wrote to stderr (restic passes
-    them on as `subprocess <name>: <line>`)."""
-    said = [ln.split(": ", 1)[-1] for ln in stderr.splitlines() if ln.startswith("subprocess ")]
-    return " | ".join(said[-lines:])
+def _stderr_tail(path: str, lines: int = 5, limit: int = 4096) -> str:
+    """The last lines a `--stdin-from-command` command wrote to stderr (the file its
+    stderr was sent to; restic's own relay of it can lose lines when restic exits)."""
+    try:
+        with open(path, "rb") as said:
+            said.seek(max(0, os.fstat(said.fileno()).st_size - limit))
+            text = said.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return " | ".join([ln.strip() for ln in text.splitlines() if ln.strip()][-lines:])
 
 
 class Restic(ResticRunner):
@@ -229,8 +234,14 @@ class Restic(ResticRunner):
         """
         require(await self.version(), "backup --stdin-from-command")
         args = self._backup_args(host, tags, time, extra_args)
-        args += ["--stdin-from-command", "--stdin-filename", filename, "--", *command]
-        return await self._backup(args, on_progress, stdin=True)
+        with tempfile.TemporaryDirectory(prefix="stash-dump-") as scratch:
+            said = os.path.join(scratch, "stderr")
+            # the command's stderr goes to a file of ours (`exec` keeps its PID, so a
+            # cancel still kills it): restic relays it in a goroutine that loses the last
+            # lines when restic exits first, and those name why a dump failed.
+            wrapped = ["/bin/sh", "-c", 'exec "$@" 2>"$0"', said, *command]
+            args += ["--stdin-from-command", "--stdin-filename", filename, "--", *wrapped]
+            return await self._backup(args, on_progress, stdin=True, stderr_file=said)
 
     def _backup_args(
         self,
@@ -254,7 +265,12 @@ class Restic(ResticRunner):
         return [*args, *extra_args]
 
     async def _backup(
-        self, args: list[str], on_progress: ProgressCallback | None, *, stdin: bool
+        self,
+        args: list[str],
+        on_progress: ProgressCallback | None,
+        *,
+        stdin: bool,
+        stderr_file: str | None = None,
     ) -> BackupSummary:
         found: list[BackupSummary] = []
 
@@ -272,7 +288,7 @@ class Restic(ResticRunner):
             done = await self._exec(args, on_line=on_line, ok=(0, 3))
         except ResticError as exc:
             if stdin and type(exc) is ResticError:
-                said = _command_stderr(exc.stderr)
+                said = _stderr_tail(stderr_file) if stderr_file else ""
                 message = f"{exc.message}; the command wrote: {said}" if said else exc.message
                 raise BackupCommandFailed(message, command="backup") from None
             raise
