@@ -55,7 +55,7 @@ tools: $(STAMP)
 install: $(STAMP) tools
 
 test: install
-	tests/run-pytest $(BIN)/pytest tests --durations=30 $(PYTEST_ARGS)
+	tests/run-suite $(BIN)/pytest $(PYTEST_ARGS)
 
 # The chaos suite in full (tests/chaos; `make test` runs it in a bounded form).
 chaos: install

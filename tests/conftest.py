@@ -4,6 +4,11 @@ The control plane (tests/cluster: etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler built from the Kubernetes Go module, plus a stand-in kubelet) starts the
 first time a test asks for it. Tests talk only to it, through its own kubeconfig; a
 KUBECONFIG or in-cluster setting found on the machine is removed before anything runs.
+
+Under pytest-xdist (`make test`'s first phase) the controller starts the one control
+plane before the workers and every worker attaches to it (tests/support/workers.py);
+tests that need the cluster to themselves are marked `serial` and run in a phase of
+their own.
 """
 
 from __future__ import annotations
@@ -19,10 +24,16 @@ import yaml
 from kubernetes_asyncio import client
 
 from stash_dev import ControlPlane, ControlPlaneError
+from tests.support import workers
 from tests.support.cluster import api_client_for
 from tests.support.csi import csi_stack, stack_logs
 
 __all__ = ["csi_stack"]  # one session fixture for the whole run (tests/support/csi.py)
+
+pytest_configure = workers.configure
+pytest_unconfigure = workers.unconfigure
+pytest_collection_modifyitems = workers.place
+pytest_runtest_setup = workers.refuse_serial_in_a_worker
 
 for _var in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"):
     os.environ.pop(_var, None)
@@ -31,8 +42,16 @@ _CONTROL_PLANE: list[ControlPlane] = []
 
 
 @pytest.fixture(scope="session")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+def control_plane(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ControlPlane]:
     """The real control plane, started once per test run; fails (never skips) if it can't."""
+    shared = workers.shared_control_plane(request.config)
+    if shared is not None:
+        _CONTROL_PLANE.append(shared)
+        yield shared  # the xdist controller stops it after the last worker
+        _CONTROL_PLANE.clear()
+        return
     cp = ControlPlane(tmp_path_factory.mktemp("cluster") / "state", nodes=2)
     try:
         cp.start()
@@ -97,14 +116,7 @@ async def stash_crds(kube: client.ApiClient) -> list[str]:
     for path in files:
         crd = yaml.safe_load(path.read_text())
         name = crd["metadata"]["name"]
-        try:
-            await ext.create_custom_resource_definition(crd)
-        except client.ApiException as exc:
-            if exc.status != 409:
-                pytest.fail(f"the apiserver rejected {path.name}: {exc.body}", pytrace=False)
-            current = await ext.read_custom_resource_definition(name)
-            crd["metadata"]["resourceVersion"] = current.metadata.resource_version
-            await ext.replace_custom_resource_definition(name, crd)
+        await _create_or_replace_crd(ext, crd, path.name)
         names.append(name)
     for name in names:
         for _ in range(200):
@@ -116,3 +128,27 @@ async def stash_crds(kube: client.ApiClient) -> list[str]:
         else:
             pytest.fail(f"CRD {name} never became Established: {conds}", pytrace=False)
     return names
+
+
+async def _create_or_replace_crd(ext: client.ApiextensionsV1Api, crd: dict, source: str) -> None:
+    """Create the CRD, or replace the one there (xdist workers install the same CRDs at
+    the same time: a conflict on replace means another worker wrote it first; retry)."""
+    name = crd["metadata"]["name"]
+    for _ in range(10):
+        crd["metadata"].pop("resourceVersion", None)
+        try:
+            await ext.create_custom_resource_definition(crd)
+            return
+        except client.ApiException as exc:
+            if exc.status != 409:
+                pytest.fail(f"the apiserver rejected {source}: {exc.body}", pytrace=False)
+        current = await ext.read_custom_resource_definition(name)
+        crd["metadata"]["resourceVersion"] = current.metadata.resource_version
+        try:
+            await ext.replace_custom_resource_definition(name, crd)
+            return
+        except client.ApiException as exc:
+            if exc.status != 409:
+                pytest.fail(f"the apiserver rejected {source}: {exc.body}", pytrace=False)
+        await asyncio.sleep(0.2)
+    pytest.fail(f"CRD {name} could not be written: it kept changing under us", pytrace=False)

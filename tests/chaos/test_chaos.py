@@ -11,6 +11,7 @@ from tests.chaos.engine import Chaos
 
 pytestmark = [
     pytest.mark.cluster,
+    pytest.mark.serial,  # it restarts and kills the control plane's parts
     # the full form runs as long as its injections take (a run is a few sessions)
     pytest.mark.timeout(600 + 150 * planned_injections()),
 ]

@@ -38,7 +38,8 @@ from tests.integration.operator.conftest import OperatorFactory
 from tests.support.chart_tools import kubectl_binary
 from tests.support.cluster import eventually
 
-pytestmark = pytest.mark.cluster
+# serial: the one Snapshot APIService
+pytestmark = [pytest.mark.cluster, pytest.mark.serial]
 
 
 async def _kubectl(

@@ -90,6 +90,7 @@ async def _watch_lines(
         resp.release()
 
 
+@pytest.mark.serial  # it compacts etcd under every watcher
 async def test_watch_sees_changes_and_expired_resource_version_is_gone(
     kube: client.ApiClient, control_plane: ControlPlane, namespace: str
 ) -> None:

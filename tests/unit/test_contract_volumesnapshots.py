@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from stash.api.common import RetentionPolicy
 from stash.contract import phases as P
 from stash.contract.volumesnapshots import (
+    ERROR_GRACE,
     restore_claims,
     snapshot_body,
     snapshot_claims,
@@ -91,13 +93,31 @@ def test_snapshot_body_names_class_source_and_labels() -> None:
 
 
 def test_snapshot_state_ready_failed_pending() -> None:
-    assert snapshot_state({"status": {"readyToUse": True, "restoreSize": "1Gi"}}).phase == (
-        "Succeeded"
-    )
+    now = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+    ready = {"status": {"readyToUse": True, "restoreSize": "1Gi"}}
+    assert snapshot_state(ready, now).phase == "Succeeded"
     message = 'VolumeSnapshotContent is invalid: driver "nope" not found'
-    failed = snapshot_state({"status": {"readyToUse": False, "error": {"message": message}}})
+    old = {
+        "metadata": {"creationTimestamp": "2026-01-01T11:58:00Z"},
+        "status": {"readyToUse": False, "error": {"message": message}},
+    }
+    failed = snapshot_state(old, now)
     assert (failed.phase, failed.error) == ("Failed", message)
-    assert snapshot_state({}).phase == "Pending"
+    assert snapshot_state({}, now).phase == "Pending"
+
+
+def test_a_young_snapshot_s_error_is_retried_upstream_not_final() -> None:
+    # the snapshot-controller writes a conflict on the claim's finalizer into
+    # status.error and tries again; the host waits rather than failing the session
+    now = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+    message = 'Operation cannot be fulfilled on persistentvolumeclaims "one"'
+    young = {
+        "metadata": {"creationTimestamp": "2026-01-01T11:59:50Z"},
+        "status": {"readyToUse": False, "error": {"message": message}},
+    }
+    state = snapshot_state(young, now)
+    assert (state.phase, state.error) == ("Pending", message)
+    assert snapshot_state(young, now + ERROR_GRACE).phase == "Failed"
 
 
 def _snap(name: str, when: str) -> dict[str, Any]:

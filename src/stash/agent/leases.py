@@ -46,6 +46,7 @@ from stash.contract.sessions import (
 )
 from stash.kube.client import JSON, Conflict, Kube, KubeError, NotFound
 from stash.kube.leader import LEASES, LeaderElector
+from stash.kube.tasks import cancel_and_wait
 from stash.restic.ledger import RunLedger
 
 __all__ = [
@@ -162,9 +163,7 @@ class Heartbeat:
         if self.ledger is not None:
             self.ledger.remove_listener(self._poked.set)
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         if delete:
             try:
@@ -301,6 +300,4 @@ async def take_turn(elector: LeaderElector, work: Callable[[], Awaitable[T]]) ->
             raise RuntimeError(f"leader election on {elector.name} ended without a turn")
         return await outcome
     finally:
-        runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await runner
+        await cancel_and_wait(runner)

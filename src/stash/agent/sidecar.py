@@ -22,7 +22,6 @@ Not for: the backup itself (`executor`), restores (`restore`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -37,6 +36,7 @@ from stash.contract.sessions import invoker_selector
 from stash.kube.client import JSON, KubeError, NotFound
 from stash.kube.informer import Informer
 from stash.kube.leader import LeaderElector
+from stash.kube.tasks import cancel_and_wait
 from stash.logs import log_key, object_key
 
 __all__ = ["run_sidecar"]
@@ -126,9 +126,7 @@ class _SessionWatcher:
                     log.exception("%s: unexpected failure; trying again shortly", name)
                     self._later(name)
         finally:
-            watching.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await watching
+            await cancel_and_wait(watching)
 
     def _later(self, name: str) -> None:
         asyncio.get_running_loop().call_later(BUSY_RETRY, self._enqueue, name)

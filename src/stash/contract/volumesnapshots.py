@@ -28,6 +28,7 @@ from stash.kube.client import Resource
 
 __all__ = [
     "DEFAULT_CLASS_ANNOTATION",
+    "ERROR_GRACE",
     "LABEL_SESSION",
     "LABEL_SOURCE_CLAIM",
     "SNAPSHOT_API_GROUP",
@@ -145,16 +146,29 @@ class SnapshotState:
     size: str = ""
 
 
-def snapshot_state(snapshot: Mapping[str, Any]) -> SnapshotState:
+#: How long a VolumeSnapshot may carry `status.error` and still become ready: the
+#: snapshot-controller records transient failures there too (a conflict writing the
+#: claim's finalizer under load) and retries them with backoff.
+ERROR_GRACE = dt.timedelta(seconds=60)
+
+
+def snapshot_state(snapshot: Mapping[str, Any], now: dt.datetime) -> SnapshotState:
     """Succeeded once `status.readyToUse`; Failed when `status.error` says why (its
-    message as the snapshot-controller or the CSI driver wrote it); else Pending."""
+    message as the snapshot-controller or the CSI driver wrote it) and the snapshot is
+    older than ERROR_GRACE; else Pending (a younger error is retried upstream)."""
     status = snapshot.get("status") or {}
     if status.get("readyToUse") is True:
         return SnapshotState("Succeeded", size=str(status.get("restoreSize") or ""))
     error = status.get("error") or {}
     if error.get("message"):
-        return SnapshotState("Failed", str(error["message"]))
+        made = (snapshot.get("metadata") or {}).get("creationTimestamp")
+        young = made and now - _parse_time(str(made)) < ERROR_GRACE
+        return SnapshotState("Pending" if young else "Failed", str(error["message"]))
     return SnapshotState("Pending")
+
+
+def _parse_time(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _created(snapshot: Mapping[str, Any]) -> dt.datetime:
@@ -163,7 +177,7 @@ def _created(snapshot: Mapping[str, Any]) -> dt.datetime:
     text = (snapshot.get("status") or {}).get("creationTime") or meta.get("creationTimestamp")
     if not text:
         return dt.datetime.min.replace(tzinfo=dt.UTC)
-    return dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return _parse_time(str(text))
 
 
 _BUCKETS: tuple[tuple[str, Callable[[dt.datetime], object]], ...] = (

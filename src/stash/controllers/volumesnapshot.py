@@ -223,6 +223,7 @@ async def _target_hosts(
     session: BackupSession,
     member: BackupConfiguration,
     entry: BackupTargetStatus,
+    now: dt.datetime,
     overdue: bool,
 ) -> list[HostBackupStats]:
     """The hosts of one running target that are final now (retention applied first
@@ -244,9 +245,9 @@ async def _target_hosts(
             error = f"the VolumeSnapshot of {claim} was refused: {exc}"
             hosts.append(HostBackupStats(hostname=claim, phase="Failed", error=error))
             continue
-        state = V.snapshot_state(snap)
+        state = V.snapshot_state(snap, now)
         if state.phase == "Pending" and overdue:
-            state = V.SnapshotState("Failed", await _overdue(ctx, snap))
+            state = V.SnapshotState("Failed", state.error or await _overdue(ctx, snap))
         if state.phase == "Pending":
             continue
         stats = SnapshotStats(name=str(snap["metadata"]["name"]), total_size=state.size or None)
@@ -283,7 +284,7 @@ async def snapshot_progress(
         if entry.total_hosts is None or P.target_phase(entry) != "Running":
             continue
         try:
-            hosts = await _target_hosts(ctx, session, members[index], entry, overdue)
+            hosts = await _target_hosts(ctx, session, members[index], entry, now, overdue)
         except KubeError as exc:
             log.warning(
                 "%s/%s: VolumeSnapshots: %s", session.metadata.namespace, session.metadata.name, exc

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 
 from stash.kube.client import JSON, Conflict, Kube, KubeError, NotFound, Resource
+from stash.kube.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +122,7 @@ class LeaderElector:
                     log.warning("lease %s/%s lost; stopping leader work", self.namespace, self.name)
                     break
         finally:
-            work.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await work
+            await cancel_and_wait(work)
             self._set_leader(False)
         if work.done() and not work.cancelled() and work.exception() is not None:
             log.error("leader work failed: %s", work.exception())

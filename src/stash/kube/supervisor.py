@@ -15,10 +15,11 @@ something is down (the caller reads `problems()`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+from stash.kube.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +64,7 @@ class Supervisor:
 
     async def close(self) -> None:
         """Cancel every task and wait for them."""
-        for task in self._tasks.values():
-            task.cancel()
-        for task in self._tasks.values():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(*self._tasks.values())
 
     async def _keep(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
         while True:

@@ -23,7 +23,6 @@ Not for: the admission decisions (`stash.webhook.app`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import ipaddress
 import logging
@@ -35,6 +34,7 @@ from pathlib import Path
 from aiohttp import web
 
 from stash.kube.client import JSON, Kube
+from stash.kube.tasks import cancel_and_wait
 from stash.settings import OperatorSettings
 from stash.webhook.app import STATE, make_app
 from stash.webhook.certs import (
@@ -258,9 +258,7 @@ class WebhookServer:
     async def stop(self, *, unregister_webhooks: bool | None = None) -> None:
         """Stop serving. Local runs also remove their registrations (unless told not to)."""
         if self._rotation is not None:
-            self._rotation.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._rotation
+            await cancel_and_wait(self._rotation)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

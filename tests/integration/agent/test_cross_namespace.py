@@ -36,7 +36,8 @@ from tests.integration.agent.conftest import (
 from tests.integration.operator.conftest import OperatorFactory
 from tests.support.cluster import eventually
 
-pytestmark = pytest.mark.cluster
+# serial: an operator watching every namespace
+pytestmark = [pytest.mark.cluster, pytest.mark.serial]
 
 ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles", "Role")
 ROLE_BINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding")

@@ -20,7 +20,8 @@ from tests.support.helm_release import HelmRelease
 if TYPE_CHECKING:  # the control plane's module is moving (devcluster); only its type is used
     from stash_dev import ControlPlane
 
-pytestmark = pytest.mark.cluster
+# serial: the chart's cluster-scoped objects and webhooks
+pytestmark = [pytest.mark.cluster, pytest.mark.serial]
 
 RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",

@@ -57,7 +57,8 @@ from tests.support.operator_pod import (
 )
 from tests.support.storage import free_port
 
-pytestmark = pytest.mark.cluster
+# serial: the chart's cluster-scoped objects and webhooks
+pytestmark = [pytest.mark.cluster, pytest.mark.serial]
 
 SERVICES = Resource("", "v1", "services", "Service")
 OPERATOR = "stash-operator"  # <fullname>-operator of release `stash`

@@ -33,7 +33,8 @@ from tests.support.chart_tools import ROOT, kubectl
 from tests.support.cluster import eventually
 from tests.support.helm_release import HelmRelease
 
-pytestmark = pytest.mark.cluster
+# serial: the chart's cluster-scoped objects and webhooks
+pytestmark = [pytest.mark.cluster, pytest.mark.serial]
 
 OPERATOR = "stash-operator"
 WEBHOOK_SECRET = "stash-operator-webhook-tls"

@@ -57,6 +57,7 @@ async def test_cache_and_index_follow_changes(rawkube: Kube, namespace: str) -> 
         assert [e for e in events if e[1] == "a"] == [("ADDED", "a"), ("MODIFIED", "a")]
 
 
+@pytest.mark.serial  # it compacts etcd under every watcher
 async def test_watch_from_compacted_resource_version_raises_gone(
     rawkube: Kube, control_plane: ControlPlane, namespace: str
 ) -> None:
@@ -71,6 +72,7 @@ async def test_watch_from_compacted_resource_version_raises_gone(
             pass
 
 
+@pytest.mark.serial  # it restarts the apiserver
 async def test_watch_resumes_after_apiserver_restart(
     rawkube: Kube, control_plane: ControlPlane, namespace: str
 ) -> None:

@@ -17,7 +17,8 @@ from stash_dev.podips import node_address
 from tests.integration.kubectl.conftest import Kubectl, World
 from tests.support.cluster import eventually
 
-pytestmark = pytest.mark.cluster
+# serial: the one Snapshot APIService
+pytestmark = [pytest.mark.cluster, pytest.mark.serial]
 
 SERVICES = Resource("", "v1", "services", "Service")
 ENDPOINTSLICES = Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice")

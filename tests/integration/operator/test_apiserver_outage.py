@@ -26,7 +26,8 @@ from stash_dev import ControlPlane
 from tests.integration.operator.conftest import OperatorFactory, create_world
 from tests.support.cluster import eventually
 
-pytestmark = pytest.mark.cluster
+# serial: it stops the apiserver
+pytestmark = [pytest.mark.cluster, pytest.mark.serial]
 
 T = TypeVar("T")
 HEARTBEAT_TIMEOUT = 8.0

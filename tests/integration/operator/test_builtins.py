@@ -14,7 +14,8 @@ from stash.kube.resources import CLUSTERROLES
 from tests.integration.operator.conftest import OperatorFactory
 from tests.support.cluster import eventually
 
-pytestmark = pytest.mark.cluster
+# serial: it empties the agent ClusterRoles
+pytestmark = [pytest.mark.cluster, pytest.mark.serial]
 
 CUSTOM_IMAGE = "registry.example.org/custom-stash:1"
 

@@ -165,6 +165,7 @@ async def _other_holder(holder, leader: str) -> str | None:  # type: ignore[no-u
     return h if h and h != leader else None
 
 
+@pytest.mark.serial  # it restarts the apiserver
 async def test_operator_survives_apiserver_restart(
     rawkube: Kube, control_plane: ControlPlane, run_operator: OperatorFactory, namespace: str
 ) -> None:

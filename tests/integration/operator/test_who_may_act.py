@@ -35,7 +35,8 @@ from tests.integration.operator.conftest import (
 from tests.support.cluster import eventually, token_client
 from tests.support.webhook import wait_until_active
 
-pytestmark = pytest.mark.cluster
+# serial: a webhook for every namespace
+pytestmark = [pytest.mark.cluster, pytest.mark.serial]
 
 ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles", "Role")
 EVENTS = Resource("", "v1", "events", "Event")

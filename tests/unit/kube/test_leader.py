@@ -170,3 +170,29 @@ async def test_a_cancelled_leader_hands_its_lease_back_and_leaves_no_task_behind
     await asyncio.sleep(0)
     left = [t for t in asyncio.all_tasks() - before if not t.done()]
     assert left == [], left
+
+
+async def test_an_operator_stopped_while_its_lost_leadership_winds_down_stops() -> None:
+    # The lease is lost (the apiserver hangs) and the leader work takes a moment to
+    # wind down; the operator is shut down meanwhile. That shutdown must end the
+    # elector, not be swallowed while it waits for the work (it then went back to
+    # campaigning against a hung apiserver and the shutdown waited forever).
+    store = FakeLeases()
+    el = elector(store)
+    leading, winding_down = asyncio.Event(), asyncio.Event()
+
+    async def lead() -> None:
+        leading.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            winding_down.set()
+            await asyncio.sleep(0.5)  # e.g. a session's status being written
+
+    runner = asyncio.create_task(el.run(lead))
+    await asyncio.wait_for(leading.wait(), 5)
+    store.hang = True
+    await asyncio.wait_for(winding_down.wait(), el.lease_duration)
+    runner.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(runner, 10)
