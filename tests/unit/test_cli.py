@@ -92,3 +92,23 @@ def test_without_the_dev_tooling_stash_dev_says_it_is_not_installed(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "dev tools" in err[0] and "not installed" in err[0]
     assert "dev" not in main._commands(main.build_parser())
+
+
+def test_a_built_in_command_loads_no_plugin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The agent's commands start in every backup Job: a plugin (the dev tools) is not
+    # imported for them, so a broken or slow one cannot delay or break a backup.
+    from stash.cli import main
+
+    class Broken:
+        module = "broken_plugin"
+
+        def load(self) -> None:
+            raise RuntimeError("plugin loaded")
+
+    monkeypatch.setattr(main, "entry_points", lambda group: [Broken()])
+    assert main.main(["crds"]) == 0
+    assert "CustomResourceDefinition" in capsys.readouterr().out
+    with pytest.raises(RuntimeError, match="plugin loaded"):
+        main.main(["dev", "up"])

@@ -209,6 +209,8 @@ async def _dump(
             )
         except ResticError as exc:
             return failed_host(hostname, redact(describe(exc)), started)
+        finally:  # what the dump added is the repository's work (update-status's facts)
+            repo.restic.backed_up.extend(restic.backed_up)
     if not summary.total_bytes_processed or not summary.snapshot_id:
         return failed_host(hostname, f"{argv[0]} wrote nothing; no snapshot was kept", started)
     log.info(

@@ -26,7 +26,10 @@ The contract (stash-api.md §5.5):
   `hostBackupStats` with the error; the step still exits 0 so `update-status` runs.
   When the host has nothing to do (session final, host already reported) the file has
   `"skipped": "<why>"` and no stats. Only a file that cannot be written exits 1. The
-  heartbeat Lease is left for `update-status`.
+  heartbeat Lease is left for `update-status`. `"resticWork"` carries what restic did
+  (created the repository; packed bytes each backup added) so `update-status` takes
+  the same shortcuts as the sidecar (no forget when keepLast keeps all, the size
+  without `restic stats`, the integrity schedule starting at creation).
 * `stash update-status` reads `output.json` (a missing file is a Failed host: the
   backup step crashed), takes over the heartbeat, runs the post-backup actions when
   this host completes the session, runs the postBackup hook (its `executionPolicy`
@@ -70,6 +73,7 @@ from stash.api.common import TargetRef
 from stash.contract.resources import BACKUPSESSIONS
 from stash.contract.steps import OUTPUT_FILE
 from stash.kube.client import JSON, KubeError
+from stash.restic import BackupSummary, Restic
 
 __all__ = [
     "BackupOutput",
@@ -83,12 +87,35 @@ log = logging.getLogger(__name__)
 INITIATION_WAIT = 120.0
 
 
+class ResticWork(StashModel):
+    """What the backup step's restic did to the repository, which the post-backup
+    actions' shortcuts (`repofacts`) need and `update-status`'s own restic cannot know:
+    whether it created the repository, and the packed bytes each backup added."""
+
+    created_repository: bool = False
+    added_packed: list[int] = []
+
+    @classmethod
+    def of(cls, restic: Restic) -> ResticWork:
+        """The work recorded by `restic` (a driver of the backup step)."""
+        return cls(
+            created_repository=restic.created_repository,
+            added_packed=[s.data_added_packed for s in restic.backed_up],
+        )
+
+    def replay(self, restic: Restic) -> None:
+        """Record this work on `restic` (`update-status`'s driver), as if it had done it."""
+        restic.created_repository = restic.created_repository or self.created_repository
+        restic.backed_up.extend(BackupSummary(data_added_packed=n) for n in self.added_packed)
+
+
 class BackupOutput(StashModel):
     """`output.json` of the backup step (module docstring)."""
 
     target: TargetRef
     host_backup_stats: HostBackupStats | None = None
     skipped: str | None = None
+    restic_work: ResticWork | None = None
 
     def write(self, directory: Path) -> Path:
         """Write the file atomically (a crash never leaves half a file)."""
@@ -181,6 +208,8 @@ async def run_backup_pvc(
                     heartbeat=heartbeat,
                 )
                 out.host_backup_stats = outcome.host
+                if outcome.repo is not None:
+                    out.restic_work = ResticWork.of(outcome.repo.restic)
             finally:
                 await heartbeat.stop(delete=False)  # update-status takes it over
     except (AgentError, KubeError, OSError) as exc:
@@ -234,6 +263,8 @@ async def run_update_status(
                         invoker.repository_namespace,
                         ctx.settings,
                     )
+                    if output is not None and output.restic_work is not None:
+                        output.restic_work.replay(repo.restic)
                 except AgentError as exc:
                     error = (
                         f"the backup succeeded but the post-backup actions could not open "

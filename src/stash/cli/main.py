@@ -27,8 +27,9 @@ _NOT_INSTALLED = {
 }
 
 
-def build_parser() -> Parser:
-    """Build the `stash` argument parser with every sub-command registered."""
+def build_parser(plugins: bool = True) -> Parser:
+    """Build the `stash` argument parser with every sub-command registered (the
+    plugins' only when `plugins`)."""
     from stash.cli import agent, crds, operator, webhook
 
     parser = Parser(prog="stash", description="Stash backup operator for Kubernetes")
@@ -37,7 +38,8 @@ def build_parser() -> Parser:
     sub.required = True
     for module in (agent, crds, operator, webhook):
         module.register(sub)
-    _register_plugins(sub)
+    if plugins:
+        _register_plugins(sub)
     return parser
 
 
@@ -63,8 +65,12 @@ def _commands(parser: argparse.ArgumentParser) -> frozenset[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `stash`; return the process exit code."""
-    parser = build_parser()
     args_list = sys.argv[1:] if argv is None else list(argv)
+    # A built-in command loads no plugin: the dev tools' imports would add most of a
+    # second to every agent container's start in a checkout.
+    parser = build_parser(plugins=False)
+    if not args_list or args_list[0] not in _commands(parser):
+        parser = build_parser()
     if args_list and args_list[0] in _NOT_INSTALLED and args_list[0] not in _commands(parser):
         print(f"stash: error: {_NOT_INSTALLED[args_list[0]]}", file=sys.stderr)
         return 2

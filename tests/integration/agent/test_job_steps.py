@@ -17,6 +17,7 @@ from stash.contract.resources import BACKUPCONFIGURATIONS, REPOSITORIES, RESTORE
 from stash.contract.steps import pvc_backup_args, pvc_restore_args, update_status_args
 from stash.kube.client import JSON, Kube
 from stash.kube.resources import PODS, PVCS, SECRETS
+from stash.restic.models import parse_bytes
 from stash_dev.podrunner import PodRunner
 from tests.integration.agent.conftest import (
     LOCAL_MOUNT,
@@ -26,6 +27,7 @@ from tests.integration.agent.conftest import (
     create_objects,
     finished,
     grant_repository,
+    host_restic,
     host_stats,
     local_repository,
     read_tree,
@@ -203,8 +205,17 @@ async def test_pvc_backup_then_restore_with_the_step_commands(
     assert session["status"]["phase"] == "Succeeded", json.dumps(session["status"], indent=1)
     (snap,) = host_stats(session)["host-0"]["snapshots"]
     assert snap["path"] == MOUNT and snap == output["hostBackupStats"]["snapshots"][0]
-    assert condition(session, "RetentionPolicyApplied")["status"] == "True"
-    assert (await repository_status(rawkube, namespace))["snapshotCount"] == 1
+    # update-status knows the backup step created the repository: the same records as
+    # the sidecar's first session, without forget or stats
+    retention = condition(session, "RetentionPolicyApplied")
+    assert retention["status"] == "True" and "did not run" in retention["message"]
+    verified = condition(session, "RepositoryIntegrityVerified")
+    assert verified["status"] == "True" and "this session created" in verified["message"]
+    repo = await repository_status(rawkube, namespace)
+    assert repo["snapshotCount"] == 1 and repo["integrity"] is True
+    restic = host_restic({"local": {"mountPath": str(repo_dir)}}, restic_bin, tmp_path / "s")
+    stored = (await restic.stats()).total_size
+    assert abs(parse_bytes(repo["totalSize"]) - stored) <= stored * 0.01, (repo, stored)
 
     await rawkube.create(
         RESTORESESSIONS,
