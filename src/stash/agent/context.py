@@ -11,6 +11,7 @@ Not for: decisions (pure rules are in `identity` and `stats`) or restic itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -24,7 +25,9 @@ from stash.contract.resources import BACKUPBATCHES, BACKUPCONFIGURATIONS
 from stash.hooks import PodExec
 from stash.kube.client import JSON, Forbidden, Kube, NotFound
 from stash.kube.events import EventRecorder
-from stash.sessionmetrics import MetricLabels, target_group
+
+if TYPE_CHECKING:  # imported when used: prometheus_client costs the agent's start-up
+    from stash.sessionmetrics import MetricLabels
 
 __all__ = ["AgentContext", "BackupInvoker", "load_backup_invoker"]
 
@@ -55,6 +58,8 @@ class AgentContext:
 
     def metric_labels(self, repository: str) -> MetricLabels:
         """§7.3 labels for this invoker, its target and `repository`."""
+        from stash.sessionmetrics import MetricLabels, target_group
+
         return MetricLabels(
             invoker_kind=self.invoker_kind,
             invoker_name=self.invoker_name,

@@ -5,7 +5,8 @@ from flags and the environment the injection sets: NICE_ADJUSTMENT, IONICE_CLASS
 IONICE_CLASS_DATA, STASH_RESTIC, STASH_BACKEND_TIMEOUT) and `open_repository()`, which
 reads the Repository and its storage Secret through the API and returns a ready
 `stash.restic.Restic` driver. `AgentError` is a failure a person can act on, worded
-for the host's status entry.
+for the host's status entry. `version_probed_meanwhile()` runs `restic version` while
+the agent talks to the apiserver, so the first restic command does not wait for it.
 
 Not for: what is done with the repository (backup, restore, post-backup actions).
 Secret values never leave this module except inside the restic target, and are never
@@ -16,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +32,16 @@ from stash.kube.client import JSON, Forbidden, Kube, NotFound
 from stash.kube.resources import SECRETS
 from stash.restic import Restic, ResticError, ResticOptions, restic_target
 from stash.restic.ledger import LEDGER_FILE, RunLedger
+from stash.restic.version import detect_version
 
-__all__ = ["AgentError", "RepositoryHandle", "ResticSettings", "describe", "open_repository"]
+__all__ = [
+    "AgentError",
+    "RepositoryHandle",
+    "ResticSettings",
+    "describe",
+    "open_repository",
+    "version_probed_meanwhile",
+]
 
 DEFAULT_SCRATCH = Path("/stash-tmp")
 
@@ -182,6 +192,24 @@ async def open_repository(
             "this pod: its volume is not mounted here (the pod was not injected with it)"
         )
     return RepositoryHandle(name, namespace, repo, Restic(target, settings.options()))
+
+
+async def _probe_version(binary: str) -> None:
+    with contextlib.suppress(ResticError, OSError):
+        await detect_version(binary)
+
+
+@contextlib.asynccontextmanager
+async def version_probed_meanwhile(settings: ResticSettings) -> AsyncIterator[None]:
+    """Run `restic version` while the body runs (its answer is cached per binary, so
+    the body's first restic command starts at once). A failure is left for that command
+    to report; leaving waits for the probe (a fraction of a second) rather than leave
+    a `restic version` behind."""
+    probe = asyncio.create_task(_probe_version(settings.binary))
+    try:
+        yield
+    finally:
+        await probe
 
 
 def describe(exc: BaseException) -> str:

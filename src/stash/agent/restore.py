@@ -41,7 +41,12 @@ from stash.agent.context import AgentContext
 from stash.agent.hooks import restore_hook, with_restore_hook_conditions
 from stash.agent.identity import backup_hostname, workload_lease_name
 from stash.agent.leases import take_turn
-from stash.agent.repository import AgentError, describe, open_repository
+from stash.agent.repository import (
+    AgentError,
+    describe,
+    open_repository,
+    version_probed_meanwhile,
+)
 from stash.agent.restoretarget import RestoreInvoker
 from stash.api import RestoreSession
 from stash.api.common import HookExecution, Rule
@@ -54,7 +59,6 @@ from stash.kube.leader import LeaderElector
 from stash.kube.status import update_status
 from stash.logs import log_key, object_key
 from stash.restic import ResticError, SnapshotNotFound
-from stash.sessionmetrics import host_restore_registry, push
 
 __all__ = ["HostRestore", "RestoreRequest", "request_from_rule", "run_restore", "select_rule"]
 
@@ -309,6 +313,8 @@ async def _push_metrics(
     ctx: AgentContext, rs: RestoreSession | None, hostname: str, ok: bool, seconds: float
 ) -> None:
     """Push the host's restore metrics (its outcome logged, never failing the host)."""
+    from stash.sessionmetrics import host_restore_registry, push
+
     assert ctx.push_url
     repo = (rs.spec.repository.name if rs and rs.spec and rs.spec.repository else "") or ""
     labels = ctx.metric_labels(repo)
@@ -334,6 +340,18 @@ async def run_restore(
     other pods on its restore Lease (one job per host does not need to). `perform`
     replaces the restore of files (the database steps load a dump instead).
     """
+    async with version_probed_meanwhile(ctx.settings):
+        return await _run_restore(ctx, name, hostname, request, exclusive, perform)
+
+
+async def _run_restore(
+    ctx: AgentContext,
+    name: str,
+    hostname: str | None,
+    request: RestoreRequest | None,
+    exclusive: bool,
+    perform: HostRestore | None,
+) -> int:
     ready = await _wait_until_ready(ctx, name)
     if isinstance(ready, str):
         log.error("%s", ready)

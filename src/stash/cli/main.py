@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stash import __version__
 from stash.cli.usage import Parser, UsageError
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoints
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -27,9 +29,13 @@ _NOT_INSTALLED = {
 }
 
 
-def build_parser(plugins: bool = True) -> Parser:
-    """Build the `stash` argument parser with every sub-command registered (the
-    plugins' only when `plugins`)."""
+def build_parser(command: str | None = None) -> Parser:
+    """Build the `stash` argument parser with every sub-command registered.
+
+    With `command` (the first word of the command line), plugins are loaded only when
+    it is not a built-in command: a pod's `stash restore` does not import the dev
+    tooling (which costs a second of start-up where it is installed).
+    """
     from stash.cli import agent, crds, operator, webhook
 
     parser = Parser(prog="stash", description="Stash backup operator for Kubernetes")
@@ -38,9 +44,17 @@ def build_parser(plugins: bool = True) -> Parser:
     sub.required = True
     for module in (agent, crds, operator, webhook):
         module.register(sub)
-    if plugins:
+    if command is None or command not in sub.choices:
         _register_plugins(sub)
     return parser
+
+
+def entry_points(group: str) -> EntryPoints:
+    """The installed entry points of `group` (importlib.metadata, imported only here:
+    it costs a pod's start-up and only plugins need it)."""
+    from importlib.metadata import entry_points as installed
+
+    return installed(group=group)
 
 
 def _register_plugins(sub: Any) -> None:
@@ -66,11 +80,7 @@ def _commands(parser: argparse.ArgumentParser) -> frozenset[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `stash`; return the process exit code."""
     args_list = sys.argv[1:] if argv is None else list(argv)
-    # A built-in command loads no plugin: the dev tools' imports would add most of a
-    # second to every agent container's start in a checkout.
-    parser = build_parser(plugins=False)
-    if not args_list or args_list[0] not in _commands(parser):
-        parser = build_parser()
+    parser = build_parser(args_list[0] if args_list else None)
     if args_list and args_list[0] in _NOT_INSTALLED and args_list[0] not in _commands(parser):
         print(f"stash: error: {_NOT_INSTALLED[args_list[0]]}", file=sys.stderr)
         return 2

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stash.cli.process import add_log_flags, run_until_signalled, setup_logging
-from stash.settings import OperatorSettings
+
+if TYPE_CHECKING:  # imported when used: pydantic-settings costs the agent's start-up
+    from stash.settings import OperatorSettings
 
 
 def register(sub: Any) -> None:
@@ -65,6 +67,8 @@ def register(sub: Any) -> None:
 
 def settings_from(args: argparse.Namespace) -> OperatorSettings:
     """Environment (STASH_*) settings overridden by the flags that were given."""
+    from stash.settings import OperatorSettings
+
     names = (
         "watch_namespace",
         "namespace",

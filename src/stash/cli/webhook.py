@@ -15,10 +15,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stash.cli.process import add_log_flags, run_until_signalled, setup_logging
-from stash.settings import OperatorSettings
+
+if TYPE_CHECKING:  # imported when used: pydantic-settings costs the agent's start-up
+    from stash.settings import OperatorSettings
 
 _FLAGS = {
     # flag -> OperatorSettings field
@@ -72,6 +74,8 @@ def register(sub: Any) -> None:
 
 def settings_from(args: argparse.Namespace) -> OperatorSettings:
     """OperatorSettings from the environment, overridden by the flags that were given."""
+    from stash.settings import OperatorSettings
+
     overrides: dict[str, Any] = {
         field: getattr(args, flag)
         for flag, field in _FLAGS.items()

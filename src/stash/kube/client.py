@@ -1,9 +1,11 @@
-"""A thin async JSON client over kubernetes_asyncio's authenticated transport.
+"""A thin async JSON client over an authenticated transport (`stash.kube.transport`).
 
-kubernetes_asyncio supplies configuration (kubeconfig, in-cluster service account, token
-refresh) and the HTTP session; this module sends raw requests and returns parsed JSON
-dicts, raising a typed `KubeError` for every non-2xx answer. Not for: business logic,
-retries (callers decide), or deserialising into generated model classes.
+In a pod the transport is the ServiceAccount's, on aiohttp alone; with a kubeconfig,
+kubernetes_asyncio supplies configuration (client certificates, exec plugins, token
+refresh) and the HTTP session, and is imported only then. This module sends raw
+requests and returns parsed JSON dicts, raising a typed `KubeError` for every non-2xx
+answer. Not for: business logic, retries (callers decide), or deserialising into
+generated model classes.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
-from kubernetes_asyncio import client, config
 
 from stash.kube.lines import read_lines
+from stash.kube.transport import ApiClientTransport, ServiceAccountTransport, Transport
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client import ApiClient
 
 JSON = dict[str, Any]
 
@@ -118,25 +123,33 @@ class Resource:
 
 
 class Kube:
-    """Raw JSON requests to one apiserver, authenticated by kubernetes_asyncio."""
+    """Raw JSON requests to one apiserver, through a `Transport` (or a kubernetes_asyncio
+    `ApiClient`, which is wrapped in one)."""
 
-    def __init__(self, api: client.ApiClient, timeout: float = 30.0) -> None:
-        self.api = api
+    def __init__(self, api: ApiClient | Transport, timeout: float = 30.0) -> None:
+        self.transport: Transport = api if isinstance(api, Transport) else ApiClientTransport(api)
         self.timeout = timeout
 
     @classmethod
     async def connect(cls, kubeconfig: Path | None = None, timeout: float = 30.0) -> Kube:
-        """Connect with an explicit kubeconfig, or in-cluster settings when none is given."""
+        """Connect with an explicit kubeconfig, or in-cluster settings when none is given
+        (`InClusterConfigError` when there are none)."""
+        if kubeconfig is None:
+            return cls(ServiceAccountTransport.load(), timeout)
+        from kubernetes_asyncio import client, config
+
         cfg = client.Configuration()
-        if kubeconfig is not None:
-            await config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
-        else:
-            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        await config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
         return cls(client.ApiClient(configuration=cfg), timeout)
+
+    @property
+    def host(self) -> str:
+        """The apiserver's base URL."""
+        return self.transport.host
 
     async def close(self) -> None:
         """Close the HTTP session."""
-        await self.api.close()
+        await self.transport.close()
 
     async def request(
         self,
@@ -171,17 +184,9 @@ class Kube:
         accept: str = "application/json",
     ) -> aiohttp.ClientResponse:
         params = [(k, _qv(v)) for k, v in (query or {}).items() if v is not None]
-        resp: aiohttp.ClientResponse = await self.api.call_api(
-            path,
-            method,
-            query_params=params,
-            header_params={"Content-Type": content_type, "Accept": accept},
-            body=body,
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=timeout if timeout is not None else self.timeout,
-        )
-        return resp
+        headers = {"Content-Type": content_type, "Accept": accept}
+        limit = timeout if timeout is not None else self.timeout
+        return await self.transport.send(method, path, params, headers, body, limit)
 
     # --------------------------------------------------------------- verbs
     async def get(self, res: Resource, name: str, namespace: str | None = None) -> JSON:

@@ -176,12 +176,11 @@ class PodExec:
         query = [("container", container)] if container else []
         query += [("stdout", "true"), ("stderr", "true")]
         query += [("command", str(arg)) for arg in command]
-        host = str(self.kube.api.configuration.host).rstrip("/")
+        host = self.kube.host.rstrip("/")
         url = f"{host}{PODS.path(namespace, pod, 'exec')}?{urlencode(query)}"
-        headers: dict[str, str] = {}
         _refusal.set(b"")
-        await self.kube.api.update_params_for_auth(headers, [], ["BearerToken"])
-        shared = self.kube.api.rest_client.pool_manager
+        headers = await self.kube.transport.auth_headers()
+        shared = self.kube.transport.session
         async with aiohttp.ClientSession(
             connector=shared.connector,
             connector_owner=False,

@@ -81,12 +81,15 @@ def require(version: ResticVersion, feature: str) -> None:
 
 
 _CACHE: dict[tuple[str, int, int], ResticVersion] = {}
+#: `restic version` runs in flight, by binary file: a second caller waits for the first.
+_RUNNING: dict[tuple[str, int, int], asyncio.Task[ResticVersion]] = {}
 
 
 async def detect_version(binary: str = "restic") -> ResticVersion:
     """Run `<binary> version` and return its version, raising `ResticTooOld` if too old.
 
-    The answer is cached per binary file, so drivers can call this before every command.
+    The answer is cached per binary file, so drivers can call this before every command;
+    callers asking while it runs share that run.
     """
     path = shutil.which(binary)
     if path is None:
@@ -97,19 +100,29 @@ async def detect_version(binary: str = "restic") -> ResticVersion:
     st = os.stat(path)
     key = (path, st.st_size, st.st_mtime_ns)
     if key not in _CACHE:
-        proc = await asyncio.create_subprocess_exec(
-            path,
-            "version",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate()
-        if proc.returncode != 0:
-            raise ResticError(
-                f"`{binary} version` failed with status {proc.returncode}: "
-                f"{err.decode(errors='replace').strip()[:300]}",
-                hint="check that the configured binary really is restic",
-            )
-        _CACHE[key] = parse_version(out.decode(errors="replace"))
+        running = _RUNNING.get(key)
+        if running is None or running.get_loop() is not asyncio.get_running_loop():
+            running = asyncio.create_task(_run_version(path, binary))
+            _RUNNING[key] = running
+            running.add_done_callback(lambda _: _RUNNING.pop(key, None))
+        # shielded: one caller cancelled does not cancel the run the others wait for
+        _CACHE[key] = await asyncio.shield(running)
     return check_supported(_CACHE[key], binary)
+
+
+async def _run_version(path: str, binary: str) -> ResticVersion:
+    proc = await asyncio.create_subprocess_exec(
+        path,
+        "version",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise ResticError(
+            f"`{binary} version` failed with status {proc.returncode}: "
+            f"{err.decode(errors='replace').strip()[:300]}",
+            hint="check that the configured binary really is restic",
+        )
+    return parse_version(out.decode(errors="replace"))

@@ -87,7 +87,7 @@ class PodRunner:
             Path(tempfile.mkdtemp(prefix="stash-pods-")) if work_dir is None else work_dir
         )
         self.entrypoints = {k: list(v) for k, v in (entrypoints or {}).items()}
-        url = urlparse(str(kube.api.configuration.host))
+        url = urlparse(kube.host)
         self.service_host = service_host
         self.service_port = service_port or url.port or 443
         self.ref_timeout = ref_timeout

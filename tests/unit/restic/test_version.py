@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 
 from stash.restic.errors import FeatureUnavailable, ResticTooOld
@@ -9,6 +12,7 @@ from stash.restic.version import (
     MINIMUM,
     ResticVersion,
     check_supported,
+    detect_version,
     parse_version,
     require,
 )
@@ -47,3 +51,16 @@ def test_feature_needing_newer_restic() -> None:
 def test_garbage_is_a_clear_error() -> None:
     with pytest.raises(Exception, match="cannot read a restic version"):
         parse_version("bash: restic: command not found")
+
+
+async def test_callers_asking_at_once_share_one_restic_version_run(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    fake = tmp_path / "restic"
+    fake.write_text(
+        f"#!/bin/sh\necho run >> {runs}\nsleep 0.2\necho 'restic 0.19.1 compiled with go1.26'\n"
+    )
+    fake.chmod(0o755)
+    found = await asyncio.gather(*(detect_version(str(fake)) for _ in range(3)))
+    assert found == [ResticVersion(0, 19, 1)] * 3
+    assert await detect_version(str(fake)) == ResticVersion(0, 19, 1)  # remembered
+    assert runs.read_text().splitlines() == ["run"]
