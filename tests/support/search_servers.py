@@ -9,19 +9,23 @@ tools`; fetched here if missing).
 (OpenSearch refuses root), single node, heap 512 MB. The distribution has no security
 plugin, so the tests reach it through `BasicAuthProxy`: every request needs HTTP Basic
 auth as `elastic` with `PASSWORD`, else 401 with an OpenSearch-like body; the login
-path of the agent is thus really checked. `request()` talks to OpenSearch directly.
+path of the agent is thus really checked. A second proxy serves HTTPS (`tls_url`) with a
+certificate for 127.0.0.1 from a test CA (`ca_pem`). `request()` talks to OpenSearch
+directly.
 A missing tool raises DatabaseUnavailable with what to install.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import functools
 import http.client
 import http.server
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -31,6 +35,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from stash.pki import issue_ca, issue_serving_cert
 from tests.support.databases import DatabaseUnavailable
 from tests.support.storage import free_port
 
@@ -57,7 +62,9 @@ def elasticsearch_tools() -> Path:
 class BasicAuthProxy:
     """An HTTP proxy to `upstream` that wants `user`/`password` (module docstring)."""
 
-    def __init__(self, upstream: int, user: str, password: str) -> None:
+    def __init__(
+        self, upstream: int, user: str, password: str, tls: ssl.SSLContext | None = None
+    ) -> None:
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         expected = f"Basic {token}"
 
@@ -95,6 +102,8 @@ class BasicAuthProxy:
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port: int = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -121,6 +130,8 @@ class OpenSearchServer:
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.proxy: BasicAuthProxy | None = None
+        self.tls_proxy: BasicAuthProxy | None = None
+        self.ca_pem = ""
         self._next = 0
 
     def _lay_out(self) -> Path:
@@ -197,11 +208,24 @@ class OpenSearchServer:
                     raise DatabaseUnavailable(f"opensearch did not start: {tail}") from None
                 time.sleep(0.5)
         self.proxy = BasicAuthProxy(self.port, self.user, self.password)
+        self.tls_proxy = BasicAuthProxy(self.port, self.user, self.password, self._tls())
+
+    def _tls(self) -> ssl.SSLContext:
+        now = dt.datetime.now(dt.UTC)
+        ca = issue_ca("stash-test-opensearch-ca", now, dt.timedelta(days=2))
+        served = issue_serving_cert(ca, ["localhost"], ["127.0.0.1"], now, dt.timedelta(days=2))
+        self.ca_pem = ca.cert_pem.decode()
+        for name, pem in (("proxy.crt", served.cert_pem), ("proxy.key", served.key_pem)):
+            (self.dir / name).write_bytes(pem)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.dir / "proxy.crt", self.dir / "proxy.key")
+        return context
 
     def stop(self) -> None:
         """Stop OpenSearch and the proxy; remove the files."""
-        if self.proxy is not None:
-            self.proxy.stop()
+        for proxy in (self.proxy, self.tls_proxy):
+            if proxy is not None:
+                proxy.stop()
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, 15)
             try:
@@ -216,6 +240,12 @@ class OpenSearchServer:
         """The URL the agent uses (the proxy's)."""
         assert self.proxy is not None
         return f"http://127.0.0.1:{self.proxy.port}"
+
+    @property
+    def tls_url(self) -> str:
+        """The URL of the HTTPS proxy."""
+        assert self.tls_proxy is not None
+        return f"https://127.0.0.1:{self.tls_proxy.port}"
 
     def new_prefix(self) -> str:
         """An index name prefix no other test of the run uses."""

@@ -22,8 +22,8 @@ as were sent (elasticdump can exit 0 after a rejected bulk item).
   never an argument, and every message relayed from elasticdump is stripped of it (also
   URL-encoded: elasticdump puts it into the URL it prints in some errors).
 * TLS: a CA, a client certificate and key (all files) go to elasticdump
-  (`--input-ca`/`--output-ca`, `--*-cert`, `--*-key`, `--tlsAuth`) and to our own
-  listing requests.
+  (`--input-ca`/`--output-ca`, `--*-cert`, `--*-key`, and `--tlsAuth`, without which
+  elasticdump 6 reads none of them) and to our own listing requests.
 * Exit status: 0 when every section was dumped or loaded; 1 with a message naming the
   index and kind otherwise (a killed elasticdump is named with its signal), so restic
   keeps no snapshot of a dump that died half-way.
@@ -108,8 +108,8 @@ class Cluster:
         for name, value in (("ca", self.ca), ("cert", self.cert), ("key", self.key)):
             if value:
                 out.append(f"--{side}-{name}={value}")
-        if self.cert and self.key:
-            out.append("--tlsAuth")
+        if self.ca or self.cert or self.key:
+            out.append("--tlsAuth")  # without it elasticdump ignores all three
         return out
 
     def request(self, method: str, path: str) -> Any:

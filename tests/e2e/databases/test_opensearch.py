@@ -7,10 +7,13 @@ aliases and documents into one restic snapshot; after the indices are deleted,
 analyzer from the settings included), equal aliases (a filtered alias over both, a
 routed one) and every document equal. A dump killed half-way is a Failed session with
 no snapshot; a wrong password is a Failed session that says what to fix. The password
-is in no argument list, log, Event or status."""
+is in no argument list, log, Event or status. Over https:// (the URL's path naming the
+index) the AppBinding's CA verifies the server, and another CA is refused."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +22,8 @@ from typing import Any
 import pytest
 
 from stash.kube.client import JSON, Kube
+from stash.kube.resources import SECRETS
+from stash.pki import issue_ca
 from stash_dev.podrunner import PodRunner
 from tests.e2e.databases.world import ArgvWatch, World
 from tests.support.search_servers import OpenSearchServer
@@ -241,3 +246,42 @@ async def test_wrong_password_fails_with_what_to_fix_and_leaks_nowhere(
     assert argv.samples > 10 and argv.found == []
     assert wrong not in await world.published() + caplog.text
     assert world.snapshots() == []
+
+
+async def test_tls_with_the_appbinding_s_ca_verifies_the_server(
+    rawkube: Kube,
+    run_operator,  # type: ignore[no-untyped-def]
+    runner: PodRunner,
+    rest_server: RestServer,
+    restic_bin: str,
+    namespace: str,
+    opensearch: OpenSearchServer,
+    prefix: str,
+) -> None:
+    # https:// with the CA from tlsSecret: elasticdump and the agent's own requests
+    # verify the server's certificate; with another CA they refuse it.
+    await run_operator()
+    world = _world(rawkube, runner, namespace, restic_bin, rest_server, opensearch)
+    await rawkube.create(
+        SECRETS,
+        {"metadata": {"name": "db-tls"}, "stringData": {"ca.crt": opensearch.ca_pem}},
+        namespace,
+    )
+    binding = {**_binding(opensearch), "tlsSecret": {"name": "db-tls"}}
+    binding["clientConfig"] = {"url": f"{opensearch.tls_url}/{prefix}authors"}
+    secret = {"username": opensearch.user, "password": opensearch.password}
+    await world.setup(secret, binding)
+    done = await world.backup({"name": "opensearch-backup-2.19"})
+    assert done["status"]["phase"] == "Succeeded", (done["status"], world.logs[0][-3000:])
+    (host,) = done["status"]["targets"][0]["stats"]
+    assert host["snapshots"][0]["path"] == "/dumpfile.ndjson"
+    other = issue_ca("someone-else", dt.datetime.now(dt.UTC), dt.timedelta(days=1))
+    await rawkube.patch(
+        SECRETS, "db-tls", {"stringData": {"ca.crt": other.cert_pem.decode()}}, namespace
+    )
+    await asyncio.sleep(1.1)  # a new session name (they are per second)
+    refused = await world.another_backup()
+    assert refused["status"]["phase"] == "Failed"
+    (host,) = refused["status"]["targets"][0]["stats"]
+    assert "certificate verify failed" in host["error"], host
+    assert len(world.snapshots()) == 1

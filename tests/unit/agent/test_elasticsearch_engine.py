@@ -116,3 +116,12 @@ def test_the_stream_programs_command_line_takes_elasticdump_arguments_after_dash
     )
     assert main(argv[3:]) == 1  # nothing listens on port 1: said, not a usage error
     assert "GET /_cat/indices" in capsys.readouterr().err
+
+
+def test_a_ca_alone_still_turns_on_elasticdumps_tls_options() -> None:
+    # elasticdump 6 reads --input-ca / --output-ca only with --tlsAuth
+    assert Cluster("https://h:9200", ca="/ca").tool_args("input") == [
+        "--input-ca=/ca",
+        "--tlsAuth",
+    ]
+    assert Cluster("http://h:9200").tool_args("input") == []
