@@ -24,6 +24,13 @@ RUN cd redis-dump-go && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" \
       CGO_ENABLED=0 GONOSUMDB=github.com/mongodb/mongo-tools go build -trimpath \
         -ldflags "-s -w" -o /out/$t github.com/mongodb/mongo-tools/$t/main || exit 1; done
 
+# The Elasticsearch/OpenSearch addon's elasticdump, from the lock file the tests pin
+# (tests/tools/build-elasticsearch.sh); pure JavaScript, run by Debian's nodejs below.
+FROM node:20-bookworm-slim AS elasticdump
+WORKDIR /opt/elasticdump
+COPY tests/tools/elasticdump/package.json tests/tools/elasticdump/package-lock.json ./
+RUN npm ci --no-audit --no-fund --ignore-scripts --omit=dev
+
 FROM python:${PYTHON_VERSION}-slim-bookworm AS wheel
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -39,12 +46,15 @@ RUN python -m venv /opt/stash \
     && rm -rf /tmp/wheels /tmp/constraints.txt
 COPY --from=restic /out/restic /usr/local/bin/restic
 COPY --from=dbtools /out/ /usr/local/bin/
+COPY --from=elasticdump /opt/elasticdump /opt/elasticdump
 # The database addons' client tools (docs/databases.md): pg_dump/pg_dumpall/pg_restore/psql,
-# mariadb-dump/mariadb (mysqldump/mysql are links to them) and redis-cli.
+# mariadb-dump/mariadb (mysqldump/mysql are links to them), redis-cli, and Node for
+# elasticdump.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends postgresql-client-15 mariadb-client \
-         redis-tools \
-    && rm -rf /var/lib/apt/lists/*
+         redis-tools nodejs \
+    && rm -rf /var/lib/apt/lists/* \
+    && ln -s /opt/elasticdump/node_modules/elasticdump/bin/elasticdump /usr/local/bin/elasticdump
 ENV PATH=/opt/stash/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1

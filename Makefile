@@ -12,8 +12,11 @@ export STASH_CACHE ?= $(HOME)/.cache/stash
 # prometheus: promtool for the chart's alert rules, and with prometheus-pushgateway the
 # real Prometheus and Pushgateway the metrics tests start on free loopback ports (their
 # daemons are never started by the packages, below).
+# OpenSearch (Java 17, fetched by maven, unzipped) and elasticdump (Node >= 18 and npm;
+# npm is installed below only when missing: NodeSource's nodejs carries its own).
 DEB_PACKAGES := ca-certificates util-linux procps prometheus prometheus-pushgateway \
-  postgresql-15 postgresql-client-15 mariadb-server mariadb-client redis-server redis-tools
+  postgresql-15 postgresql-client-15 mariadb-server mariadb-client redis-server redis-tools \
+  openjdk-17-jre-headless maven unzip nodejs
 STAMP := $(VENV)/.installed
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE ?= stash:$(VERSION)
@@ -41,6 +44,7 @@ $(STAMP): pyproject.toml dev/pyproject.toml constraints.txt
 	    printf '#!/bin/sh\nexit 101\n' > $$rc_policy; chmod 755 $$rc_policy; fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PACKAGES); \
 	  rc=$$?; if [ -n "$$rc_policy" ]; then rm -f $$rc_policy; fi; exit $$rc; fi
+	command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,dev]' -e ./dev
 	touch $@
@@ -51,6 +55,7 @@ tools: $(STAMP)
 	@tests/tools/build-helm.sh >/dev/null
 	@tests/csi/build.sh >/dev/null
 	@tests/tools/build-databases.sh >/dev/null
+	@tests/tools/build-elasticsearch.sh >/dev/null
 
 install: $(STAMP) tools
 

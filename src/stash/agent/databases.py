@@ -49,8 +49,15 @@ __all__ = [
     "write_private",
 ]
 
-#: What a database step stores: SQL scripts, pg_dump archives, Redis RESP, mongodump archives.
-DUMP_FILES = ("/dumpfile.sql", "/dumpfile.dump", "/dumpfile.resp", "/dumpfile.archive")
+#: What a database step stores: SQL scripts, pg_dump archives, Redis RESP, mongodump
+#: archives, the Elasticsearch/OpenSearch stream (`esstream`).
+DUMP_FILES = (
+    "/dumpfile.sql",
+    "/dumpfile.dump",
+    "/dumpfile.resp",
+    "/dumpfile.archive",
+    "/dumpfile.ndjson",
+)
 #: Endpoint query keys libpq also reads from the environment.
 _PG_QUERY_ENV = {
     "sslmode": "PGSSLMODE",
@@ -227,6 +234,10 @@ class Engine:
     def with_step_options(self, conn: Connection, options: dict[str, str]) -> Connection:
         """`conn` with the step's engine options (`authMechanism`, ...); none here."""
         return conn
+
+    def tool_name(self, argv: Sequence[str]) -> str:
+        """The tool a dump or load command line runs, as messages name it."""
+        return argv[0]
 
     def probe_failure(self, code: int, stdout: str, stderr: str) -> str | None:
         """None when the probe answered, else what it said (to classify and report)."""

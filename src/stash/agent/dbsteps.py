@@ -1,5 +1,5 @@
 """The database steps of the job model: `backup-<engine>` and `restore-<engine>` (§9)
-for pg, mysql, redis and mongo.
+for pg, mysql, redis, mongo and es.
 
 What it is for: the bodies behind the addon Functions. Both read the database's endpoint
 and credentials from the env the operator gives the Job (`contract.appbinding`), remove
@@ -9,7 +9,7 @@ the environment of redis-cli and of restic, which runs redis-dump-go), wait for 
 database (`waitTimeout`), and then:
 
 * backup: `restic backup --stdin-from-command -- <dump tool> ...` as the host's one
-  snapshot (`dumpfile.sql|dump|resp|archive`). restic runs the dump tool and fails the
+  snapshot (`dumpfile.sql|dump|resp|archive|ndjson`). restic runs the dump tool and fails the
   snapshot when it exits non-zero or is killed, and the driver drops a snapshot of an
   empty dump: a dump that dies half-way is a Failed host naming the tool's exit status,
   never a Succeeded truncated snapshot. Nothing passes through Python or a temp file.
@@ -198,13 +198,14 @@ async def _dump(
         options = repo.restic.options
         env = {**options.extra_env, **conn.env, **extra}
         restic = Restic(repo.restic.target, dataclasses.replace(options, extra_env=env))
-        log.info("dumping %s with %s into %s", conn.where, argv[0], repo.display)
+        tool = engine.tool_name(argv)
+        log.info("dumping %s with %s into %s", conn.where, tool, repo.display)
         try:
             summary = await restic.backup_command(argv, filename=filename, host=hostname)
         except BackupCommandFailed as exc:
             return failed_host(
                 hostname,
-                redact(f"{argv[0]} did not complete, so no snapshot was kept: {exc.message}"),
+                redact(f"{tool} did not complete, so no snapshot was kept: {exc.message}"),
                 started,
             )
         except ResticError as exc:
@@ -212,7 +213,7 @@ async def _dump(
         finally:  # what the dump added is the repository's work (update-status's facts)
             repo.restic.backed_up.extend(restic.backed_up)
     if not summary.total_bytes_processed or not summary.snapshot_id:
-        return failed_host(hostname, f"{argv[0]} wrote nothing; no snapshot was kept", started)
+        return failed_host(hostname, f"{tool} wrote nothing; no snapshot was kept", started)
     log.info(
         "dumped %s: %d bytes as snapshot %s",
         conn.where,
@@ -290,14 +291,14 @@ async def _load(
     if done.consumer_exit != 0:
         tail = redact(done.consumer_stderr.strip()[-1500:])
         return (
-            f"{argv[0]} exited with status {done.consumer_exit} loading snapshot "
+            f"{engine.tool_name(argv)} exited with status {done.consumer_exit} loading snapshot "
             f"{snapshot[:8]} into {conn.where}: {tail}"
         )
     errors = [line for line in done.consumer_stderr.splitlines() if "ERROR" in line]
     if errors:
         log.warning(
             "%s reported %d error(s) while loading (usually objects that already exist): %s",
-            argv[0],
+            engine.tool_name(argv),
             len(errors),
             redact(" | ".join(errors[:5])),
         )

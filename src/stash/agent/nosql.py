@@ -1,7 +1,8 @@
 """The NoSQL engines of the addon steps (stash-api.md §9): Redis and MongoDB, with the
 same `Engine` interface as PostgreSQL and MySQL (`stash.agent.databases`).
 
-What it is for: `NOSQL_ENGINES["redis"|"mongo"]`.
+What it is for: `NOSQL_ENGINES["redis"|"mongo"|"es"]` (Elasticsearch/OpenSearch:
+`stash.agent.elasticsearch`).
 
 * **Redis:** the dump is `redis-dump-go` (RESP commands: every key of every database,
   or of the AppBinding's database number, `redis://host:6379/3`, with `SELECT` and
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stash.agent.databases import Connection, Engine, tls_files, write_private
+from stash.agent.elasticsearch import ELASTICSEARCH
 from stash.contract.appbinding import Credentials, Endpoint, TlsMaterial
 
 __all__ = ["NOSQL_ENGINES", "MongoEngine", "RedisEngine"]
@@ -228,4 +230,5 @@ class MongoEngine(Engine):
 NOSQL_ENGINES: dict[str, Engine] = {
     "redis": RedisEngine("redis", "Redis", "redis-dump-go", "redis-cli", 6379),
     "mongo": MongoEngine("mongo", "MongoDB", "mongodump", "mongorestore", 27017),
+    "es": ELASTICSEARCH,
 }

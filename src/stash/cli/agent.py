@@ -4,7 +4,7 @@ Sub-commands (each also under `stash agent ...`):
 
 * `run-backup` (`agent sidecar`) — the injected backup sidecar (§4.2 args);
 * `restore` (`agent restore`) — the restore init-container `stash-init` (§4.3 args);
-* `backup-pvc`, `update-status`, `restore-pvc`, `backup-pg|mysql|redis|mongo`, `restore-…` —
+* `backup-pvc`, `update-status`, `restore-pvc`, `backup-pg|mysql|redis|mongo|es`, `restore-…` —
   job-model steps; their flags live in `stash.contract.steps` so the operator's Job
   builder renders exactly what is parsed here.
 
@@ -84,6 +84,8 @@ def _add_commands(sub: Any, prefix: str = "") -> None:
         ("restore-redis", restore_database, "job step: load a Redis dump from restic"),
         ("backup-mongo", backup_database, "job step: stream a mongodump archive into restic"),
         ("restore-mongo", restore_database, "job step: load a mongodump archive from restic"),
+        ("backup-es", backup_database, "job step: stream an Elasticsearch dump into restic"),
+        ("restore-es", restore_database, "job step: load an Elasticsearch dump from restic"),
     ):
         p = sub.add_parser(command, help=text)
         add_step_flags(p, command)
@@ -286,6 +288,7 @@ def _database_step(args: argparse.Namespace, command: str, tool: str) -> Any:
             for name, value in (
                 ("authMechanism", getattr(args, "auth_mechanism", "")),
                 ("numParallelCollections", getattr(args, "parallel_collections", "")),
+                ("indices", getattr(args, "indices", "")),
             )
             if value
         ),

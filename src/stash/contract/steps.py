@@ -1,7 +1,7 @@
 """The Job steps' command-line contract: one flag table per step (stash-api.md §5.5).
 
 What it is for: the flags of `backup-pvc`, `update-status`, `restore-pvc` and the
-database steps (`backup-<engine>`, `restore-<engine>` for pg, mysql, redis, mongo) in one
+database steps (`backup-<engine>`, `restore-<engine>` for pg, mysql, redis, mongo, es) in one
 table, used both to parse the agent's command line (`add_step_flags`) and to render a
 Function's args for the operator's Job builder (`pvc_backup_args()`,
 `update_status_args()`, `pvc_restore_args()`), so the two sides cannot drift.
@@ -130,9 +130,13 @@ MONGO_FLAGS: tuple[Flag, ...] = (
         "collections dumped/restored at once (mongo-tools' --numParallelCollections)",
     ),
 )
+#: Elasticsearch/OpenSearch's own Task params (both steps; the restore ignores it).
+ES_FLAGS: tuple[Flag, ...] = (
+    Flag("indices", "${indices:=}", "index pattern to dump (default: every open index)"),
+)
 #: The database step commands (stash-api.md §9): `backup-<engine>` / `restore-<engine>`.
-DATABASE_ENGINES = ("pg", "mysql", "redis", "mongo")
-_ENGINE_FLAGS: dict[str, tuple[Flag, ...]] = {"mongo": MONGO_FLAGS}
+DATABASE_ENGINES = ("pg", "mysql", "redis", "mongo", "es")
+_ENGINE_FLAGS: dict[str, tuple[Flag, ...]] = {"mongo": MONGO_FLAGS, "es": ES_FLAGS}
 _STEPS = {
     "backup-pvc": BACKUP_PVC_FLAGS,
     "update-status": UPDATE_STATUS_FLAGS,

@@ -14,7 +14,7 @@ Task parameters (`task.params` of the invoker, or the AppBinding's addon params)
 `args` (extra arguments of the dump tool on backup, of the load tool on restore),
 `backupCMD` / `restoreCMD` (the tool, e.g. `pg_dump`), `waitTimeout` (seconds); MongoDB
 also `authMechanism` (e.g. `PLAIN` for FerretDB, `SCRAM-SHA-256`) and
-`numParallelCollections`.
+`numParallelCollections`; Elasticsearch/OpenSearch `indices` (an index pattern).
 
 Not for: installing them (the operator) or running them (`stash.agent.dbsteps`).
 """
@@ -41,6 +41,8 @@ ADDON_VERSIONS: dict[str, tuple[str, tuple[str, ...], dict[str, str], dict[str, 
     "mysql": ("mysql", ("8.0",), {}, {}),
     "redis": ("redis", ("6.2", "7.0", "7.2"), {}, {}),
     "mongodb": ("mongo", ("5.0", "6.0", "7.0"), {}, {}),
+    "elasticsearch": ("es", ("7.10", "7.17", "8.2"), {}, {}),
+    "opensearch": ("es", ("1.3", "2.19"), {}, {}),
 }
 
 

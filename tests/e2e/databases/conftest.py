@@ -9,6 +9,7 @@ import pytest
 
 from tests.support.databases import DatabaseUnavailable, MariaDBServer, PostgresServer
 from tests.support.nosql_servers import FerretDBServer, RedisServer
+from tests.support.search_servers import OpenSearchServer
 
 
 @pytest.fixture(scope="session")
@@ -55,5 +56,18 @@ def ferretdb() -> Iterator[FerretDBServer]:
         server.start()
     except DatabaseUnavailable as exc:
         pytest.fail(f"FerretDB is needed: {exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def opensearch() -> Iterator[OpenSearchServer]:
+    """An OpenSearch node (behind a password-checking proxy) for the whole run (an index
+    prefix per test)."""
+    try:
+        server = OpenSearchServer()
+        server.start()
+    except DatabaseUnavailable as exc:
+        pytest.fail(f"OpenSearch is needed: {exc}", pytrace=False)
     yield server
     server.stop()
