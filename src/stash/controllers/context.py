@@ -106,6 +106,9 @@ class ControllerContext:
     long an executor's heartbeat may be silent."""
     workloads: Mapping[str, Informer] = field(default_factory=dict)
     """The workload informers by kind (targets are looked up here first)."""
+    targets: Mapping[str, Informer] = field(default_factory=dict)
+    """Every target cache by kind: the workloads, PVCs and AppBindings (when served);
+    `target_facts` reads them before asking the apiserver."""
     now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     session_metrics: SessionMetricsSink = field(default_factory=SessionMetricsSink)
     """Where session metrics go: the Pushgateway, or kept for the operator's /metrics."""
@@ -173,15 +176,15 @@ class ControllerContext:
         return RepositoryFacts(key, "found", secret, found, repo)
 
     async def target_facts(self, ref: TargetRef, namespace: str) -> TargetFacts:
-        """Look up the object `ref` names: the workload caches answer "found"; a miss (or
-        a kind without a cache) is asked of the apiserver."""
+        """Look up the object `ref` names: the target caches (workloads, PVCs, ...)
+        answer "found"; a miss (or a kind without a cache) is asked of the apiserver."""
         kind, name = str(ref.kind), str(ref.name)
         ns = ref.namespace or namespace
         res = TARGET_KINDS.get(kind)
         if res is None:
             why = f"target kind {kind} is not one the operator can look up"
             return TargetFacts(kind, ns, name, None, why)
-        cache = self.workloads.get(kind)
+        cache = self.targets.get(kind, self.workloads.get(kind))
         cached = cache.get(f"{ns}/{name}") if cache is not None else None
         if cached is not None:
             return TargetFacts(kind, ns, name, True, workload=cached)
