@@ -202,11 +202,12 @@ class Operator:
             inf.add_index(BLUEPRINT_INDEX, target_blueprints)
 
     def _for_objects(
-        self, reconciler: ObjectReconciler[Any], cache: Informer, res: Resource
+        self, reconciler: ObjectReconciler[Any], cache: Informer, res: Resource, share: int = 1
     ) -> Controller:
-        """A controller running an object reconciler on the objects `cache` holds."""
+        """A controller running an object reconciler on the objects `cache` holds (with
+        `share` times the configured workers)."""
         adapter = as_reconciler(reconciler, cache, self.kube, res, parse=self.ctx.parse)
-        return Controller(adapter, workers=self.settings.workers)
+        return Controller(adapter, workers=share * self.settings.workers)
 
     def _wire(self) -> list[Controller]:
         c, w = self.caches, self.settings.workers
@@ -220,9 +221,10 @@ class Operator:
 
         # Invokers: their own spec changes (their status writes need no second look:
         # resync covers drift), their targets, Repositories and Secrets.
-        bc = self._for_objects(
-            BackupConfigurationReconciler(self.ctx), c.backupconfigurations, BACKUPCONFIGURATIONS
-        )
+        # A new BackupConfiguration waits on three requests in a row (finalizer, status,
+        # Event): thousands created at once are bound by round trips, not CPU.
+        bcs = BackupConfigurationReconciler(self.ctx)
+        bc = self._for_objects(bcs, c.backupconfigurations, BACKUPCONFIGURATIONS, share=4)
         bb = self._for_objects(BackupBatchReconciler(self.ctx), bbs, BACKUPBATCHES)
         for ctrl, cache in ((bc, c.backupconfigurations), (bb, bbs)):
             ctrl.watch(cache, when=spec_changed)

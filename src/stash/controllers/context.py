@@ -9,6 +9,7 @@ Not for: rules (a reader says what is there, never what it means).
 from __future__ import annotations
 
 import datetime as dt
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -35,6 +36,8 @@ _M = TypeVar("_M", bound=BaseModel)
 
 #: Seconds before a Job that has no pod (and no FailedCreate Event) is looked at again.
 IDLE_RECHECK = 5.0
+#: Parsed objects `ControllerContext.parse` remembers (the most recently read).
+PARSED_KEEP = 4096
 #: Selects the Jobs the operator creates, and their pods (`provisioning` labels them).
 EXECUTOR_SELECTOR = f"{LABEL_MANAGED_BY}={GROUP}"
 
@@ -117,24 +120,27 @@ class ControllerContext:
     notifier: Notifier | None = None
     """The operator's notifiers (None: no notifications)."""
 
-    _parsed: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+    _parsed: OrderedDict[tuple[str, str], tuple[str, Any]] = field(default_factory=OrderedDict)
 
     def parse(self, model: type[_M], obj: JSON) -> _M:
-        """`model.model_validate(obj)`, remembered per (kind, key, resourceVersion): the
-        same cached object is parsed once, however many reconciles read it."""
+        """`model.model_validate(obj)`, remembered per (kind, key) at its latest
+        resourceVersion: the same cached object is parsed once, however many reconciles
+        read it. The `PARSED_KEEP` most recently read objects are kept (a parsed
+        BackupConfiguration weighs ~14 KB: all of 10,000 would double the caches)."""
         meta = obj.get("metadata") or {}
-        ck = (
-            model.__name__,
-            f"{meta.get('namespace')}/{meta.get('name')}",
-            str(meta.get("resourceVersion")),
-        )
+        ck = (model.__name__, f"{meta.get('namespace')}/{meta.get('name')}")
+        rv = str(meta.get("resourceVersion"))
         hit = self._parsed.get(ck)
-        if hit is None:
-            hit = model.model_validate(obj)
-            if len(self._parsed) > 8192:
-                self._parsed.clear()
-            self._parsed[ck] = hit
-        return hit
+        if hit is not None and hit[0] == rv:
+            self._parsed.move_to_end(ck)
+            parsed: _M = hit[1]
+            return parsed
+        parsed = model.model_validate(obj)
+        self._parsed[ck] = (rv, parsed)
+        self._parsed.move_to_end(ck)
+        if len(self._parsed) > PARSED_KEEP:
+            self._parsed.popitem(last=False)
+        return parsed
 
     def secret_exists(self, namespace: str, name: str) -> bool:
         """Whether a Secret exists (from the metadata-only secrets cache)."""
