@@ -4,6 +4,8 @@ in the same minute, against the real test control plane.
 Prints `name: value baseline ratio` lines:
 * converge_seconds: from the first create until all 2,000 are Ready; baseline = the time
   the apiserver took to accept the 2,000 creates (the floor any operator shares).
+* operator_cpu_seconds_to_converge: the operator's CPU time (user + system) until then,
+  a figure other load on the machine does not inflate the way it does wall time.
 * operator_peak_rss_mb: the operator process's peak RSS (VmHWM); baseline = its RSS
   with empty caches, right after start-up.
 * tick_to_session_p50/p99_seconds: from the minute tick to each BackupSession's ADDED
@@ -38,7 +40,7 @@ from stash.contract.resources import (  # noqa: E402
     BACKUPSESSIONS,
     REPOSITORIES,
 )
-from stash.kube.client import Kube  # noqa: E402
+from stash.kube.client import Gone, Kube  # noqa: E402
 from stash.kube.resources import CONFIGMAPS, CRDS, NAMESPACES, PVCS, SECRETS  # noqa: E402
 from stash_dev import ControlPlane  # noqa: E402
 
@@ -50,6 +52,12 @@ def _kb(pid: int, field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU the process has used (steadier than wall time on a busy host)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _bc(i: int, schedule: str) -> dict[str, object]:
@@ -111,17 +119,47 @@ async def _create_all(kube: Kube, n: int, ticking: int) -> float:
     return time.monotonic() - t0
 
 
-async def _ready_count(kube: Kube) -> int:
-    items, _ = await kube.list_all(BACKUPCONFIGURATIONS, NS)
-    phases = [(o.get("status") or {}).get("phase") for o in items]
-    bad = [o for o in items if (o.get("status") or {}).get("phase") == "Invalid"]
-    if bad:
-        raise SystemExit(f"{len(bad)} BackupConfigurations are Invalid: {bad[0]['status']}")
-    print(f"  ready {phases.count('Ready')}/{len(items)}", file=sys.stderr)
-    return phases.count("Ready")
+def _phase_of(obj: dict[str, object]) -> object:
+    status = obj.get("status")
+    phase = status.get("phase") if isinstance(status, dict) else None
+    if phase == "Invalid":
+        raise SystemExit(f"BackupConfiguration is Invalid: {status}")
+    return phase
 
 
-async def _tick_delays(kube: Kube, ticking: int) -> tuple[list[float], float]:
+async def _wait_ready(kube: Kube, n: int, deadline: float) -> None:
+    """Until `n` BackupConfigurations are Ready, followed on a watch (a list every
+    second would cost the apiserver, on the same cores, a 10,000-object list each time)."""
+    last_print = 0.0
+    while True:
+        items, rv = await kube.list_all(BACKUPCONFIGURATIONS, NS)
+        ready = {o["metadata"]["name"] for o in items if _phase_of(o) == "Ready"}
+        if len(ready) >= n:
+            return
+        try:
+            async for ev in kube.watch(BACKUPCONFIGURATIONS, NS, resource_version=rv):
+                if ev["type"] == "BOOKMARK":
+                    continue
+                name = ev["object"]["metadata"]["name"]
+                if ev["type"] != "DELETED" and _phase_of(ev["object"]) == "Ready":
+                    ready.add(name)
+                else:
+                    ready.discard(name)
+                if len(ready) >= n:
+                    return
+                if time.monotonic() - last_print > 2:
+                    last_print = time.monotonic()
+                    print(f"  ready {len(ready)}/{n}", file=sys.stderr)
+                if time.monotonic() > deadline:
+                    raise SystemExit("not converged within 600 s")
+        except Gone:
+            pass  # again from a fresh list
+
+
+async def _tick_delays(kube: Kube, ticking: int) -> tuple[list[float], list[float], float]:
+    """Per session of the measured tick: when its ADDED event arrived, and its
+    creationTimestamp (the apiserver's clock, whole seconds), both from the tick; and
+    the watch's own latency (baseline)."""
     now = dt.datetime.now(dt.UTC)
     tick = (now + dt.timedelta(minutes=1)).replace(second=0, microsecond=0)
     if (tick - now).total_seconds() < 10:
@@ -129,29 +167,42 @@ async def _tick_delays(kube: Kube, ticking: int) -> tuple[list[float], float]:
     _, rv = await kube.list_all(BACKUPSESSIONS, NS)
     suffix = f"-{int(tick.timestamp())}"
     seen: dict[str, float] = {}
+    created: dict[str, float] = {}
+    """Per session: its creationTimestamp (the apiserver's clock, whole seconds) - tick."""
     tick_mono = time.monotonic() + (tick - dt.datetime.now(dt.UTC)).total_seconds()
 
     async def watch_sessions() -> None:
         # The apiserver may drop a watcher that falls behind a burst; resume from the
         # last resourceVersion seen (late events only make the measured delay longer).
+        # Metadata only: the earlier ticks' sessions change all the time, and decoding
+        # whole objects on this (starved) process would delay what it measures.
         last = rv
         while len(seen) < ticking:
-            async for ev in kube.watch(
-                BACKUPSESSIONS, NS, resource_version=last, timeout_seconds=180
-            ):
-                if ev["type"] == "ERROR":  # e.g. 410 Gone: what was missed, from a list
-                    items, last = await kube.list_all(BACKUPSESSIONS, NS)
-                    for obj in items:
-                        if obj["metadata"]["name"].endswith(suffix):
-                            seen.setdefault(obj["metadata"]["name"], time.monotonic())
-                    break
-                last = ev["object"]["metadata"].get("resourceVersion", last)
-                name = ev["object"]["metadata"]["name"]
-                # Only this tick's sessions (an earlier tick may fire while we wait).
-                if ev["type"] == "ADDED" and name.endswith(suffix):
-                    seen.setdefault(name, time.monotonic())
-                    if len(seen) >= ticking:
-                        return
+            try:
+                async for ev in kube.watch(
+                    BACKUPSESSIONS,
+                    NS,
+                    resource_version=last,
+                    timeout_seconds=180,
+                    metadata_only=True,
+                ):
+                    meta = ev["object"]["metadata"]
+                    last = meta.get("resourceVersion", last)
+                    # Only this tick's sessions (an earlier tick may fire while we wait).
+                    if ev["type"] == "ADDED" and meta["name"].endswith(suffix):
+                        _saw(meta)
+                        if len(seen) >= ticking:
+                            return
+            except Gone:  # 410 under a burst: what was missed, from a list
+                items, last = await kube.list_all(BACKUPSESSIONS, NS, metadata_only=True)
+                for obj in items:
+                    if obj["metadata"]["name"].endswith(suffix):
+                        _saw(obj["metadata"])
+
+    def _saw(meta: dict[str, str]) -> None:
+        seen.setdefault(meta["name"], time.monotonic())
+        stamp = dt.datetime.fromisoformat(meta["creationTimestamp"].replace("Z", "+00:00"))
+        created.setdefault(meta["name"], (stamp - tick).total_seconds())
 
     async def baseline() -> float:
         _, cmrv = await kube.list_all(CONFIGMAPS, NS)
@@ -165,7 +216,8 @@ async def _tick_delays(kube: Kube, ticking: int) -> tuple[list[float], float]:
 
     base_task = asyncio.create_task(baseline())
     await asyncio.wait_for(watch_sessions(), timeout=240)
-    return sorted(v - tick_mono for v in seen.values()), await base_task
+    delays = sorted(v - tick_mono for v in seen.values())
+    return delays, sorted(created.values()), await base_task
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -238,21 +290,22 @@ async def main(n: int, ticking: int, profile: str | None = None) -> None:
             await asyncio.sleep(5)
             pid = _python_pid(op.pid) if profile else op.pid
             idle_rss = _kb(pid, "VmRSS") / 1024
+            cpu0 = _cpu_seconds(pid)
             t0 = time.monotonic()
             create_s = await _create_all(kube, n, ticking)
-            while await _ready_count(kube) < n:
-                if time.monotonic() - t0 > 600:
-                    raise SystemExit("not converged within 600 s")
-                await asyncio.sleep(1)
+            await _wait_ready(kube, n, t0 + 600)
             converge = time.monotonic() - t0
             print(f"converge_seconds: {converge:.1f} {create_s:.1f} {converge / create_s:.2f}")
-            print(f"operator_rss_mb_at_converge: {_kb(pid, 'VmHWM') / 1024:.0f}", flush=True)
-            delays, base = await _tick_delays(kube, ticking)
+            print(f"operator_rss_mb_at_converge: {_kb(pid, 'VmHWM') / 1024:.0f}")
+            cpu = _cpu_seconds(pid) - cpu0
+            print(f"operator_cpu_seconds_to_converge: {cpu:.1f}", flush=True)
+            delays, created, base = await _tick_delays(kube, ticking)
             peak = _kb(pid, "VmHWM") / 1024
             print(f"operator_peak_rss_mb: {peak:.0f} {idle_rss:.0f} {peak / idle_rss:.2f}")
             p50, p99 = _pct(delays, 0.5), _pct(delays, 0.99)
             print(f"tick_to_session_p50_seconds: {p50:.3f} {base:.3f} {p50 / base:.1f}")
             print(f"tick_to_session_p99_seconds: {p99:.3f} {base:.3f} {p99 / base:.1f}")
+            print(f"tick_to_created_p99_seconds: {_pct(created, 0.99):.0f} (creationTimestamp)")
             print(f"sessions_seen: {len(delays)} {ticking} {len(delays) / ticking:.2f}")
         finally:
             if op is not None:

@@ -67,7 +67,7 @@ from stash.controllers.mappers import (
     targets_of_blueprint,
     workloads_of_repository,
 )
-from stash.controllers.repository import RepositoryReconciler
+from stash.controllers.repository import ReferenceDigests, RepositoryReconciler
 from stash.controllers.restorebatch import RestoreBatchReconciler
 from stash.controllers.restoresession import RestoreSessionReconciler
 from stash.controllers.sessionend import invoker_key
@@ -118,9 +118,10 @@ class Operator:
             )
 
         claims = informer(PVCS)
+        self.references = ReferenceDigests()
         self.backupbatches, self.restorebatches = informer(BACKUPBATCHES), informer(RESTOREBATCHES)
         self.caches = Caches(
-            repositories=informer(REPOSITORIES),
+            repositories=informer(REPOSITORIES, transform=self.references),
             backupconfigurations=informer(BACKUPCONFIGURATIONS),
             backupsessions=informer(BACKUPSESSIONS),
             restoresessions=informer(RESTORESESSIONS),
@@ -155,6 +156,7 @@ class Operator:
             engine=self.engine,
             settings=settings,
             workloads=self.workloads,
+            targets=self.auto_targets,
             session_metrics=SessionMetricsSink(
                 settings.pushgateway_url or None, settings.pushgateway_timeout
             ),
@@ -200,16 +202,18 @@ class Operator:
             inf.add_index(BLUEPRINT_INDEX, target_blueprints)
 
     def _for_objects(
-        self, reconciler: ObjectReconciler[Any], cache: Informer, res: Resource
+        self, reconciler: ObjectReconciler[Any], cache: Informer, res: Resource, share: int = 1
     ) -> Controller:
-        """A controller running an object reconciler on the objects `cache` holds."""
+        """A controller running an object reconciler on the objects `cache` holds (with
+        `share` times the configured workers)."""
         adapter = as_reconciler(reconciler, cache, self.kube, res, parse=self.ctx.parse)
-        return Controller(adapter, workers=self.settings.workers)
+        return Controller(adapter, workers=share * self.settings.workers)
 
     def _wire(self) -> list[Controller]:
         c, w = self.caches, self.settings.workers
         bbs, rbs = self.backupbatches, self.restorebatches
-        repo = self._for_objects(RepositoryReconciler(self.ctx), c.repositories, REPOSITORIES)
+        repos = RepositoryReconciler(self.ctx, self.references)
+        repo = self._for_objects(repos, c.repositories, REPOSITORIES)
         repo.watch(c.repositories)
         for inv in (c.backupconfigurations, c.restoresessions):
             repo.watch(inv, repository_key, when=spec_changed)
@@ -217,15 +221,18 @@ class Operator:
 
         # Invokers: their own spec changes (their status writes need no second look:
         # resync covers drift), their targets, Repositories and Secrets.
-        bc = self._for_objects(
-            BackupConfigurationReconciler(self.ctx), c.backupconfigurations, BACKUPCONFIGURATIONS
-        )
+        # A new BackupConfiguration waits on three requests in a row (finalizer, status,
+        # Event): thousands created at once are bound by round trips, not CPU.
+        bcs = BackupConfigurationReconciler(self.ctx)
+        bc = self._for_objects(bcs, c.backupconfigurations, BACKUPCONFIGURATIONS, share=4)
         bb = self._for_objects(BackupBatchReconciler(self.ctx), bbs, BACKUPBATCHES)
         for ctrl, cache in ((bc, c.backupconfigurations), (bb, bbs)):
             ctrl.watch(cache, when=spec_changed)
             for kind, inf in self.workloads.items():
                 ctrl.watch(inf, invokers_of_target(cache, kind), when=spec_changed)
-            ctrl.watch(c.repositories, by_index(cache, "repository"))
+            # Their conditions read a Repository's spec and metadata, never its status
+            # (references change with every new invoker: thousands of needless passes).
+            ctrl.watch(c.repositories, by_index(cache, "repository"), when=spec_changed)
             ctrl.watch(c.secrets, invokers_of_secret(c.repositories, cache))
 
         self.session_reconciler = BackupSessionReconciler(self.ctx)

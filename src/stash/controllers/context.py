@@ -9,6 +9,7 @@ Not for: rules (a reader says what is there, never what it means).
 from __future__ import annotations
 
 import datetime as dt
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -35,6 +36,8 @@ _M = TypeVar("_M", bound=BaseModel)
 
 #: Seconds before a Job that has no pod (and no FailedCreate Event) is looked at again.
 IDLE_RECHECK = 5.0
+#: Parsed objects `ControllerContext.parse` remembers (the most recently read).
+PARSED_KEEP = 4096
 #: Selects the Jobs the operator creates, and their pods (`provisioning` labels them).
 EXECUTOR_SELECTOR = f"{LABEL_MANAGED_BY}={GROUP}"
 
@@ -106,6 +109,9 @@ class ControllerContext:
     long an executor's heartbeat may be silent."""
     workloads: Mapping[str, Informer] = field(default_factory=dict)
     """The workload informers by kind (targets are looked up here first)."""
+    targets: Mapping[str, Informer] = field(default_factory=dict)
+    """Every target cache by kind: the workloads, PVCs and AppBindings (when served);
+    `target_facts` reads them before asking the apiserver."""
     now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     session_metrics: SessionMetricsSink = field(default_factory=SessionMetricsSink)
     """Where session metrics go: the Pushgateway, or kept for the operator's /metrics."""
@@ -114,24 +120,27 @@ class ControllerContext:
     notifier: Notifier | None = None
     """The operator's notifiers (None: no notifications)."""
 
-    _parsed: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+    _parsed: OrderedDict[tuple[str, str], tuple[str, Any]] = field(default_factory=OrderedDict)
 
     def parse(self, model: type[_M], obj: JSON) -> _M:
-        """`model.model_validate(obj)`, remembered per (kind, key, resourceVersion): the
-        same cached object is parsed once, however many reconciles read it."""
+        """`model.model_validate(obj)`, remembered per (kind, key) at its latest
+        resourceVersion: the same cached object is parsed once, however many reconciles
+        read it. The `PARSED_KEEP` most recently read objects are kept (a parsed
+        BackupConfiguration weighs ~14 KB: all of 10,000 would double the caches)."""
         meta = obj.get("metadata") or {}
-        ck = (
-            model.__name__,
-            f"{meta.get('namespace')}/{meta.get('name')}",
-            str(meta.get("resourceVersion")),
-        )
+        ck = (model.__name__, f"{meta.get('namespace')}/{meta.get('name')}")
+        rv = str(meta.get("resourceVersion"))
         hit = self._parsed.get(ck)
-        if hit is None:
-            hit = model.model_validate(obj)
-            if len(self._parsed) > 8192:
-                self._parsed.clear()
-            self._parsed[ck] = hit
-        return hit
+        if hit is not None and hit[0] == rv:
+            self._parsed.move_to_end(ck)
+            parsed: _M = hit[1]
+            return parsed
+        parsed = model.model_validate(obj)
+        self._parsed[ck] = (rv, parsed)
+        self._parsed.move_to_end(ck)
+        if len(self._parsed) > PARSED_KEEP:
+            self._parsed.popitem(last=False)
+        return parsed
 
     def secret_exists(self, namespace: str, name: str) -> bool:
         """Whether a Secret exists (from the metadata-only secrets cache)."""
@@ -173,15 +182,15 @@ class ControllerContext:
         return RepositoryFacts(key, "found", secret, found, repo)
 
     async def target_facts(self, ref: TargetRef, namespace: str) -> TargetFacts:
-        """Look up the object `ref` names: the workload caches answer "found"; a miss (or
-        a kind without a cache) is asked of the apiserver."""
+        """Look up the object `ref` names: the target caches (workloads, PVCs, ...)
+        answer "found"; a miss (or a kind without a cache) is asked of the apiserver."""
         kind, name = str(ref.kind), str(ref.name)
         ns = ref.namespace or namespace
         res = TARGET_KINDS.get(kind)
         if res is None:
             why = f"target kind {kind} is not one the operator can look up"
             return TargetFacts(kind, ns, name, None, why)
-        cache = self.workloads.get(kind)
+        cache = self.targets.get(kind, self.workloads.get(kind))
         cached = cache.get(f"{ns}/{name}") if cache is not None else None
         if cached is not None:
             return TargetFacts(kind, ns, name, True, workload=cached)

@@ -111,6 +111,10 @@ class Informer:
         keys = self._indexes[name].get(value, set())
         return [self._cache[k] for k in sorted(keys) if k in self._cache]
 
+    def index_keys(self, name: str, value: str) -> frozenset[str]:
+        """The keys of the cached objects whose index `name` contains `value`."""
+        return frozenset(self._indexes[name].get(value, ()))
+
     def __len__(self) -> int:
         return len(self._cache)
 

@@ -16,6 +16,7 @@ Not for: requests, verbs or errors (`stash.kube.client`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -27,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlencode
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
@@ -114,9 +117,17 @@ class ServiceAccountTransport:
         self._token_read_at = 0.0
         self._read_token()
         context = ssl.create_default_context(cafile=str(ca_file))
+        # The proxy the environment names for the apiserver, resolved once: with
+        # trust_env aiohttp looks it (and ~/.netrc) up in a worker thread on every request.
+        self._proxy: str | None = None
+        self._proxy_headers: dict[str, str] = {}
+        with contextlib.suppress(LookupError, ValueError):
+            proxy, auth = get_env_proxy_for_url(URL(host))
+            self._proxy = str(proxy)
+            if auth is not None:
+                self._proxy_headers = {"Proxy-Authorization": auth.encode()}
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ssl=context),
-            trust_env=True,
             read_bufsize=READ_BUFSIZE,
         )
 
@@ -187,6 +198,8 @@ class ServiceAccountTransport:
             headers={**headers, **await self.auth_headers()},
             data=data,
             timeout=limit,
+            proxy=self._proxy,
+            proxy_headers=self._proxy_headers or None,
         )
 
     async def close(self) -> None:

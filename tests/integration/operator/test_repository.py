@@ -47,6 +47,17 @@ async def test_references_list_the_invokers(
     repo = await rawkube.get(REPOSITORIES, "repo", namespace)
     assert "stash" in repo["metadata"]["finalizers"]
 
+    # a list someone else rewrites is put back; an invoker that goes leaves it
+    emptied = {"status": {"references": []}}
+    await rawkube.patch(REPOSITORIES, "repo", emptied, namespace, subresource="status")
+    assert await eventually(refs, timeout=30, what="status.references restored") == found
+    await rawkube.delete(BACKUPCONFIGURATIONS, "bc", namespace)
+
+    async def emptied_by_operator() -> bool:
+        return await refs() is None
+
+    await eventually(emptied_by_operator, timeout=60, what="status.references without bc")
+
 
 async def test_wipe_out_deletes_only_the_repository_prefix(
     rawkube: Kube, run_operator: OperatorFactory, namespace: str, moto: MotoServer

@@ -4,6 +4,7 @@ why it refuses to start outside a pod."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import ssl
@@ -160,3 +161,43 @@ def test_bodies_are_json_for_json_and_apply_patches() -> None:
     assert encode_body(b"raw", "application/octet-stream") == b"raw"
     with pytest.raises(ValueError, match="cannot send"):
         encode_body({"a": 1}, "text/plain")
+
+
+async def test_the_environment_s_proxy_carries_the_requests(
+    account: tuple[Path, Any], apiserver: Apiserver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # HTTPS_PROXY is resolved once, when the transport is made, and still used for every
+    # request (a cluster whose pods reach the apiserver only through a proxy).
+    tunnels: list[str] = []
+
+    async def tunnel(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        target = head.split()[1]
+        tunnels.append(target)
+        host, port = target.rsplit(":", 1)
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    proxy = await asyncio.start_server(tunnel, "127.0.0.1", 0)
+    port = proxy.sockets[0].getsockname()[1]
+    for name in ("NO_PROXY", "no_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+    directory, _ = account
+    kube = Kube(ServiceAccountTransport.load(_env(apiserver.port), directory))
+    try:
+        await kube.get(WIDGETS, "w", "ns")
+        await kube.get(WIDGETS, "w", "ns")
+    finally:
+        await kube.close()
+        proxy.close()
+    assert tunnels and set(tunnels) == {f"127.0.0.1:{apiserver.port}"}
+    assert len(apiserver.seen) == 2
