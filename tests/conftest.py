@@ -32,7 +32,6 @@ __all__ = ["csi_stack"]  # one session fixture for the whole run (tests/support/
 
 pytest_configure = workers.configure
 pytest_unconfigure = workers.unconfigure
-pytest_collection_modifyitems = workers.place
 pytest_runtest_setup = workers.refuse_serial_in_a_worker
 
 for _var in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"):

@@ -23,7 +23,7 @@ def _run(*cmd: str | Path, timeout: float = 900) -> subprocess.CompletedProcess[
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per run, on the worker of its group
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """bin/ of a fresh venv holding only the wheel and its runtime dependencies."""
     tmp = tmp_path_factory.mktemp("wheel")

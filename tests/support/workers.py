@@ -3,16 +3,17 @@
 What it is for: `make test` runs most tests on several xdist workers (they mostly wait
 on the apiserver, restic and kubelet-run pods, so a 2-core machine keeps up). The
 controller process starts the one control plane before the workers start and stops it
-after the last one; each worker attaches to it (`shared_control_plane`). Tests whose
-servers are expensive to start (the databases, the CSI snapshot stack, Prometheus) are
-kept on one worker each (`--dist loadgroup` groups), so each server still starts once
-(and the wheel is built once).
+after the last one; each worker attaches to it (`shared_control_plane`). Tests are
+handed out a file at a time (`--dist loadfile`), so a server a test file starts once per
+process (a database, OpenSearch, the CSI snapshot stack, the wheel's venv) starts once
+for that file. (`--dist loadgroup` would group across files, but pytest-xdist 3.8 cannot
+rename node ids under pytest 9, so its groups are ignored.)
 
 Tests marked `serial` need the cluster to themselves (they restart the apiserver,
-register cluster-wide webhooks or APIServices, edit the agent ClusterRoles, or run an
-operator watching every namespace): `make test` runs them in a phase of their own,
-and a worker that is handed one fails it with that explanation instead of running it
-beside others.
+register cluster-wide webhooks or APIServices, edit the agent ClusterRoles, run an
+operator watching every namespace, or run a second CSI snapshot stack): `make test` runs
+them in a phase of their own, and a worker that is handed one fails it with that
+explanation instead of running it beside others.
 
 Not for: fixtures themselves (tests/conftest.py) or the servers (tests/support/*).
 """
@@ -28,19 +29,6 @@ from stash_dev import ControlPlane, ControlPlaneError
 
 _KEY = "stash_control_plane"  # workerinput key: the shared control plane's state dir
 _STARTED: list[ControlPlane] = []
-
-# fixtures whose server (or build) is made once per process or module: their tests
-# share one worker
-_GROUPS = {
-    "installed": "wheel",  # tests/integration/test_wheel.py builds a wheel and a venv
-    "postgres": "databases",
-    "mariadb": "databases",
-    "redis": "databases",
-    "ferretdb": "databases",
-    "opensearch": "databases",
-    "csi_stack": "csi",
-    "monitoring": "monitoring",
-}
 
 
 def _controller(config: pytest.Config) -> bool:
@@ -87,17 +75,6 @@ def shared_control_plane(config: pytest.Config) -> ControlPlane | None:
     if not inputs or _KEY not in inputs:
         return None
     return ControlPlane.attach(Path(inputs[_KEY]))
-
-
-def place(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep the tests of each once-per-process server on one worker (`--dist loadgroup`)."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        names = set(getattr(item, "fixturenames", ()))
-        group = next((g for fixture, g in _GROUPS.items() if fixture in names), None)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def refuse_serial_in_a_worker(item: pytest.Item) -> None:

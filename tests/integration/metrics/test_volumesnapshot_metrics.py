@@ -18,7 +18,8 @@ from tests.support.cluster import eventually
 from tests.support.csi import SNAPSHOT_CLASS, CsiStack, claim, volume_handle
 from tests.support.prometheus import Monitoring
 
-pytestmark = pytest.mark.cluster
+# serial: the CSI snapshot stack (one per process) is test_volumesnapshots.py's in phase 1
+pytestmark = [pytest.mark.cluster, pytest.mark.serial]
 
 
 async def test_snapshot_session_metrics_reach_prometheus(
