@@ -216,6 +216,24 @@ class World:
             docs.append((await self.kube.list(res, self.ns))["items"])
         return json.dumps(docs) + "\n".join(self.logs)
 
+    async def login_refused(self, task: JSON, wrong: str, who: str, said: str) -> str:
+        """Back up with `wrong` as the Secret's password: the session is Failed saying it
+        cannot log in to `who` (the server's own words `said`) and which Secret to fix;
+        `wrong` is in no process's argv, Event or status; no snapshot is left. Returns
+        what was published (Events and statuses) for further checks."""
+        with ArgvWatch(wrong) as argv:
+            done = await self.backup(task)
+        assert done["status"]["phase"] == "Failed"
+        (host,) = done["status"]["targets"][0]["stats"]
+        assert f"cannot log in to {who} at 127.0.0.1" in host["error"], host
+        assert said in host["error"], host
+        assert f"Secret {self.ns}/db-auth" in host["error"], host
+        assert argv.samples > 10 and argv.found == []
+        published = await self.published()
+        assert wrong not in published
+        assert self.snapshots() == []
+        return published
+
     def snapshots(self, url: str = "") -> list[JSON]:
         """The snapshots of the repository (`url`, default the test's), as restic lists them."""
         repo = url or self.repo_url
