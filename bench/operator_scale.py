@@ -81,7 +81,8 @@ def _bc(i: int, schedule: str) -> dict[str, object]:
     }
 
 
-async def _install(kube: Kube) -> None:
+async def install_world(kube: Kube) -> None:
+    """CRDs, the bench namespace, a Secret, a Repository and the PVC every config targets."""
     for path in sorted((ROOT / "manifests" / "crds").glob("*.yaml")):
         await kube.create(CRDS, yaml.safe_load(path.read_text()))
     await asyncio.sleep(3)  # CRDs become Established
@@ -105,7 +106,8 @@ async def _install(kube: Kube) -> None:
     await kube.create(PVCS, pvc, NS)
 
 
-async def _create_all(kube: Kube, n: int, ticking: int) -> float:
+async def create_configs(kube: Kube, n: int, ticking: int) -> float:
+    """Create `n` BackupConfigurations (`ticking` of them every minute); seconds taken."""
     sem = asyncio.Semaphore(32)
 
     async def one(i: int) -> None:
@@ -224,7 +226,7 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
-def _operator_command(kubeconfig: str, profile: str | None) -> list[str]:
+def operator_command(kubeconfig: str, profile: str | None) -> list[str]:
     """The operator's command line; under `py-spy record` (its own samples, written to
     `profile` as py-spy's raw folded stacks) when asked."""
     command = [
@@ -276,7 +278,7 @@ async def main(n: int, ticking: int, profile: str | None = None) -> None:
         op: subprocess.Popen[bytes] | None = None
         kube = await Kube.connect(cp.kubeconfig)
         try:
-            await _install(kube)
+            await install_world(kube)
             env = dict(
                 os.environ,
                 STASH_METRICS_PORT="0",
@@ -285,14 +287,14 @@ async def main(n: int, ticking: int, profile: str | None = None) -> None:
                 STASH_SERVE_SNAPSHOT_API="false",
             )
             op = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
-                _operator_command(cp.kubeconfig, profile), env=env
+                operator_command(cp.kubeconfig, profile), env=env
             )
             await asyncio.sleep(5)
             pid = _python_pid(op.pid) if profile else op.pid
             idle_rss = _kb(pid, "VmRSS") / 1024
             cpu0 = _cpu_seconds(pid)
             t0 = time.monotonic()
-            create_s = await _create_all(kube, n, ticking)
+            create_s = await create_configs(kube, n, ticking)
             await _wait_ready(kube, n, t0 + 600)
             converge = time.monotonic() - t0
             print(f"converge_seconds: {converge:.1f} {create_s:.1f} {converge / create_s:.2f}")

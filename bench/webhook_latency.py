@@ -15,23 +15,32 @@ Output: `name: value baseline ratio` lines (ratio = value / baseline; each the m
 under 10 ms. Last, the CPU one mutation costs in process, against the same mutation with
 `jsonpatch.make_patch` making the patch (target: half or less).
 
+With `--busy-cluster N` the rounds run while a control plane and the operator run on
+this machine (the realistic case): the operator reconciles N BackupConfigurations, a
+tenth of them (at least one) due every minute, so sessions, Jobs and their pods come and
+go during the measurement.
+
     .venv/bin/python bench/webhook_latency.py [--rate 400] [--seconds 5] [--requests 4000]
-                                              [--rounds 3]
+                                              [--rounds 3] [--busy-cluster N]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import multiprocessing as mp
+import os
 import ssl
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -265,8 +274,64 @@ def main() -> int:
     parser.add_argument(
         "--rounds", type=int, default=3, help="alternating baseline/stash rounds (median kept)"
     )
+    parser.add_argument(
+        "--busy-cluster",
+        type=int,
+        default=0,
+        metavar="N",
+        help="measure with a control plane and the operator (N BackupConfigurations) running",
+    )
     args = parser.parse_args()
+    with _busy_cluster(args.busy_cluster):
+        return _bench(args)
 
+
+@contextlib.contextmanager
+def _busy_cluster(configs: int) -> Iterator[None]:
+    """A control plane and the operator on this machine, the operator reconciling
+    `configs` BackupConfigurations (a tenth due every minute); nothing when 0."""
+    if not configs:
+        yield
+        return
+    from operator_scale import NS, create_configs, install_world, operator_command
+
+    from stash.kube.client import Kube
+    from stash_dev import ControlPlane
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cp = ControlPlane(Path(tmp) / "cluster")
+        cp.start()
+        op: subprocess.Popen[bytes] | None = None
+        try:
+
+            async def world() -> None:
+                kube = await Kube.connect(cp.kubeconfig)
+                try:
+                    await install_world(kube)
+                    await create_configs(kube, configs, max(1, configs // 10))
+                finally:
+                    await kube.close()
+
+            asyncio.run(world())
+            env = dict(
+                os.environ,
+                STASH_METRICS_PORT="0",
+                STASH_LEADER_ELECT="false",
+                STASH_SERVE_WEBHOOK="false",
+                STASH_SERVE_SNAPSHOT_API="false",
+            )
+            op = subprocess.Popen(operator_command(str(cp.kubeconfig), None), env=env)
+            time.sleep(60)  # the configs Ready and the first minute's sessions under way
+            print(f"busy cluster: {configs} BackupConfigurations in namespace {NS}", flush=True)
+            yield
+        finally:
+            if op is not None:
+                op.terminate()
+                op.wait(timeout=60)
+            cp.stop()
+
+
+def _bench(args: argparse.Namespace) -> int:
     from stash.webhook.certs import plan
 
     bundle = plan(None, ["localhost"], ["127.0.0.1"], dt.datetime.now(dt.UTC))
