@@ -137,6 +137,10 @@ class OperatorSettings(BaseSettings):
     """Seconds: a host whose backup executor's heartbeat Lease the operator has seen
     unchanged for this long is marked Failed (the agent died mid-backup), so the
     session ends."""
+    volume_snapshot_error_grace: float = Field(default=60.0, ge=0)
+    """Seconds: a VolumeSnapshot younger than this whose `status.error` is set is still
+    waited for (the snapshot-controller records errors it retries there too); older, the
+    error fails its host."""
     executor_start_timeout: float = Field(default=600.0, gt=0)
     """Seconds: a backup or restore Job whose pod cannot start this long (it cannot be
     created, scheduled, or its image pulled) fails its host with the reason; a Job that

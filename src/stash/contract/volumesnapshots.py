@@ -146,23 +146,26 @@ class SnapshotState:
     size: str = ""
 
 
-#: How long a VolumeSnapshot may carry `status.error` and still become ready: the
+#: How long a VolumeSnapshot may carry `status.error` and still become ready (the
+#: default of the operator's `volume_snapshot_error_grace`): the
 #: snapshot-controller records transient failures there too (a conflict writing the
 #: claim's finalizer under load) and retries them with backoff.
 ERROR_GRACE = dt.timedelta(seconds=60)
 
 
-def snapshot_state(snapshot: Mapping[str, Any], now: dt.datetime) -> SnapshotState:
+def snapshot_state(
+    snapshot: Mapping[str, Any], now: dt.datetime, grace: dt.timedelta = ERROR_GRACE
+) -> SnapshotState:
     """Succeeded once `status.readyToUse`; Failed when `status.error` says why (its
     message as the snapshot-controller or the CSI driver wrote it) and the snapshot is
-    older than ERROR_GRACE; else Pending (a younger error is retried upstream)."""
+    older than `grace`; else Pending (a younger error is retried upstream)."""
     status = snapshot.get("status") or {}
     if status.get("readyToUse") is True:
         return SnapshotState("Succeeded", size=str(status.get("restoreSize") or ""))
     error = status.get("error") or {}
     if error.get("message"):
         made = (snapshot.get("metadata") or {}).get("creationTimestamp")
-        young = made and now - _parse_time(str(made)) < ERROR_GRACE
+        young = made and now - _parse_time(str(made)) < grace
         return SnapshotState("Pending" if young else "Failed", str(error["message"]))
     return SnapshotState("Pending")
 

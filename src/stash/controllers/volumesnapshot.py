@@ -245,7 +245,8 @@ async def _target_hosts(
             error = f"the VolumeSnapshot of {claim} was refused: {exc}"
             hosts.append(HostBackupStats(hostname=claim, phase="Failed", error=error))
             continue
-        state = V.snapshot_state(snap, now)
+        grace = dt.timedelta(seconds=ctx.settings.volume_snapshot_error_grace)
+        state = V.snapshot_state(snap, now, grace)
         if state.phase == "Pending" and overdue:
             state = V.SnapshotState("Failed", state.error or await _overdue(ctx, snap))
         if state.phase == "Pending":

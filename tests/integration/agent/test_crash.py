@@ -59,8 +59,20 @@ def _descendants(pid: int) -> list[int]:
 
 async def _kill_container(handle: RunningContainer) -> None:
     """SIGKILL the container's main process and everything it started, at once: the
-    agent first, so it cannot report its restic's death before it dies itself."""
-    below = _descendants(handle.pid)
+    agent first, so it cannot report its restic's death before it dies itself. The tree is
+    stopped before it is killed, so no process in it can start another meanwhile (a restic
+    started between the listing and the kill outlived it and wrote a snapshot no
+    session names: CI-like run 21)."""
+    os.kill(handle.pid, signal.SIGSTOP)
+    below: list[int] = []
+    while True:  # stop the tree until no new process appears in it
+        found = [pid for pid in _descendants(handle.pid) if pid not in below]
+        if not found:
+            break
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        below += found
     handle.kill()
     for pid in below:
         with contextlib.suppress(ProcessLookupError):

@@ -324,7 +324,7 @@ async def test_the_snapshot_controllers_error_is_surfaced_as_is(
     await eventually(bound, timeout=30, what="claim plain Bound")
     target = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": "plain"}
     await rawkube.create(BACKUPCONFIGURATIONS, _bc(target, timeOut="60s"), ns)
-    await run_operator()
+    await run_operator(volume_snapshot_error_grace=3)  # the error is final, not retried
     await _invoker_phase(rawkube, ns, "Ready")
     session = await _backup(rawkube, ns, 1_767_225_600)
     assert session["status"]["phase"] == "Failed"
