@@ -34,6 +34,18 @@ class DatabaseUnavailable(RuntimeError):
     """A database server could not be started (missing package, failed start)."""
 
 
+def built_tools(script: Path) -> str:
+    """Run a cached tools build script (tests/tools/build-*.sh); the directory it prints
+    last. A failed build is DatabaseUnavailable with the end of what it wrote."""
+    try:
+        out = subprocess.run(
+            [str(script)], capture_output=True, text=True, check=True, timeout=1800
+        ).stdout
+    except subprocess.CalledProcessError as exc:
+        raise DatabaseUnavailable(f"{script} failed: {exc.stderr.strip()[-2000:]}") from None
+    return out.strip().splitlines()[-1]
+
+
 def _run(argv: list[str], timeout: float = 120, **kw: object) -> str:
     """Run a client or admin tool; its stdout. A tool that hangs is an error saying which
     statement, not a test run that waits forever."""

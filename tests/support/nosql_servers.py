@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.support.databases import DatabaseUnavailable, PostgresServer
+from tests.support.databases import DatabaseUnavailable, PostgresServer, built_tools
 from tests.support.storage import free_port
 
 __all__ = [
@@ -44,13 +44,7 @@ MONGO_PASSWORD = "mg-Sup3r:se'cret pw"
 @functools.cache
 def database_tools_bin() -> str:
     """The directory of ferretdb, mongodump, mongorestore and redis-dump-go."""
-    try:
-        out = subprocess.run(
-            [str(BUILD)], capture_output=True, text=True, check=True, timeout=1800
-        ).stdout
-    except subprocess.CalledProcessError as exc:
-        raise DatabaseUnavailable(f"{BUILD} failed: {exc.stderr.strip()[-2000:]}") from None
-    return out.strip().splitlines()[-1]
+    return built_tools(BUILD)
 
 
 class RespClient:

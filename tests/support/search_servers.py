@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from stash.pki import issue_ca, issue_serving_cert
-from tests.support.databases import DatabaseUnavailable
+from tests.support.databases import DatabaseUnavailable, built_tools
 from tests.support.storage import free_port
 
 __all__ = ["BasicAuthProxy", "OpenSearchServer", "elasticsearch_tools"]
@@ -50,13 +50,7 @@ HEAP = "512m"
 @functools.cache
 def elasticsearch_tools() -> Path:
     """The cache directory with `opensearch/` and `elasticdump/`."""
-    try:
-        out = subprocess.run(
-            [str(BUILD)], capture_output=True, text=True, check=True, timeout=1800
-        ).stdout
-    except subprocess.CalledProcessError as exc:
-        raise DatabaseUnavailable(f"{BUILD} failed: {exc.stderr.strip()[-2000:]}") from None
-    return Path(out.strip().splitlines()[-1])
+    return Path(built_tools(BUILD))
 
 
 class BasicAuthProxy:
