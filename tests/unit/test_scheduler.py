@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import pickle
 from zoneinfo import ZoneInfo
 
+import pytest
 from apscheduler.triggers.cron import CronTrigger
 
 from stash.cron import parse_schedule
@@ -102,3 +104,27 @@ def test_apscheduler_trigger_pickles_as_its_schedule() -> None:
     assert restored.schedule == trigger.schedule
     now = dt.datetime(2024, 1, 2, tzinfo=dt.UTC)
     assert restored.get_next_fire_time(None, now) == trigger.get_next_fire_time(None, now)
+
+
+async def test_a_tick_cancelled_at_shutdown_is_not_logged_as_a_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    started = asyncio.Event()
+
+    async def fire(key: str, when: dt.datetime) -> None:
+        started.set()
+        await asyncio.Event().wait()  # a session create still in flight at shutdown
+
+    engine = CronEngine(fire, missed_grace=60.0, now=lambda: NOW)
+    engine.register("k", parse_schedule("0 12 * * *"), paused=False)
+    engine.start()  # the missed tick runs at once
+    await asyncio.wait_for(started.wait(), 5)
+    engine.stop()
+    me = asyncio.current_task()
+    ticks = [t for t in asyncio.all_tasks() if t is not me]
+    for t in ticks:
+        t.cancel()
+    await asyncio.gather(*ticks, return_exceptions=True)
+    assert ticks, "the tick was running"
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
