@@ -11,6 +11,7 @@ person can act on, not a crash. Not for: building the Job (`jobs`, pure).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import Any
@@ -157,14 +158,19 @@ async def _task_and_functions(
         task = await ctx.kube.get(TASKS, task_name)
     except NotFound:
         raise LookupError(f"Task {task_name} does not exist") from None
-    functions: dict[str, JSON] = {}
-    for step in (task.get("spec") or {}).get("steps") or []:
+    names = list(dict.fromkeys(s["name"] for s in (task.get("spec") or {}).get("steps") or []))
+
+    async def function(name: str) -> JSON:
         try:
-            functions[step["name"]] = await ctx.kube.get(FUNCTIONS, step["name"])
+            return await ctx.kube.get(FUNCTIONS, name)
         except NotFound:
             raise LookupError(
-                f"Function {step['name']} (a step of Task {task_name}) does not exist"
+                f"Function {name} (a step of Task {task_name}) does not exist"
             ) from None
+
+    # The steps' Functions are fetched at once, not one round trip after another.
+    found = await asyncio.gather(*(function(n) for n in names))
+    functions = dict(zip(names, found, strict=True))
     return task, functions
 
 

@@ -3,11 +3,21 @@ one answer to "Job or sidecar?" for an invoker."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
+
+import pytest
 
 from stash.api import BackupConfiguration, Repository, RestoreSession
 from stash.api.common import BackupTarget, RestoreTarget
-from stash.controllers.provisioning import is_job_model, repository_inputs, target_inputs
+from stash.contract.resources import FUNCTIONS, TASKS
+from stash.controllers.provisioning import (
+    _task_and_functions,
+    is_job_model,
+    repository_inputs,
+    target_inputs,
+)
+from stash.kube.client import JSON, NotFound
 
 
 def _bc(**spec: Any) -> BackupConfiguration:
@@ -101,3 +111,27 @@ def test_job_or_sidecar_follows_the_execution_model() -> None:
         {"metadata": {"name": "r"}, "spec": {"target": {"volumeClaimTemplates": [{}]}}}
     )
     assert is_job_model(rs)
+
+
+class _Catalog:
+    """An apiserver holding Task `t` (steps a, b, a) and the Functions named."""
+
+    def __init__(self, *functions: str) -> None:
+        self.functions = set(functions)
+
+    async def get(self, resource: Any, name: str, namespace: str | None = None) -> JSON:
+        if resource is TASKS and name == "t":
+            steps = [{"name": "a"}, {"name": "b"}, {"name": "a"}]
+            return {"metadata": {"name": "t"}, "spec": {"steps": steps}}
+        if resource is FUNCTIONS and name in self.functions:
+            return {"metadata": {"name": name}}
+        raise NotFound(404, "NotFound", f"{name} not found")
+
+
+async def test_a_tasks_functions_are_all_found_or_the_missing_one_is_named() -> None:
+    ctx: Any = SimpleNamespace(kube=_Catalog("a", "b"))
+    task, functions = await _task_and_functions(ctx, "t")
+    assert task["metadata"]["name"] == "t" and sorted(functions) == ["a", "b"]
+    ctx.kube = _Catalog("a")
+    with pytest.raises(LookupError, match=r"Function b \(a step of Task t\) does not exist"):
+        await _task_and_functions(ctx, "t")
