@@ -12,7 +12,14 @@ The baseline is `restic restore <snapshot> --target <empty dir>` with the same b
 and the same repository. Rounds alternate which goes first.
 
 Prints `name: value baseline ratio` lines: agent_seconds and e2e_seconds (medians)
-against restic_seconds, and fixed_overhead_seconds (median of agent - baseline).
+against restic_seconds, and fixed_overhead_seconds (median of agent - baseline). Then
+where the agent's time goes (medians, from the agent's own log lines' timestamps):
+`startup` (container start -> its restore Lease held: interpreter, imports, reading the
+RestoreSession, the Lease), `restic` (Lease -> "restored": the Repository, its Secret
+and `restic restore`), `finish` (-> Succeeded seen: the host's entry, its Event, the
+operator's phase); `imports` is the interpreter plus the modules `stash restore`
+loads, timed apart in a fresh process; `restic_open` is `restic cat config` (restic's
+own fixed cost, key derivation: in the baseline too).
 Target (issue #19): agent ratio <= 1.15.
 Run: `.venv/bin/python bench/restore_e2e.py [--mb 200] [--rounds 3]`.
 """
@@ -21,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
+import json
 import os
 import statistics
 import subprocess
@@ -56,6 +65,42 @@ def plain_restore(restic: str, repo: Path, snapshot: str, target: Path) -> float
     return time.monotonic() - t
 
 
+IMPORTS = (
+    "import time; t = time.perf_counter(); import stash.cli.main, stash.cli.agent, "
+    "stash.agent.restore; print(time.perf_counter() - t)"
+)
+
+
+def import_seconds() -> float:
+    """Interpreter start-up plus the imports of `stash restore`, in a fresh process."""
+    t = time.monotonic()
+    subprocess.run([sys.executable, "-c", IMPORTS], check=True, capture_output=True)
+    return time.monotonic() - t
+
+
+def restic_open_seconds(restic: str, repo: Path) -> float:
+    """restic's own fixed cost: open the repository (key derivation) and read its config."""
+    env = dict(os.environ, RESTIC_PASSWORD=b.PASSWORD, RESTIC_REPOSITORY=str(repo))
+    t = time.monotonic()
+    subprocess.run([restic, "cat", "config"], env=env, check=True, capture_output=True)
+    return time.monotonic() - t
+
+
+def log_times(logs: str) -> dict[str, float]:
+    """Wall-clock times of the agent's milestones, from its JSON log lines."""
+    marks = {"lease": "acquired by", "restored": "restored "}
+    found: dict[str, float] = {}
+    for line in logs.splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        for mark, text in marks.items():
+            if mark not in found and text in str(rec.get("message", "")):
+                found[mark] = dt.datetime.fromisoformat(rec["time"]).timestamp()
+    return found
+
+
 async def snapshot_of(kube: Kube) -> str:
     """The snapshot the backup round wrote (its short ID from the session's stats)."""
     for s in (await kube.list(BACKUPSESSIONS, NS))["items"]:
@@ -84,8 +129,8 @@ async def restored(kube: Kube, name: str) -> str | None:
 
 async def ours(
     kube: Kube, runner: PodRunner, i: int, repo_name: str, volume: Path, env: list[JSON]
-) -> tuple[float, float]:
-    """(e2e, agent) seconds of one RestoreSession."""
+) -> tuple[float, float, dict[str, float]]:
+    """(e2e, agent, phases) seconds of one RestoreSession."""
     name = f"x{i}"
     labels = {"app": name}
     await kube.create(
@@ -127,14 +172,22 @@ async def ours(
         NS,
     )
     pod = await b.wait(lambda: init_pod(kube, name), 120)
-    started = time.monotonic()
+    started, started_wall = time.monotonic(), time.time()
     init = await runner.run(pod, "stash-init", volumes={"data": volume})
     try:
         phase = await b.wait(lambda: restored(kube, name), 600)
-        done = time.monotonic()
+        done, done_wall = time.monotonic(), time.time()
         if phase != "Succeeded":
             raise SystemExit(f"RestoreSession {name} ended {phase}:\n{init.logs()[-3000:]}")
-        return done - t, done - started
+        marks = log_times(init.logs())
+        if len(marks) != 2:
+            raise SystemExit(f"the agent's log lacks its milestones:\n{init.logs()[-3000:]}")
+        phases = {
+            "startup": marks["lease"] - started_wall,
+            "restic": marks["restored"] - marks["lease"],
+            "finish": done_wall - marks["restored"],
+        }
+        return done - t, done - started, phases
     finally:
         await init.wait(60)
 
@@ -183,6 +236,7 @@ async def main(mb: int, rounds: int) -> None:
             await b.ours(kube, runner, 0, data, repo, env)  # writes the snapshot (as r0)
             snapshot = await snapshot_of(kube)
             e2e, agent, base = [], [], []
+            split: dict[str, list[float]] = {}
             for i in range(rounds):
                 plain_first = i % 2 == 1
                 target = work / f"plain{i}"
@@ -192,9 +246,15 @@ async def main(mb: int, rounds: int) -> None:
                     )
                 volume = work / f"volume{i}"
                 volume.mkdir()
-                whole, part = await ours(kube, runner, i, "r0", volume, env)
+                whole, part, phases = await ours(kube, runner, i, "r0", volume, env)
                 e2e.append(whole)
                 agent.append(part)
+                for key, seconds in phases.items():
+                    split.setdefault(key, []).append(seconds)
+                split.setdefault("imports", []).append(await asyncio.to_thread(import_seconds))
+                split.setdefault("restic_open", []).append(
+                    await asyncio.to_thread(restic_open_seconds, restic, repo)
+                )
                 if not plain_first:
                     base.append(
                         await asyncio.to_thread(plain_restore, restic, repo, snapshot, target)
@@ -210,6 +270,8 @@ async def main(mb: int, rounds: int) -> None:
             print(f"restore_agent_seconds: {m_agent:.2f} {m_base:.2f} {m_agent / m_base:.2f}")
             print(f"restore_e2e_seconds: {m_e2e:.2f} {m_base:.2f} {m_e2e / m_base:.2f}")
             print(f"restore_fixed_overhead_seconds: {overhead:.2f} 0 -")
+            for key, values in split.items():
+                print(f"restore_{key}_seconds: {statistics.median(values):.3f} 0 -")
         finally:
             if op_task is not None:
                 op_task.cancel()
