@@ -207,7 +207,7 @@ async def test_restic_runs_niced_with_its_temp_dir_and_no_secret_in_argv(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-    assert nice == 7
+    assert nice == min(os.nice(0) + 7, 19), "an adjustment of the runner's own niceness"
     assert "idle" in ionice
     assert b"--limit-upload" in argv
     password = local_storage.secret["RESTIC_PASSWORD"]
