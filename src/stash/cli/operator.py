@@ -1,9 +1,16 @@
 """`stash operator`: run the controllers, the cron engine, the webhook, the Snapshot API
-and /metrics."""
+and /metrics.
+
+An operator that cannot start says why in one log line and exits 1 (the pod restarts
+with back-off, as any controller's): a kubeconfig that does not load, an apiserver that
+does not answer or refuses its credentials, a port it cannot bind. No traceback: those
+are a platform team's configuration to fix, not a bug.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +18,8 @@ from stash.cli.process import add_log_flags, run_until_signalled, setup_logging
 
 if TYPE_CHECKING:  # imported when used: pydantic-settings costs the agent's start-up
     from stash.settings import OperatorSettings
+
+log = logging.getLogger("stash.operator")
 
 
 def register(sub: Any) -> None:
@@ -92,17 +101,43 @@ def settings_from(args: argparse.Namespace) -> OperatorSettings:
 
 def run(args: argparse.Namespace) -> int:
     """Run the operator until SIGINT/SIGTERM."""
-    from stash.kube.client import Kube
+    import aiohttp
+
+    from stash.kube.client import Kube, KubeError
     from stash.operator import Operator
 
     setup_logging(args)
     settings = settings_from(args)
 
-    async def main() -> None:
-        kube = await Kube.connect(args.kubeconfig)
+    async def main() -> int:
+        where = str(args.kubeconfig) if args.kubeconfig else "the in-cluster configuration"
+        try:
+            kube = await Kube.connect(args.kubeconfig)
+        except Exception as exc:  # any way a configuration fails to load: say which
+            log.error("cannot load %s: %s", where, _said(exc))
+            return 1
         try:
             await Operator(kube, settings).run()
+        except (aiohttp.ClientError, KubeError) as exc:
+            log.error(
+                "cannot start: talking to the apiserver at %s failed: %s (check %s: "
+                "its server address and credentials, and the operator's RBAC)",
+                kube.host,
+                _said(exc),
+                where,
+            )
+            return 1
+        except OSError as exc:
+            log.error("the operator cannot start: %s", _said(exc))
+            return 1
         finally:
             await kube.close()
+        return 0
 
     return run_until_signalled(main)
+
+
+def _said(exc: BaseException) -> str:
+    """An exception as one line: its type when its text alone would not say much."""
+    text = str(exc).strip() or repr(exc)
+    return text if isinstance(exc, OSError) else f"{type(exc).__name__}: {text}"
