@@ -353,6 +353,7 @@ class Operator:
         finally:
             self.engine.stop()
             await self.supervisor.close()
+            await self.ctx.recorder.close()
             for task in side_tasks:
                 task.cancel()
             await asyncio.gather(*side_tasks, return_exceptions=True)
