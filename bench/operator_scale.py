@@ -283,9 +283,9 @@ async def _tick_delays(kube: Kube, ticking: int) -> tuple[list[float], list[floa
         _, cmrv = await kube.list_all(CONFIGMAPS, NS)
         await asyncio.sleep(max(0.0, tick_mono - time.monotonic()))
         t = time.monotonic()
-        await kube.create(CONFIGMAPS, {"metadata": {"name": "tick"}}, NS)
+        await kube.create(CONFIGMAPS, {"metadata": {"name": f"tick{suffix}"}}, NS)
         async for ev in kube.watch(CONFIGMAPS, NS, resource_version=cmrv, timeout_seconds=30):
-            if ev["object"]["metadata"]["name"] == "tick":
+            if ev["object"]["metadata"]["name"] == f"tick{suffix}":
                 return time.monotonic() - t
         return float("nan")
 
