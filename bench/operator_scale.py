@@ -15,7 +15,9 @@ Prints `name: value baseline ratio` lines:
   a figure other load on the machine does not inflate the way it does wall time.
 * apiserver_requests_per_config: the apiserver's own count of requests (its
   `apiserver_request_total`, every client: the bench's creates and list included) during
-  the converge phase, per configuration, by verb and resource.
+  the converge phase, per configuration, by verb and resource; for each tick, the same
+  from a few seconds before the tick until the last session was seen, per session (the
+  whole control plane's: its job controller, scheduler and kubelet too).
 * operator_peak_rss_mb: the operator process's peak RSS (VmHWM); baseline = its RSS
   with empty caches, right after start-up.
 * tick_to_session_p50/p99_seconds: from the minute tick to each BackupSession's ADDED
@@ -400,7 +402,9 @@ async def main(n: int, ticking: int, profile: str | None = None) -> None:
             # what that needs); the second is the steady state of a cluster that backs
             # up every minute, the first tick's sessions still running.
             for which in ("first", "second"):
+                before = await apiserver_requests(kube)
                 delays, created, base = await _tick_delays(kube, ticking)
+                during = _per_config(before, await apiserver_requests(kube), ticking)
                 p50, p99 = _pct(delays, 0.5), _pct(delays, 0.99)
                 print(f"{which} tick after unpausing:")
                 print(f"tick_to_session_p50_seconds: {p50:.3f} {base:.3f} {p50 / base:.1f}")
@@ -408,6 +412,7 @@ async def main(n: int, ticking: int, profile: str | None = None) -> None:
                 created_p99 = _pct(created, 0.99)
                 print(f"tick_to_created_p99_seconds: {created_p99:.0f} (creationTimestamp)")
                 print(f"sessions_seen: {len(delays)} {ticking} {len(delays) / ticking:.2f}")
+                print(f"apiserver_requests_per_session_until_seen: {during}")
             peak = _kb(pid, "VmHWM") / 1024
             print(f"operator_peak_rss_mb: {peak:.0f} {idle_rss:.0f} {peak / idle_rss:.2f}")
         finally:
