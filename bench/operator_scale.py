@@ -16,8 +16,9 @@ Prints `name: value baseline ratio` lines:
 * apiserver_requests_per_config: the apiserver's own count of requests (its
   `apiserver_request_total`, every client: the bench's creates and list included) during
   the converge phase, per configuration, by verb and resource; for each tick, the same
-  from a few seconds before the tick until the last session was seen, per session (the
-  whole control plane's: its job controller, scheduler and kubelet too).
+  from when the bench starts to wait for the tick (up to a minute before it) until the
+  tick's last session was seen, per session (the whole control plane's: its job
+  controller, scheduler and kubelet too).
 * operator_peak_rss_mb: the operator process's peak RSS (VmHWM); baseline = its RSS
   with empty caches, right after start-up.
 * tick_to_session_p50/p99_seconds: from the minute tick to each BackupSession's ADDED
