@@ -1,12 +1,14 @@
 """Write an object's status subresource with optimistic concurrency and conflict retry.
 
 `update_status` lets the caller compute the new status from the object it has (the
-informer's copy, or the live object read with a GET), and sends only what changed: a
-JSON merge patch of `/status` that carries the resourceVersion it computed from, so a
-concurrent change answers 409 Conflict instead of being overwritten; on a conflict it
-starts over from a fresh read. A caller returning None, or the status it already has,
-means "nothing to change" (no write). Not for: deciding the status (the caller's
-`compute`).
+informer's copy, or the live object read with a GET) and PUTs `/status` carrying the
+resourceVersion it computed from, so a concurrent change answers 409 Conflict instead of
+being overwritten; on a conflict it starts over from a fresh read. The body shares the
+cached object's metadata and spec (only the status is copied, for the caller to edit):
+no copy of the whole object per write. A caller returning None, or a status with no
+change (`merge_patch` is empty), means "nothing to change" (no write). It is a PUT
+(the `update` verb, all the operator's and agents' roles grant on `…/status`), not a
+patch. Not for: deciding the status (the caller's `compute`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from stash.kube.client import JSON, Conflict, Kube, Resource
 
 
 def merge_patch(old: Any, new: Any) -> Any:
-    """The JSON merge patch (RFC 7386) that turns `old` into `new`; {} when equal.
+    """The JSON merge patch (RFC 7386) that turns `old` into `new`; {} when they are
+    the same once keys set to None count as absent.
 
     Objects are patched key by key (a key `new` lacks, or sets to None, is removed);
     lists and scalars are replaced whole."""
@@ -76,13 +79,11 @@ async def update_status(
         new_status = compute(live)
         if new_status is None:
             return None
-        changes = merge_patch(old_status or {}, new_status)
-        if not changes:
+        if not merge_patch(old_status or {}, new_status):
             return None
-        meta = live["metadata"]
-        patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": changes}
         try:
-            return await kube.patch(res, name, patch, namespace, subresource="status")
+            body = {**live, "status": new_status}
+            return await kube.replace(res, body, namespace, subresource="status")
         except Conflict:
             if attempt == attempts - 1:
                 raise

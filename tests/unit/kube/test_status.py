@@ -1,6 +1,6 @@
-"""Status writes send what changed, guarded by the resourceVersion they were computed
-from: nothing when nothing changed, a fresh read and another try after a conflict, and
-the informer's copy never edited."""
+"""Status writes are guarded by the resourceVersion they were computed from: nothing is
+sent when nothing changed, a conflict brings a fresh read and another try, and the
+informer's copy is never edited."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ WIDGETS = Resource("example.com", "v1", "widgets", "Widget")
 
 
 class FakeKube:
-    """Answers GET with `live`; a PATCH conflicts while `conflicts` > 0, else applies."""
+    """Answers GET with `live`; a PUT conflicts while `conflicts` > 0 or when its
+    resourceVersion is not the live one, else stores the status."""
 
     def __init__(self, live: JSON, conflicts: int = 0) -> None:
         self.live = live
@@ -25,21 +26,17 @@ class FakeKube:
         self.sent.append(("GET", name))
         return copy.deepcopy(self.live)
 
-    async def patch(
-        self, res: Resource, name: str, patch: Any, namespace: str | None = None, **kw: Any
+    async def replace(
+        self, res: Resource, obj: JSON, namespace: str | None = None, subresource: str | None = None
     ) -> JSON:
-        self.sent.append(("PATCH", copy.deepcopy(patch)))
-        if (
-            self.conflicts
-            or patch["metadata"]["resourceVersion"] != self.live["metadata"]["resourceVersion"]
-        ):
+        assert subresource == "status"
+        self.sent.append(("PUT", copy.deepcopy(obj)))
+        rv = obj["metadata"]["resourceVersion"]
+        if self.conflicts or rv != self.live["metadata"]["resourceVersion"]:
             self.conflicts = max(0, self.conflicts - 1)
             raise Conflict(409, "Conflict", "the object has been modified")
-        status = {**self.live.get("status", {}), **patch["status"]}
-        self.live["status"] = {k: v for k, v in status.items() if v is not None}
-        self.live["metadata"]["resourceVersion"] = str(
-            int(patch["metadata"]["resourceVersion"]) + 1
-        )
+        self.live["status"] = copy.deepcopy(obj["status"])
+        self.live["metadata"]["resourceVersion"] = str(int(rv) + 1)
         return copy.deepcopy(self.live)
 
 
@@ -58,7 +55,7 @@ def test_a_merge_patch_names_only_what_changed() -> None:
     assert merge_patch(old, copy.deepcopy(old)) == {}
 
 
-async def test_only_the_changes_are_sent_with_the_cached_resource_version() -> None:
+async def test_the_status_is_written_with_the_cached_resource_version() -> None:
     cached = _widget("7", {"phase": "Pending", "conditions": [{"type": "A"}]})
     kube = FakeKube(copy.deepcopy(cached))
     before = copy.deepcopy(cached)
@@ -68,9 +65,10 @@ async def test_only_the_changes_are_sent_with_the_cached_resource_version() -> N
         return dict(obj["status"])
 
     written = await update_status(kube, WIDGETS, "w", "ns", compute, current=cached)  # type: ignore[arg-type]
-    assert kube.sent == [
-        ("PATCH", {"metadata": {"resourceVersion": "7"}, "status": {"phase": "Ready"}})
-    ]
+    assert [verb for verb, _ in kube.sent] == ["PUT"]
+    put = kube.sent[0][1]
+    assert put["metadata"]["resourceVersion"] == "7" and put["spec"] == {"a": 1}
+    assert put["status"] == {"phase": "Ready", "conditions": [{"type": "A"}]}
     assert written is not None and written["status"]["phase"] == "Ready"
     assert cached == before, "the informer's copy is never edited"
 
@@ -98,6 +96,6 @@ async def test_a_stale_copy_conflicts_and_the_live_object_is_read_again() -> Non
         lambda o: {**o.get("status", {}), "phase": "Ready"},
         current=stale,
     )
-    assert [verb for verb, _ in kube.sent] == ["PATCH", "GET", "PATCH"]
-    assert kube.sent[-1][1] == {"metadata": {"resourceVersion": "9"}, "status": {"phase": "Ready"}}
+    assert [verb for verb, _ in kube.sent] == ["PUT", "GET", "PUT"]
+    assert kube.sent[-1][1]["metadata"]["resourceVersion"] == "9"
     assert written is not None and written["status"] == {"phase": "Ready", "hosts": 2}
