@@ -5,7 +5,8 @@ Two phases, so that one figure does not measure the other's work:
 1. converge: all configurations are created at once, the 500 ticking ones paused
    (`spec.paused`), so no BackupSession runs while the operator converges;
 2. ticks: once all are Ready, the 500 are unpaused (and the operator has registered
-   them), and the next two whole minutes are measured: the first tick makes each
+   them and written the phase Events it writes in the background), and the next two
+   whole minutes are measured: the first tick makes each
    invoker's first session, the second is the steady state.
 
 Prints `name: value baseline ratio` lines:
@@ -181,6 +182,17 @@ def _per_config(before: dict[str, float], after: dict[str, float], n: int) -> st
     ranked = sorted(((v, k) for k, v in diff.items() if v / n >= 0.01), reverse=True)
     total = sum(v for v, _ in ranked)
     return f"{total / n:.2f} (" + ", ".join(f"{k} {v / n:.2f}" for v, k in ranked) + ")"
+
+
+async def _events_settled(kube: Kube, limit: float = 240.0) -> None:
+    """Until the apiserver has seen no Event POST for two seconds (the operator writes
+    the configurations' phase Events in the background, after their status)."""
+    last, quiet, deadline = -1.0, 0, time.monotonic() + limit
+    while quiet < 2 and time.monotonic() < deadline:
+        posts = (await apiserver_requests(kube)).get("POST events", 0.0)
+        quiet = quiet + 1 if posts == last else 0
+        last = posts
+        await asyncio.sleep(1)
 
 
 def _phase_of(obj: dict[str, object]) -> object:
@@ -399,6 +411,9 @@ async def main(n: int, ticking: int, profile: str | None = None) -> None:
             unpause_s = await unpause(kube, ticking)
             await _wait_for(kube, ticking, time.monotonic() + 600, _unpaused)
             print(f"unpaused: {ticking} in {unpause_s:.1f} s (then waited for the operator)")
+            await _events_settled(kube)
+            settled = time.monotonic() - t0 - converge
+            print(f"events_written_seconds_after_converge: {settled:.1f} (in the background)")
             # The first tick creates each invoker's first session (its first Job, and
             # what that needs); the second is the steady state of a cluster that backs
             # up every minute, the first tick's sessions still running.
