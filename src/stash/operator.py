@@ -96,6 +96,9 @@ from stash.webhookserving import OperatorWebhook
 
 log = logging.getLogger(__name__)
 
+#: BackupSessions a tick creates at once (`Operator._fire`).
+TICK_CREATES = 32
+
 
 class Operator:
     """The operator process: build with settings and a client, then `await run()`."""
@@ -176,6 +179,9 @@ class Operator:
         self.snapshot_api = OperatorSnapshotApi(kube, settings, store)
         self.metrics_port: int | None = None
         self._phase_of: dict[str, str] = {}
+        #: Sessions of one tick created at once: hundreds due in the same second go
+        #: through this many connections, not one new TLS connection each.
+        self._ticking = asyncio.Semaphore(TICK_CREATES)
         c.backupsessions.add_handler(self._count_phases)
         c.backupconfigurations.add_handler(self._forget_metrics_of("BackupConfiguration"))
         c.restoresessions.add_handler(self._forget_metrics_of("RestoreSession"))
@@ -308,7 +314,8 @@ class Operator:
         if invoker is None or (invoker.get("spec") or {}).get("paused"):
             return
         # List items carry no kind: the session's invoker kind comes from the key.
-        await create_backup_session(self.kube, {**invoker, "kind": kind}, when)
+        async with self._ticking:
+            await create_backup_session(self.kube, {**invoker, "kind": kind}, when)
         metrics.TICK_LAG.observe((self.ctx.now() - when).total_seconds())
 
     @property
