@@ -96,12 +96,16 @@ from stash.webhookserving import OperatorWebhook
 
 log = logging.getLogger(__name__)
 
-#: BackupSessions a tick creates at once (`Operator._fire`).
+#: BackupSessions a tick creates at once (`Operator._fire`): hundreds due in the same
+#: second go through this many connections, not one new TLS connection each.
 TICK_CREATES = 32
 
 
 class Operator:
     """The operator process: build with settings and a client, then `await run()`."""
+
+    _ticking: asyncio.Semaphore
+    """Bounds the sessions a tick creates at once (made when this replica leads)."""
 
     def __init__(self, kube: Kube, settings: OperatorSettings, identity: str | None = None):
         self.kube = kube
@@ -179,9 +183,6 @@ class Operator:
         self.snapshot_api = OperatorSnapshotApi(kube, settings, store)
         self.metrics_port: int | None = None
         self._phase_of: dict[str, str] = {}
-        #: Sessions of one tick created at once: hundreds due in the same second go
-        #: through this many connections, not one new TLS connection each.
-        self._ticking = asyncio.Semaphore(TICK_CREATES)
         c.backupsessions.add_handler(self._count_phases)
         c.backupconfigurations.add_handler(self._forget_metrics_of("BackupConfiguration"))
         c.restoresessions.add_handler(self._forget_metrics_of("RestoreSession"))
@@ -402,6 +403,7 @@ class Operator:
         log.info("%s leads", self.identity)
         self.session_reconciler.new_term()
         await install_builtins(self.ctx)
+        self._ticking = asyncio.Semaphore(TICK_CREATES)
         self.engine.start()
         for ctrl in self.controllers:
             for key in self._initial_keys(ctrl):
