@@ -1,21 +1,38 @@
 """Operator scale: 2,000 BackupConfigurations created at once, and 500 schedules firing
 in the same minute, against the real test control plane.
 
+Two phases, so that one figure does not measure the other's work:
+1. converge: all configurations are created at once, the 500 ticking ones paused
+   (`spec.paused`), so no BackupSession runs while the operator converges;
+2. ticks: once all are Ready, the 500 are unpaused (and the operator has registered
+   them and written the phase Events it writes in the background), and the next two
+   whole minutes are measured: the first tick makes each
+   invoker's first session, the second is the steady state.
+
 Prints `name: value baseline ratio` lines:
 * converge_seconds: from the first create until all 2,000 are Ready; baseline = the time
   the apiserver took to accept the 2,000 creates (the floor any operator shares).
 * operator_cpu_seconds_to_converge: the operator's CPU time (user + system) until then,
   a figure other load on the machine does not inflate the way it does wall time.
+* apiserver_requests_per_config: the apiserver's own count of requests (its
+  `apiserver_request_total`, every client: the bench's creates and list included) during
+  the converge phase, per configuration, by verb and resource; for each tick, the same
+  from when the bench starts to wait for the tick (up to a minute before it) until the
+  tick's last session was seen, per session (the whole control plane's: its job
+  controller, scheduler and kubelet too).
 * operator_peak_rss_mb: the operator process's peak RSS (VmHWM); baseline = its RSS
   with empty caches, right after start-up.
 * tick_to_session_p50/p99_seconds: from the minute tick to each BackupSession's ADDED
   event on a watch; baseline = the watch's own latency for a ConfigMap written at the
-  tick by this script.
+  tick by this script. tick_burst_floor_seconds: how long the apiserver takes to accept
+  that many creates at all (the rate of the converge phase's creates), the floor of the
+  p99 for a burst of sessions due at the same second.
 Targets (issue #19): 10,000 configurations Ready in < 60 s and within 2x the creates,
 peak RSS < 300 MB, p99 tick-to-session < 1 s for 500 schedules in one minute.
 Run: `.venv/bin/python bench/operator_scale.py [--configs 2000] [--ticking 500]
-[--profile FILE]` (`--profile`: the operator under py-spy; prints the frames with the most
-samples, a frame counted once per stack it is on).
+[--profile FILE]` (`--ticking 0`: the converge phase alone; `--profile`: the operator
+under py-spy; prints the frames with the most samples, a frame counted once per stack it
+is on, the event loop's left out).
 """
 
 from __future__ import annotations
@@ -24,10 +41,12 @@ import argparse
 import asyncio
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -106,19 +125,74 @@ async def install_world(kube: Kube) -> None:
     await kube.create(PVCS, pvc, NS)
 
 
-async def create_configs(kube: Kube, n: int, ticking: int) -> float:
-    """Create `n` BackupConfigurations (`ticking` of them every minute); seconds taken."""
+async def create_configs(kube: Kube, n: int, ticking: int, *, paused: bool = False) -> float:
+    """Create `n` BackupConfigurations (`ticking` of them every minute, created paused
+    with `paused`); seconds taken."""
     sem = asyncio.Semaphore(32)
 
     async def one(i: int) -> None:
+        bc = _bc(i, "*/1 * * * *" if i < ticking else "0 0 1 1 *")
+        if paused and i < ticking:
+            bc["spec"]["paused"] = True  # type: ignore[index]
         async with sem:
-            await kube.create(
-                BACKUPCONFIGURATIONS, _bc(i, "*/1 * * * *" if i < ticking else "0 0 1 1 *"), NS
-            )
+            await kube.create(BACKUPCONFIGURATIONS, bc, NS)
 
     t0 = time.monotonic()
     await asyncio.gather(*(one(i) for i in range(n)))
     return time.monotonic() - t0
+
+
+async def unpause(kube: Kube, ticking: int) -> float:
+    """Unpause the first `ticking` configurations; seconds taken."""
+    sem = asyncio.Semaphore(32)
+
+    async def one(i: int) -> None:
+        async with sem:
+            await kube.patch(BACKUPCONFIGURATIONS, f"bc-{i:05d}", {"spec": {"paused": False}}, NS)
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(one(i) for i in range(ticking)))
+    return time.monotonic() - t0
+
+
+_REQUEST_LINE = re.compile(r"^apiserver_request_total\{([^}]*)\} ([0-9.e+]+)$")
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+async def apiserver_requests(kube: Kube) -> dict[str, float]:
+    """The apiserver's request counts so far, by `VERB resource[/subresource]`."""
+    text = await kube.request("GET", "/metrics", accept="text/plain")
+    counts: dict[str, float] = {}
+    for line in str(text).splitlines():
+        m = _REQUEST_LINE.match(line)
+        if not m:
+            continue
+        labels = dict(_LABEL.findall(m.group(1)))
+        what = labels.get("resource", "") + (
+            "/" + labels["subresource"] if labels.get("subresource") else ""
+        )
+        key = f"{labels.get('verb', '?')} {what}"
+        counts[key] = counts.get(key, 0.0) + float(m.group(2))
+    return counts
+
+
+def _per_config(before: dict[str, float], after: dict[str, float], n: int) -> str:
+    """The requests made between two counts, per configuration, the largest first."""
+    diff = {k: v - before.get(k, 0.0) for k, v in after.items()}
+    ranked = sorted(((v, k) for k, v in diff.items() if v / n >= 0.01), reverse=True)
+    total = sum(v for v, _ in ranked)
+    return f"{total / n:.2f} (" + ", ".join(f"{k} {v / n:.2f}" for v, k in ranked) + ")"
+
+
+async def _events_settled(kube: Kube, limit: float = 240.0) -> None:
+    """Until the apiserver has seen no Event POST for two seconds (the operator writes
+    the configurations' phase Events in the background, after their status)."""
+    last, quiet, deadline = -1.0, 0, time.monotonic() + limit
+    while quiet < 2 and time.monotonic() < deadline:
+        posts = (await apiserver_requests(kube)).get("POST events", 0.0)
+        quiet = quiet + 1 if posts == last else 0
+        last = posts
+        await asyncio.sleep(1)
 
 
 def _phase_of(obj: dict[str, object]) -> object:
@@ -129,13 +203,29 @@ def _phase_of(obj: dict[str, object]) -> object:
     return phase
 
 
-async def _wait_ready(kube: Kube, n: int, deadline: float) -> None:
-    """Until `n` BackupConfigurations are Ready, followed on a watch (a list every
+def _ready(obj: dict[str, object]) -> bool:
+    return _phase_of(obj) == "Ready"
+
+
+def _unpaused(obj: dict[str, object]) -> bool:
+    """Ready, and its schedule registered as unpaused (the engine fires it)."""
+    status = obj.get("status")
+    conds = status.get("conditions") if isinstance(status, dict) else None
+    return _ready(obj) and any(
+        c.get("type") == "ScheduleRegistered" and "paused" not in str(c.get("message"))
+        for c in conds or []
+    )
+
+
+async def _wait_for(
+    kube: Kube, n: int, deadline: float, done: Callable[[dict[str, object]], bool] = _ready
+) -> None:
+    """Until `n` BackupConfigurations are `done`, followed on a watch (a list every
     second would cost the apiserver, on the same cores, a 10,000-object list each time)."""
     last_print = 0.0
     while True:
         items, rv = await kube.list_all(BACKUPCONFIGURATIONS, NS)
-        ready = {o["metadata"]["name"] for o in items if _phase_of(o) == "Ready"}
+        ready = {o["metadata"]["name"] for o in items if done(o)}
         if len(ready) >= n:
             return
         try:
@@ -143,7 +233,7 @@ async def _wait_ready(kube: Kube, n: int, deadline: float) -> None:
                 if ev["type"] == "BOOKMARK":
                     continue
                 name = ev["object"]["metadata"]["name"]
-                if ev["type"] != "DELETED" and _phase_of(ev["object"]) == "Ready":
+                if ev["type"] != "DELETED" and done(ev["object"]):
                     ready.add(name)
                 else:
                     ready.discard(name)
@@ -151,7 +241,7 @@ async def _wait_ready(kube: Kube, n: int, deadline: float) -> None:
                     return
                 if time.monotonic() - last_print > 2:
                     last_print = time.monotonic()
-                    print(f"  ready {len(ready)}/{n}", file=sys.stderr)
+                    print(f"  {len(ready)}/{n}", file=sys.stderr)
                 if time.monotonic() > deadline:
                     raise SystemExit("not converged within 600 s")
         except Gone:
@@ -210,9 +300,9 @@ async def _tick_delays(kube: Kube, ticking: int) -> tuple[list[float], list[floa
         _, cmrv = await kube.list_all(CONFIGMAPS, NS)
         await asyncio.sleep(max(0.0, tick_mono - time.monotonic()))
         t = time.monotonic()
-        await kube.create(CONFIGMAPS, {"metadata": {"name": "tick"}}, NS)
+        await kube.create(CONFIGMAPS, {"metadata": {"name": f"tick{suffix}"}}, NS)
         async for ev in kube.watch(CONFIGMAPS, NS, resource_version=cmrv, timeout_seconds=30):
-            if ev["object"]["metadata"]["name"] == "tick":
+            if ev["object"]["metadata"]["name"] == f"tick{suffix}":
                 return time.monotonic() - t
         return float("nan")
 
@@ -256,8 +346,13 @@ def _python_pid(spy_pid: int) -> int:
     raise SystemExit("py-spy started no operator")
 
 
-def _top_frames(profile: str, count: int = 15) -> list[tuple[float, str]]:
-    """The frames with the most samples (a frame counts once per stack it is on)."""
+#: Frames on (nearly) every stack, which say nothing about where the time goes.
+_PLUMBING = ("asyncio/", "<frozen runpy>", "stash/cli/", "selectors.py", "stash/kube/supervisor")
+
+
+def _top_frames(profile: str, count: int = 20) -> list[tuple[float, str]]:
+    """The frames with the most samples (a frame counts once per stack it is on), the
+    event loop's and the command line's left out."""
     totals: dict[str, int] = {}
     samples = 0
     for line in Path(profile).read_text().splitlines():
@@ -266,6 +361,8 @@ def _top_frames(profile: str, count: int = 15) -> list[tuple[float, str]]:
             continue
         samples += int(n)
         for frame in set(stack.split(";")):
+            if any(p in frame for p in _PLUMBING):
+                continue
             totals[frame] = totals.get(frame, 0) + int(n)
     ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:count]
     return [(100.0 * v / max(samples, 1), frame) for frame, v in ranked]
@@ -292,23 +389,48 @@ async def main(n: int, ticking: int, profile: str | None = None) -> None:
             await asyncio.sleep(5)
             pid = _python_pid(op.pid) if profile else op.pid
             idle_rss = _kb(pid, "VmRSS") / 1024
+            requests0 = await apiserver_requests(kube)
             cpu0 = _cpu_seconds(pid)
             t0 = time.monotonic()
-            create_s = await create_configs(kube, n, ticking)
-            await _wait_ready(kube, n, t0 + 600)
+            create_s = await create_configs(kube, n, ticking, paused=True)
+            await _wait_for(kube, n, t0 + 600)
             converge = time.monotonic() - t0
+            cpu = _cpu_seconds(pid) - cpu0
+            requests = _per_config(requests0, await apiserver_requests(kube), n)
             print(f"converge_seconds: {converge:.1f} {create_s:.1f} {converge / create_s:.2f}")
             print(f"operator_rss_mb_at_converge: {_kb(pid, 'VmHWM') / 1024:.0f}")
-            cpu = _cpu_seconds(pid) - cpu0
-            print(f"operator_cpu_seconds_to_converge: {cpu:.1f}", flush=True)
-            delays, created, base = await _tick_delays(kube, ticking)
+            print(f"operator_cpu_seconds_to_converge: {cpu:.1f}")
+            print(f"apiserver_requests_per_config: {requests}", flush=True)
+            if not ticking:  # --ticking 0: the converge phase alone
+                return
+            floor = ticking * create_s / n
+            print(
+                f"tick_burst_floor_seconds: {floor:.2f} (the apiserver's time for {ticking} "
+                "creates at the rate it accepted the configurations above)"
+            )
+            unpause_s = await unpause(kube, ticking)
+            await _wait_for(kube, ticking, time.monotonic() + 600, _unpaused)
+            print(f"unpaused: {ticking} in {unpause_s:.1f} s (then waited for the operator)")
+            await _events_settled(kube)
+            settled = time.monotonic() - t0 - converge
+            print(f"events_written_seconds_after_converge: {settled:.1f} (in the background)")
+            # The first tick creates each invoker's first session (its first Job, and
+            # what that needs); the second is the steady state of a cluster that backs
+            # up every minute, the first tick's sessions still running.
+            for which in ("first", "second"):
+                before = await apiserver_requests(kube)
+                delays, created, base = await _tick_delays(kube, ticking)
+                during = _per_config(before, await apiserver_requests(kube), ticking)
+                p50, p99 = _pct(delays, 0.5), _pct(delays, 0.99)
+                print(f"{which} tick after unpausing:")
+                print(f"tick_to_session_p50_seconds: {p50:.3f} {base:.3f} {p50 / base:.1f}")
+                print(f"tick_to_session_p99_seconds: {p99:.3f} {base:.3f} {p99 / base:.1f}")
+                created_p99 = _pct(created, 0.99)
+                print(f"tick_to_created_p99_seconds: {created_p99:.0f} (creationTimestamp)")
+                print(f"sessions_seen: {len(delays)} {ticking} {len(delays) / ticking:.2f}")
+                print(f"apiserver_requests_per_session_until_seen: {during}")
             peak = _kb(pid, "VmHWM") / 1024
             print(f"operator_peak_rss_mb: {peak:.0f} {idle_rss:.0f} {peak / idle_rss:.2f}")
-            p50, p99 = _pct(delays, 0.5), _pct(delays, 0.99)
-            print(f"tick_to_session_p50_seconds: {p50:.3f} {base:.3f} {p50 / base:.1f}")
-            print(f"tick_to_session_p99_seconds: {p99:.3f} {base:.3f} {p99 / base:.1f}")
-            print(f"tick_to_created_p99_seconds: {_pct(created, 0.99):.0f} (creationTimestamp)")
-            print(f"sessions_seen: {len(delays)} {ticking} {len(delays) / ticking:.2f}")
         finally:
             if op is not None:
                 # Under py-spy, stop the operator: py-spy then writes the profile and exits.

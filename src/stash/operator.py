@@ -96,9 +96,16 @@ from stash.webhookserving import OperatorWebhook
 
 log = logging.getLogger(__name__)
 
+#: BackupSessions a tick creates at once (`Operator._fire`): hundreds due in the same
+#: second go through this many connections, not one new TLS connection each.
+TICK_CREATES = 32
+
 
 class Operator:
     """The operator process: build with settings and a client, then `await run()`."""
+
+    _ticking: asyncio.Semaphore
+    """Bounds the sessions a tick creates at once (made when this replica leads)."""
 
     def __init__(self, kube: Kube, settings: OperatorSettings, identity: str | None = None):
         self.kube = kube
@@ -308,7 +315,8 @@ class Operator:
         if invoker is None or (invoker.get("spec") or {}).get("paused"):
             return
         # List items carry no kind: the session's invoker kind comes from the key.
-        await create_backup_session(self.kube, {**invoker, "kind": kind}, when)
+        async with self._ticking:
+            await create_backup_session(self.kube, {**invoker, "kind": kind}, when)
         metrics.TICK_LAG.observe((self.ctx.now() - when).total_seconds())
 
     @property
@@ -353,6 +361,7 @@ class Operator:
         finally:
             self.engine.stop()
             await self.supervisor.close()
+            await self.ctx.recorder.close()
             for task in side_tasks:
                 task.cancel()
             await asyncio.gather(*side_tasks, return_exceptions=True)
@@ -394,6 +403,7 @@ class Operator:
         log.info("%s leads", self.identity)
         self.session_reconciler.new_term()
         await install_builtins(self.ctx)
+        self._ticking = asyncio.Semaphore(TICK_CREATES)
         self.engine.start()
         for ctrl in self.controllers:
             for key in self._initial_keys(ctrl):

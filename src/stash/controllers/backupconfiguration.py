@@ -253,7 +253,8 @@ class BackupConfigurationReconciler:
             bad = [c for c in new_conds if c.status != "True" and c.type != P.SCHEDULE_REGISTERED]
             reason = f"BackupConfiguration{status['phase']}"
             detail = "; ".join(f"{c.type}: {c.message}" for c in bad) or "all conditions are True"
-            await self.ctx.recorder.emit(
+            # In the background: thousands reaching Ready at once wait for no Event.
+            self.ctx.recorder.emit_soon(
                 obj,
                 NORMAL if status["phase"] == "Ready" else WARNING,
                 reason,

@@ -132,6 +132,7 @@ class BackupSessionReconciler:
             str(session.metadata.name),
             session.metadata.namespace,
             lambda live: self._decide(live, facts),
+            current=obj,  # a stale copy conflicts, and the live one is read then
         )
         if written is not None:
             new = BackupSessionStatus.model_validate(written.get("status") or {})

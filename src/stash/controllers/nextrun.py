@@ -20,8 +20,10 @@ from stash.scheduler import CronEngine
 
 __all__ = ["AFTER_TICK", "NextRun", "earliest", "next_run", "without_unset"]
 
-#: Look again this long after the tick, when the engine has moved its job on.
-AFTER_TICK = 1.0
+#: Look again this long after the tick, when the engine has moved its job on: a few
+#: seconds, so that the status writes of hundreds of invokers ticking at once do not
+#: compete with the creation of their sessions (the field is that much late).
+AFTER_TICK = 5.0
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """A thin async JSON client over an authenticated transport (`stash.kube.transport`).
 
 In a pod the transport is the ServiceAccount's, on aiohttp alone; with a kubeconfig,
-kubernetes_asyncio supplies configuration (client certificates, exec plugins, token
-refresh) and the HTTP session, and is imported only then. This module sends raw
+the kubeconfig's (`stash.kube.kubeconfig`, aiohttp alone too), unless it needs what only
+kubernetes_asyncio follows (exec plugins, auth providers): then kubernetes_asyncio
+supplies configuration and the HTTP session, and is imported only then. This module sends raw
 requests and returns parsed JSON dicts, raising a typed `KubeError` for every non-2xx
 answer. Not for: business logic, retries (callers decide), or deserialising into
 generated model classes.
@@ -23,6 +24,7 @@ import aiohttp
 from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
+from stash.kube.kubeconfig import KubeconfigError, KubeconfigTransport
 from stash.kube.lines import read_lines
 from stash.kube.transport import ApiClientTransport, ServiceAccountTransport, Transport
 
@@ -137,10 +139,15 @@ class Kube:
 
     @classmethod
     async def connect(cls, kubeconfig: Path | None = None, timeout: float = 30.0) -> Kube:
-        """Connect with an explicit kubeconfig, or in-cluster settings when none is given
-        (`InClusterConfigError` when there are none)."""
+        """Connect with an explicit kubeconfig (on aiohttp alone when
+        `stash.kube.kubeconfig` reads it, else through kubernetes_asyncio), or in-cluster
+        settings when none is given (`InClusterConfigError` when there are none)."""
         if kubeconfig is None:
             return cls(ServiceAccountTransport.load(), timeout)
+        with contextlib.suppress(KubeconfigError):  # kubernetes_asyncio says what is wrong
+            transport = KubeconfigTransport.load(Path(kubeconfig))
+            if transport is not None:
+                return cls(transport, timeout)
         from kubernetes_asyncio import client, config
 
         cfg = client.Configuration()

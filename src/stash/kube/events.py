@@ -7,15 +7,19 @@ An Event that cannot be written is logged, never raised: events are best-effort.
 Every Event is also a log line (Warning at WARNING, Normal at INFO, with the object in
 the message and the task's key, `stash.logs`), written by the same call, so what a user
 sees in `kubectl describe` and in the logs cannot drift apart. `warn()` is the call
-for a warning a user must see.
+for a warning a user must see. `emit_soon()` records in the background, for Events in
+bursts that must not hold up the reconcile that emits them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
 import uuid
+from collections import deque
 
 from stash.kube.client import JSON, Kube, KubeError, Resource
 
@@ -24,6 +28,8 @@ log = logging.getLogger(__name__)
 EVENTS = Resource("", "v1", "events", "Event")
 NORMAL, WARNING = "Normal", "Warning"
 _DEDUP_WINDOW = 600.0
+#: Events `emit_soon` keeps waiting at most (about 300 bytes each).
+MAX_PENDING = 20000
 
 
 class EventRecorder:
@@ -34,6 +40,9 @@ class EventRecorder:
         self.component = component
         self.host = host
         self._recent: dict[tuple[str, str, str, str], tuple[str, int, float]] = {}
+        self._pending: deque[tuple[JSON, str, str, str]] = deque()
+        self._sender: asyncio.Task[None] | None = None
+        self._dropping = False
 
     async def warn(self, obj: JSON, reason: str, message: str) -> None:
         """Log a WARNING about `obj` and record it as a Warning Event."""
@@ -41,6 +50,48 @@ class EventRecorder:
 
     async def emit(self, obj: JSON, type_: str, reason: str, message: str) -> None:
         """Log, and record an Event about `obj` (any object with apiVersion/kind/metadata)."""
+        self._log(obj, type_, reason, message)
+        await self._record(obj, type_, reason, message)
+
+    def emit_soon(self, obj: JSON, type_: str, reason: str, message: str) -> None:
+        """Log now, and record the Event in the background: one write at a time, in
+        order, after those before it (client-go's recorder sends so). For Events that
+        come in bursts and must not hold up what emits them (ten thousand invokers
+        reaching Ready at once); past `MAX_PENDING` waiting, an Event is dropped (said
+        once per burst). `close` sends what waits."""
+        self._log(obj, type_, reason, message)
+        if len(self._pending) >= MAX_PENDING:
+            if not self._dropping:
+                log.warning("more than %d Events wait to be recorded: dropping", MAX_PENDING)
+            self._dropping = True
+            return
+        meta = obj.get("metadata", {})
+        about = {
+            "apiVersion": obj.get("apiVersion"),
+            "kind": obj.get("kind"),
+            "metadata": {k: meta.get(k) for k in ("name", "namespace", "uid", "resourceVersion")},
+        }
+        self._pending.append((about, type_, reason, message))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_pending(), name="events")
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Record the Events `emit_soon` left waiting (for up to `timeout` seconds)."""
+        if self._sender is not None and not self._sender.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._sender), timeout)
+            self._sender.cancel()
+
+    async def _send_pending(self) -> None:
+        while self._pending:
+            about, type_, reason, message = self._pending.popleft()
+            try:
+                await self._record(about, type_, reason, message)
+            except Exception as exc:  # a lost connection: this one is lost, not the rest
+                log.warning("could not record event %s: %s", reason, exc)
+        self._dropping = False
+
+    def _log(self, obj: JSON, type_: str, reason: str, message: str) -> None:
         meta = obj.get("metadata", {})
         log.log(
             logging.WARNING if type_ == WARNING else logging.INFO,
@@ -50,6 +101,9 @@ class EventRecorder:
             reason,
             message,
         )
+
+    async def _record(self, obj: JSON, type_: str, reason: str, message: str) -> None:
+        meta = obj.get("metadata", {})
         ns = meta.get("namespace") or "default"
         uid = str(meta.get("uid", ""))
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

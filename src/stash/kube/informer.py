@@ -2,9 +2,10 @@
 
 One informer per (resource, namespace, label selector). It keeps an in-memory cache of
 raw JSON objects (managedFields and the last-applied annotation stripped, the largest
-parts of most objects), calls its handlers on every change, re-lists on 410 Gone,
-reconnects with capped exponential backoff on errors, resumes from the last seen
-resourceVersion (bookmarks included) when a watch simply ends, and periodically
+parts of most objects; keys and short strings shared between objects, `compact`), calls
+its handlers on every change, re-lists on 410 Gone, reconnects with capped exponential
+backoff on errors, resumes from the last seen resourceVersion (bookmarks included) when
+a watch simply ends, and periodically
 re-delivers every cached object (resync) so level-triggered reconcilers catch up with
 anything they missed. Not for: deciding what a change means (handlers map objects to
 work-queue keys).
@@ -17,6 +18,8 @@ import builtins
 import logging
 import random
 from collections.abc import Callable, Iterable
+from sys import intern
+from typing import Any
 
 import aiohttp
 
@@ -42,6 +45,24 @@ def slim(obj: JSON) -> JSON:
             ann.pop(_LAST_APPLIED)
             meta["annotations"] = ann
     return obj
+
+
+#: Strings up to this long are shared between cached objects (`compact`).
+_SHARED_STRING = 128
+
+
+def compact(value: Any) -> Any:
+    """`value` rebuilt with its keys and short strings interned: ten thousand cached
+    objects of one kind repeat the same keys, kinds, phases, reasons and timestamps, and
+    each parsed watch event brings its own copies (about half of a cached
+    BackupConfiguration's memory)."""
+    if isinstance(value, dict):
+        return {intern(k): compact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [compact(v) for v in value]
+    if isinstance(value, str) and len(value) <= _SHARED_STRING:
+        return intern(value)
+    return value
 
 
 class Informer:
@@ -183,7 +204,7 @@ class Informer:
             metadata_only=self.metadata_only,
         )
         self.relists += 1
-        fresh = {key_of(o): self.transform(o) for o in items}
+        fresh = {key_of(o): compact(self.transform(o)) for o in items}
         old = self._cache
         self._cache = {}
         for name in self._indexes:
@@ -218,7 +239,7 @@ class Informer:
                 if rv:
                     self._rv = rv
                 continue
-            obj = self.transform(obj)
+            obj = compact(self.transform(obj))
             key = key_of(obj)
             prev = self._cache.get(key)
             if kind == "DELETED":

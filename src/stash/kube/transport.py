@@ -34,7 +34,13 @@ from yarl import URL
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
 
-__all__ = ["ApiClientTransport", "InClusterConfigError", "ServiceAccountTransport", "Transport"]
+__all__ = [
+    "ApiClientTransport",
+    "InClusterConfigError",
+    "ServiceAccountTransport",
+    "SessionTransport",
+    "Transport",
+]
 
 #: Where a pod finds its ServiceAccount's token, CA and namespace.
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -107,18 +113,14 @@ def encode_body(body: Any, content_type: str) -> Any:
     raise ValueError(f"cannot send a {type(body).__name__} body as {content_type}")
 
 
-class ServiceAccountTransport:
-    """The in-cluster connection, with the pod's ServiceAccount token (module docstring)."""
+class SessionTransport:
+    """An aiohttp session to one apiserver, trusting `ssl_context`; subclasses say how a
+    request is authenticated (`auth_headers`). The proxy the environment names for the
+    apiserver is resolved once: with trust_env aiohttp would look it (and ~/.netrc) up
+    in a worker thread on every request."""
 
-    def __init__(self, host: str, ca_file: Path, token_file: Path) -> None:
+    def __init__(self, host: str, ssl_context: ssl.SSLContext) -> None:
         self._host = host
-        self._token_file = token_file
-        self._token = ""
-        self._token_read_at = 0.0
-        self._read_token()
-        context = ssl.create_default_context(cafile=str(ca_file))
-        # The proxy the environment names for the apiserver, resolved once: with
-        # trust_env aiohttp looks it (and ~/.netrc) up in a worker thread on every request.
         self._proxy: str | None = None
         self._proxy_headers: dict[str, str] = {}
         with contextlib.suppress(LookupError, ValueError):
@@ -127,39 +129,9 @@ class ServiceAccountTransport:
             if auth is not None:
                 self._proxy_headers = {"Proxy-Authorization": auth.encode()}
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ssl=context),
+            connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ssl=ssl_context),
             read_bufsize=READ_BUFSIZE,
         )
-
-    @classmethod
-    def load(
-        cls,
-        environ: Mapping[str, str] | None = None,
-        directory: Path = SERVICE_ACCOUNT_DIR,
-    ) -> ServiceAccountTransport:
-        """The transport of this pod; `InClusterConfigError` when it is not in one."""
-        env = os.environ if environ is None else environ
-        host = env.get("KUBERNETES_SERVICE_HOST")
-        port = env.get("KUBERNETES_SERVICE_PORT")
-        if host is None or port is None:
-            raise InClusterConfigError("Service host/port is not set.")
-        if not host or not port:
-            raise InClusterConfigError("Service host/port is set but empty.")
-        token, ca = directory / "token", directory / "ca.crt"
-        if not token.is_file():
-            raise InClusterConfigError("Service token file does not exist.")
-        if not ca.is_file():
-            raise InClusterConfigError("Service certification file does not exists.")
-        if not ca.read_text():
-            raise InClusterConfigError("Cert file exists but empty.")
-        return cls(f"https://{_join_host_port(host, port)}", ca, token)
-
-    def _read_token(self) -> None:
-        content = self._token_file.read_text()
-        if not content:
-            raise InClusterConfigError("Token file exists but empty.")
-        self._token = content
-        self._token_read_at = time.monotonic()
 
     @property
     def host(self) -> str:
@@ -170,9 +142,7 @@ class ServiceAccountTransport:
         return self._session
 
     async def auth_headers(self) -> dict[str, str]:
-        if time.monotonic() - self._token_read_at >= TOKEN_REREAD_SECONDS:
-            self._read_token()
-        return {"authorization": f"Bearer {self._token}"}
+        raise NotImplementedError
 
     async def send(
         self,
@@ -204,6 +174,52 @@ class ServiceAccountTransport:
 
     async def close(self) -> None:
         await self._session.close()
+
+
+class ServiceAccountTransport(SessionTransport):
+    """The in-cluster connection, with the pod's ServiceAccount token (module docstring)."""
+
+    def __init__(self, host: str, ca_file: Path, token_file: Path) -> None:
+        self._token_file = token_file
+        self._token = ""
+        self._token_read_at = 0.0
+        self._read_token()
+        super().__init__(host, ssl.create_default_context(cafile=str(ca_file)))
+
+    @classmethod
+    def load(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        directory: Path = SERVICE_ACCOUNT_DIR,
+    ) -> ServiceAccountTransport:
+        """The transport of this pod; `InClusterConfigError` when it is not in one."""
+        env = os.environ if environ is None else environ
+        host = env.get("KUBERNETES_SERVICE_HOST")
+        port = env.get("KUBERNETES_SERVICE_PORT")
+        if host is None or port is None:
+            raise InClusterConfigError("Service host/port is not set.")
+        if not host or not port:
+            raise InClusterConfigError("Service host/port is set but empty.")
+        token, ca = directory / "token", directory / "ca.crt"
+        if not token.is_file():
+            raise InClusterConfigError("Service token file does not exist.")
+        if not ca.is_file():
+            raise InClusterConfigError("Service certification file does not exists.")
+        if not ca.read_text():
+            raise InClusterConfigError("Cert file exists but empty.")
+        return cls(f"https://{_join_host_port(host, port)}", ca, token)
+
+    def _read_token(self) -> None:
+        content = self._token_file.read_text()
+        if not content:
+            raise InClusterConfigError("Token file exists but empty.")
+        self._token = content
+        self._token_read_at = time.monotonic()
+
+    async def auth_headers(self) -> dict[str, str]:
+        if time.monotonic() - self._token_read_at >= TOKEN_REREAD_SECONDS:
+            self._read_token()
+        return {"authorization": f"Bearer {self._token}"}
 
 
 class ApiClientTransport:
