@@ -55,6 +55,7 @@ from stash.contract.resources import (  # noqa: E402
 from stash.kube.client import Kube  # noqa: E402
 from stash.kube.resources import CRDS, DEPLOYMENTS, NAMESPACES, SECRETS  # noqa: E402
 from stash_dev import ControlPlane  # noqa: E402
+from stash_dev.leaks import LeakWatch  # noqa: E402
 
 ANN = "stash.appscode.com/"
 BLUEPRINT = "bench-bp"
@@ -222,6 +223,7 @@ def _start_operator(kubeconfig: Path, port: int) -> subprocess.Popen[bytes]:
         STASH_LEADER_ELECT="false",
         STASH_SERVE_WEBHOOK="false",
         STASH_SERVE_SNAPSHOT_API="false",
+        STASH_LOG_FORMAT=os.environ.get("STASH_LOG_FORMAT", "text"),  # stderr is a pipe
     )
     return subprocess.Popen(
         [
@@ -234,10 +236,11 @@ def _start_operator(kubeconfig: Path, port: int) -> subprocess.Popen[bytes]:
             "--log-level=WARNING",
         ],
         env=env,
+        stderr=subprocess.PIPE,
     )
 
 
-async def main(workloads: int, namespaces: int) -> None:
+async def main(workloads: int, namespaces: int, leaks: LeakWatch) -> None:
     per_ns = max(1, workloads // namespaces)
     hand = [f"hw-{i:02d}" for i in range(namespaces)]
     auto = [f"ab-{i:02d}" for i in range(namespaces)]
@@ -250,6 +253,7 @@ async def main(workloads: int, namespaces: int) -> None:
             await _install(kube, [*hand, *auto])
             port = _free_port()
             op = _start_operator(cp.kubeconfig, port)
+            leaks.follow("operator", op.stderr)
             await asyncio.sleep(5)
             idle_rss = _kb(op.pid, "VmRSS") / 1024
             hand_s = await _phase(kube, hand, per_ns, auto=False)
@@ -275,6 +279,7 @@ async def main(workloads: int, namespaces: int) -> None:
                 op.wait(timeout=30)
             await kube.close()
             cp.stop()
+            leaks.scan_logs("bench", Path(tmp))
 
 
 if __name__ == "__main__":
@@ -282,4 +287,6 @@ if __name__ == "__main__":
     parser.add_argument("--workloads", type=int, default=500)
     parser.add_argument("--namespaces", type=int, default=50)
     a = parser.parse_args()
-    asyncio.run(main(a.workloads, a.namespaces))
+    with LeakWatch() as watch:
+        asyncio.run(main(a.workloads, a.namespaces, watch))
+    sys.exit(watch.verdict())

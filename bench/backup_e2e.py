@@ -43,6 +43,7 @@ from stash.operator import Operator  # noqa: E402
 from stash.settings import OperatorSettings  # noqa: E402
 from stash_dev import ControlPlane  # noqa: E402
 from stash_dev.demo_world import agent_env  # noqa: E402
+from stash_dev.leaks import LeakWatch  # noqa: E402
 from stash_dev.local import tools_bin  # noqa: E402
 from stash_dev.podrunner import PodRunner  # noqa: E402
 
@@ -146,8 +147,7 @@ async def ours(
             raise SystemExit(f"session {session} ended {phase}:\n{sidecar.logs()[-3000:]}")
         return took
     finally:
-        sidecar.kill()
-        await sidecar.wait(30)
+        await sidecar.stop(grace=30)  # SIGTERM, as a kubelet does: its leaks show
 
 
 async def wait(probe, timeout: float):  # type: ignore[no-untyped-def]
@@ -182,7 +182,7 @@ async def final(kube: Kube, name: str) -> str | None:
     return phase if phase in ("Succeeded", "Failed", "Skipped") else None
 
 
-async def main(mb: int, rounds: int) -> None:
+async def main(mb: int, rounds: int, leaks: LeakWatch) -> None:
     restic_dir = tools_bin()
     restic = str(restic_dir / "restic")
     with tempfile.TemporaryDirectory() as tmp:
@@ -246,6 +246,7 @@ async def main(mb: int, rounds: int) -> None:
             await runner.close()
             await kube.close()
             cp.stop()
+            leaks.scan_logs("bench", work)
 
 
 if __name__ == "__main__":
@@ -253,4 +254,6 @@ if __name__ == "__main__":
     parser.add_argument("--mb", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     a = parser.parse_args()
-    asyncio.run(main(a.mb, a.rounds))
+    with LeakWatch() as watch:
+        asyncio.run(main(a.mb, a.rounds, watch))
+    sys.exit(watch.verdict())

@@ -60,6 +60,7 @@ from stash.operator import Operator  # noqa: E402
 from stash.settings import OperatorSettings  # noqa: E402
 from stash_dev import ControlPlane  # noqa: E402
 from stash_dev.demo_world import agent_env  # noqa: E402
+from stash_dev.leaks import LeakWatch  # noqa: E402
 from stash_dev.podrunner import PodRunner  # noqa: E402
 
 NS = "bench"
@@ -285,7 +286,7 @@ async def setup(kube: Kube, pg: PostgresServer) -> None:
     )
 
 
-async def main(mb: int, rounds: int) -> None:
+async def main(mb: int, rounds: int, leaks: LeakWatch) -> None:
     restic = restic_binary()
     pg = PostgresServer()
     with tempfile.TemporaryDirectory() as tmp:
@@ -363,6 +364,7 @@ async def main(mb: int, rounds: int) -> None:
             cp.stop()
             pg.stop()
             rest.stop()
+            leaks.scan_logs("bench", work)
 
 
 if __name__ == "__main__":
@@ -370,4 +372,6 @@ if __name__ == "__main__":
     parser.add_argument("--mb", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    asyncio.run(main(args.mb, args.rounds))
+    with LeakWatch() as watch:
+        asyncio.run(main(args.mb, args.rounds, watch))
+    sys.exit(watch.verdict())

@@ -62,6 +62,7 @@ from stash.contract.resources import (  # noqa: E402
 from stash.kube.client import Gone, Kube  # noqa: E402
 from stash.kube.resources import CONFIGMAPS, CRDS, NAMESPACES, PVCS, SECRETS  # noqa: E402
 from stash_dev import ControlPlane  # noqa: E402
+from stash_dev.leaks import LeakWatch  # noqa: E402
 
 NS = "bench"
 
@@ -368,7 +369,7 @@ def _top_frames(profile: str, count: int = 20) -> list[tuple[float, str]]:
     return [(100.0 * v / max(samples, 1), frame) for frame, v in ranked]
 
 
-async def main(n: int, ticking: int, profile: str | None = None) -> None:
+async def main(n: int, ticking: int, leaks: LeakWatch, profile: str | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cp = ControlPlane(Path(tmp) / "cluster")
         await asyncio.to_thread(cp.start)
@@ -382,10 +383,12 @@ async def main(n: int, ticking: int, profile: str | None = None) -> None:
                 STASH_LEADER_ELECT="false",
                 STASH_SERVE_WEBHOOK="false",
                 STASH_SERVE_SNAPSHOT_API="false",
+                STASH_LOG_FORMAT=os.environ.get("STASH_LOG_FORMAT", "text"),  # stderr is a pipe
             )
             op = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
-                operator_command(cp.kubeconfig, profile), env=env
+                operator_command(cp.kubeconfig, profile), env=env, stderr=subprocess.PIPE
             )
+            leaks.follow("operator", op.stderr)
             await asyncio.sleep(5)
             pid = _python_pid(op.pid) if profile else op.pid
             idle_rss = _kb(pid, "VmRSS") / 1024
@@ -438,6 +441,7 @@ async def main(n: int, ticking: int, profile: str | None = None) -> None:
                 op.wait(timeout=60)
             await kube.close()
             cp.stop()
+            leaks.scan_logs("bench", Path(tmp))
 
 
 if __name__ == "__main__":
@@ -450,7 +454,9 @@ if __name__ == "__main__":
         help="record the operator with py-spy into FILE and print the frames with the most samples",
     )
     a = parser.parse_args()
-    asyncio.run(main(a.configs, a.ticking, a.profile))
+    with LeakWatch() as watch:
+        asyncio.run(main(a.configs, a.ticking, watch, a.profile))
     if a.profile:
         for share, frame in _top_frames(a.profile):
             print(f"profile: {share:5.1f}% {frame}")
+    sys.exit(watch.verdict())

@@ -35,6 +35,7 @@ from tests.support.restic_tools import restic_binary  # noqa: E402
 
 from stash.api.repository import Backend  # noqa: E402
 from stash.restic import Restic, ResticOptions, restic_target  # noqa: E402
+from stash_dev.leaks import LeakWatch  # noqa: E402
 
 PASSWORD = "bench-password"
 
@@ -141,4 +142,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    with LeakWatch() as watch:
+        asyncio.run(main())
+    sys.exit(watch.verdict())

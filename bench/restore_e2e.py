@@ -47,6 +47,7 @@ from stash.operator import Operator
 from stash.settings import OperatorSettings
 from stash_dev import ControlPlane
 from stash_dev.demo_world import agent_env
+from stash_dev.leaks import LeakWatch
 from stash_dev.local import tools_bin
 from stash_dev.podrunner import PodRunner
 
@@ -198,7 +199,7 @@ async def init_pod_absent_ready(kube: Kube, app: str) -> bool:
     return bool((await kube.list(PODS, NS, label_selector=f"app={app}"))["items"])
 
 
-async def main(mb: int, rounds: int) -> None:
+async def main(mb: int, rounds: int, leaks: LeakWatch) -> None:
     restic_dir = tools_bin()
     restic = str(restic_dir / "restic")
     with tempfile.TemporaryDirectory() as tmp:
@@ -282,6 +283,7 @@ async def main(mb: int, rounds: int) -> None:
             await runner.close()
             await kube.close()
             cp.stop()
+            leaks.scan_logs("bench", work)
 
 
 if __name__ == "__main__":
@@ -289,4 +291,6 @@ if __name__ == "__main__":
     parser.add_argument("--mb", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     a = parser.parse_args()
-    asyncio.run(main(a.mb, a.rounds))
+    with LeakWatch() as watch:
+        asyncio.run(main(a.mb, a.rounds, watch))
+    sys.exit(watch.verdict())

@@ -47,6 +47,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from stash_dev.leaks import LeakWatch
+
 CONNECTIONS = 64
 
 
@@ -282,12 +284,13 @@ def main() -> int:
         help="measure with a control plane and the operator (N BackupConfigurations) running",
     )
     args = parser.parse_args()
-    with _busy_cluster(args.busy_cluster):
-        return _bench(args)
+    with LeakWatch() as watch, _busy_cluster(args.busy_cluster, watch):
+        code = _bench(args)
+    return watch.verdict() or code
 
 
 @contextlib.contextmanager
-def _busy_cluster(configs: int) -> Iterator[None]:
+def _busy_cluster(configs: int, leaks: LeakWatch) -> Iterator[None]:
     """A control plane and the operator on this machine, the operator reconciling
     `configs` BackupConfigurations (a tenth due every minute); nothing when 0."""
     if not configs:
@@ -319,8 +322,12 @@ def _busy_cluster(configs: int) -> Iterator[None]:
                 STASH_LEADER_ELECT="false",
                 STASH_SERVE_WEBHOOK="false",
                 STASH_SERVE_SNAPSHOT_API="false",
+                STASH_LOG_FORMAT=os.environ.get("STASH_LOG_FORMAT", "text"),  # stderr is a pipe
             )
-            op = subprocess.Popen(operator_command(str(cp.kubeconfig), None), env=env)
+            op = subprocess.Popen(
+                operator_command(str(cp.kubeconfig), None), env=env, stderr=subprocess.PIPE
+            )
+            leaks.follow("operator", op.stderr)
             time.sleep(60)  # the configs Ready and the first minute's sessions under way
             print(f"busy cluster: {configs} BackupConfigurations in namespace {NS}", flush=True)
             yield
@@ -329,6 +336,7 @@ def _busy_cluster(configs: int) -> Iterator[None]:
                 op.terminate()
                 op.wait(timeout=60)
             cp.stop()
+            leaks.scan_logs("bench", Path(tmp))
 
 
 def _bench(args: argparse.Namespace) -> int:

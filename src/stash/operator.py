@@ -219,6 +219,7 @@ class Operator:
     def _wire(self) -> list[Controller]:
         c, w = self.caches, self.settings.workers
         bbs, rbs = self.backupbatches, self.restorebatches
+        self.ctx.forget_deleted()  # a deleted session's parsed copy leaves the parse memo
         repos = RepositoryReconciler(self.ctx, self.references)
         repo = self._for_objects(repos, c.repositories, REPOSITORIES)
         repo.watch(c.repositories)

@@ -15,8 +15,11 @@ bytes.
 Each step registers how to undo what it started on one `AsyncExitStack`, so whether the
 demo ends or a step fails, the operator, the S3 endpoint and the pods stop in reverse
 order. Blocking work (starting the control plane, building restic, file copies) runs in
-threads, off the event loop. The control plane stays up afterwards for exploring;
-`make cluster-down` stops it.
+threads, off the event loop. At the end the demo checks that neither it (with the
+operator in it) nor a container it ran reported an unclosed aiohttp session, connector
+or asyncio task on the way out (`stash_dev.leaks`); if one did, it prints the reports
+and fails. The control plane stays up afterwards for exploring; `make cluster-down`
+stops it.
 
 Not for: tests (they use `ControlPlane` and `PodRunner` directly).
 """
@@ -65,6 +68,7 @@ from stash_dev.demo_world import (
     same_tree,
     session_summary,
 )
+from stash_dev.leaks import LeakWatch
 from stash_dev.local import ensure_up, tools_bin
 from stash_dev.podrunner import PodRunner, RunningContainer
 
@@ -87,9 +91,12 @@ class Demo:
     env: list[JSON]
     sidecar: RunningContainer
 
-    def __init__(self, state_dir: Path, stack: contextlib.AsyncExitStack) -> None:
+    def __init__(
+        self, state_dir: Path, stack: contextlib.AsyncExitStack, leaks: LeakWatch | None = None
+    ) -> None:
         self.state_dir = state_dir
         self.stack = stack
+        self.leaks = leaks or LeakWatch()
         self.work = state_dir / "demo"
         self.kubeconfig = state_dir / "kubeconfig"
 
@@ -114,6 +121,8 @@ async def prepare_files(demo: Demo) -> None:
 
     await asyncio.to_thread(fresh_data)
     demo.runner = PodRunner(demo.kube, demo.work / "pods")
+    # Read the containers' logs for leak reports once the runner has stopped them all.
+    demo.stack.callback(demo.leaks.scan_logs, "container", demo.work / "pods")
     demo.stack.push_async_callback(demo.runner.close)  # kills every container it runs
 
 
@@ -293,10 +302,10 @@ STEPS: list[Step] = [
 ]
 
 
-async def _demo(state_dir: Path) -> int:
+async def _demo(state_dir: Path, leaks: LeakWatch) -> int:
     state_dir = await asyncio.to_thread(state_dir.resolve)
     async with contextlib.AsyncExitStack() as stack:
-        demo = Demo(state_dir, stack)
+        demo = Demo(state_dir, stack, leaks)
         for title, step in STEPS:
             say(title)
             try:
@@ -326,4 +335,10 @@ def _free_port() -> int:
 def run_demo(state_dir: Path) -> int:
     """Run the demo; the process exit code."""
     os.environ.pop("KUBECONFIG", None)
-    return asyncio.run(_demo(state_dir))
+    with LeakWatch() as leaks:
+        code = asyncio.run(_demo(state_dir, leaks))
+    if leaks.found:
+        print("stash dev demo: a process ended with something left open:", file=sys.stderr)
+        leaks.verdict(sys.stderr)
+        return code or 1
+    return code

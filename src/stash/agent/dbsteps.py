@@ -28,6 +28,7 @@ Not for: tool command lines (`databases`) or the session bookkeeping (`steps`,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -141,7 +142,14 @@ async def wait_for_database(
             )
         except OSError as exc:
             return f"cannot run {argv[0]} to reach {conn.where}: {exc.strerror or exc}"
-        out, err = await proc.communicate()
+        try:
+            out, err = await proc.communicate()
+        except BaseException:  # the agent stops: the probe goes too, reaped before the loop
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(proc.wait())
+            raise
         said_back = engine.probe_failure(
             proc.returncode or 0,
             out.decode("utf-8", "replace")[-4000:],

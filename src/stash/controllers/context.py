@@ -16,7 +16,16 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from stash.api import GROUP, BackupConfiguration, Repository, RestoreSession
+from stash.api import (
+    GROUP,
+    BackupBatch,
+    BackupBlueprint,
+    BackupConfiguration,
+    BackupSession,
+    Repository,
+    RestoreBatch,
+    RestoreSession,
+)
 from stash.api.common import ObjectReference, TargetRef
 from stash.contract.resources import TARGET_KINDS
 from stash.contract.sessions import LABEL_MANAGED_BY
@@ -143,6 +152,31 @@ class ControllerContext:
         if len(self._parsed) > PARSED_KEEP:
             self._parsed.popitem(last=False)
         return parsed
+
+    def forget_deleted(self) -> None:
+        """From now on, a deleted object's parsed copy leaves the memo at once. (Left to
+        age out, every BackupSession ever read would stay until `PARSED_KEEP` newer
+        objects pushed it out: a day of one-minute schedules, growing all along.)"""
+        c = self.caches
+        for informer, model in (
+            (c.backupsessions, BackupSession),
+            (c.restoresessions, RestoreSession),
+            (c.backupconfigurations, BackupConfiguration),
+            (c.repositories, Repository),
+            (c.backupbatches, BackupBatch),
+            (c.restorebatches, RestoreBatch),
+            (c.backupblueprints, BackupBlueprint),
+        ):
+            if informer is not None:
+                informer.add_handler(self._forget(model.__name__))
+
+    def _forget(self, model_name: str) -> Callable[[str, JSON, JSON | None], None]:
+        def forget(event: str, obj: JSON, _old: JSON | None) -> None:
+            if event == "DELETED":
+                meta = obj.get("metadata") or {}
+                self._parsed.pop((model_name, f"{meta.get('namespace')}/{meta.get('name')}"), None)
+
+        return forget
 
     def secret_exists(self, namespace: str, name: str) -> bool:
         """Whether a Secret exists (from the metadata-only secrets cache)."""

@@ -3,8 +3,8 @@
 What it is for: `pipe_into()` starts the producer with its stdout on a pipe and the
 consumer with its stdin on the other end, so the data never passes through Python (memory
 stays flat whatever the dump's size) nor touches the disk; it returns both exit codes and
-the tails of both stderrs. Each process gets its own process group, stopped when the
-caller is cancelled.
+the tails of both stderrs. Each process gets its own process group, killed and reaped
+when the caller is cancelled.
 
 Not for: deciding what a failure means (the driver and the agent do).
 """
@@ -48,6 +48,16 @@ def _kill(proc: asyncio.subprocess.Process) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+async def _reap(procs: list[asyncio.subprocess.Process]) -> None:
+    """Kill each process group and wait for the processes to be reaped, so nothing of
+    them is left for after the event loop closes (a cancelled agent would print "Event
+    loop is closed" on its way out); cancelled again meanwhile, it stops waiting."""
+    for proc in procs:
+        _kill(proc)
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.shield(asyncio.gather(*(proc.wait() for proc in procs)))
+
+
 async def pipe_into(
     producer: Sequence[str],
     producer_env: Mapping[str, str],
@@ -79,8 +89,7 @@ async def pipe_into(
             )
         )
     except BaseException:
-        for proc in procs:
-            _kill(proc)
+        await _reap(procs)
         raise
     finally:
         os.close(read_end)
@@ -90,7 +99,6 @@ async def pipe_into(
         first_err, second_err = await asyncio.gather(_tail(first.stderr), _tail(second.stderr))
         first_exit, second_exit = await first.wait(), await second.wait()
     except BaseException:
-        for proc in procs:
-            _kill(proc)
+        await _reap(procs)
         raise
     return Piped(first_exit, first_err, second_exit, second_err)

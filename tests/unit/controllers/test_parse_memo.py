@@ -1,18 +1,22 @@
 """`ControllerContext.parse` parses a cached object once per resourceVersion, keeps only
 the latest version of each object and at most `PARSED_KEEP` objects (the most recently
-read), so the operator's memory does not grow with every status write it sees."""
+read), and drops a deleted object's copy at once, so the operator's memory grows neither
+with every status write it sees nor with every session a schedule makes."""
 
 from __future__ import annotations
 
-from typing import cast
+import gc
+import weakref
+from typing import Any, cast
 
 import pytest
 
-from stash.api import Repository
+from stash.api import BackupSession, Repository
 from stash.controllers import context
 from stash.controllers.context import Caches, ControllerContext
 from stash.kube.client import JSON, Kube
 from stash.kube.events import EventRecorder
+from stash.kube.informer import Handler
 from stash.scheduler import CronEngine
 from stash.settings import OperatorSettings
 
@@ -56,3 +60,50 @@ def test_only_the_most_recently_read_objects_are_kept(monkeypatch: pytest.Monkey
     ctx.parse(Repository, _repo("c", "1"))  # b goes
     assert ctx.parse(Repository, _repo("a", "1")) is a
     assert ctx.parse(Repository, _repo("b", "1")) is not b
+
+
+class _Informer:
+    """What `forget_deleted` needs of an informer: somewhere to add a handler."""
+
+    def __init__(self) -> None:
+        self.handlers: list[Handler] = []
+
+    def add_handler(self, handler: Handler) -> None:
+        self.handlers.append(handler)
+
+    def event(self, kind: str, obj: JSON) -> None:
+        for handler in self.handlers:
+            handler(kind, obj, None)
+
+
+def _session(name: str) -> JSON:
+    return {
+        "apiVersion": "stash.appscode.com/v1beta1",
+        "kind": "BackupSession",
+        "metadata": {"name": name, "namespace": "ns", "resourceVersion": "7"},
+        "spec": {"invoker": {"kind": "BackupConfiguration", "name": "bc"}},
+    }
+
+
+def test_a_deleted_session_is_no_longer_held() -> None:
+    informers: dict[str, Any] = {
+        name: _Informer()
+        for name in ("backupsessions", "restoresessions", "backupconfigurations", "repositories")
+    }
+    ctx = _ctx()
+    ctx.caches = cast(
+        Caches,
+        type(
+            "FakeCaches",
+            (),
+            {**dict.fromkeys(("backupbatches", "restorebatches", "backupblueprints")), **informers},
+        )(),
+    )
+    ctx.forget_deleted()
+    kept = ctx.parse(BackupSession, _session("bc-1"))
+    gone = weakref.ref(ctx.parse(BackupSession, _session("bc-2")))
+    informers["backupsessions"].event("MODIFIED", _session("bc-1"))
+    informers["backupsessions"].event("DELETED", _session("bc-2"))
+    gc.collect()
+    assert gone() is None
+    assert ctx.parse(BackupSession, _session("bc-1")) is kept
