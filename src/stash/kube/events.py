@@ -20,6 +20,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 
 from stash.kube.client import JSON, Kube, KubeError, Resource
 
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 EVENTS = Resource("", "v1", "events", "Event")
 NORMAL, WARNING = "Normal", "Warning"
 _DEDUP_WINDOW = 600.0
+#: Repeats remembered at most; past it the least recently seen is forgotten first.
+MAX_REMEMBERED = 4096
 #: Events `emit_soon` keeps waiting at most (about 300 bytes each).
 MAX_PENDING = 20000
 
@@ -35,10 +38,18 @@ MAX_PENDING = 20000
 class EventRecorder:
     """Records Events from one component (e.g. `stash-operator`)."""
 
-    def __init__(self, kube: Kube, component: str, host: str = "") -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        component: str,
+        host: str = "",
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.kube = kube
         self.component = component
         self.host = host
+        self._clock = clock
         self._recent: dict[tuple[str, str, str, str], tuple[str, int, float]] = {}
         self._pending: deque[tuple[JSON, str, str, str]] = deque()
         self._sender: asyncio.Task[None] | None = None
@@ -102,6 +113,20 @@ class EventRecorder:
             message,
         )
 
+    def _remember(self, key: tuple[str, str, str, str], name: str, count: int) -> None:
+        """Keep `key`'s Event for repeats within the window, most recently seen last;
+        forget those the window has passed (an operator up for months keeps only the
+        last ten minutes' Events, not every session's)."""
+        now = self._clock()
+        self._recent.pop(key, None)
+        self._recent[key] = (name, count, now)
+        recent = self._recent
+        while recent:
+            oldest = next(iter(recent))
+            if now - recent[oldest][2] < _DEDUP_WINDOW and len(recent) <= MAX_REMEMBERED:
+                break
+            del recent[oldest]
+
     async def _record(self, obj: JSON, type_: str, reason: str, message: str) -> None:
         meta = obj.get("metadata", {})
         ns = meta.get("namespace") or "default"
@@ -110,10 +135,10 @@ class EventRecorder:
         key = (uid or f"{ns}/{meta.get('name')}", type_, reason, message)
         seen = self._recent.get(key)
         try:
-            if seen is not None and time.monotonic() - seen[2] < _DEDUP_WINDOW:
+            if seen is not None and self._clock() - seen[2] < _DEDUP_WINDOW:
                 name, count, _ = seen
                 await self.kube.patch(EVENTS, name, {"count": count + 1, "lastTimestamp": now}, ns)
-                self._recent[key] = (name, count + 1, time.monotonic())
+                self._remember(key, name, count + 1)
                 return
             name = f"{meta.get('name', 'object')}.{uuid.uuid4().hex[:16]}"
             event = {
@@ -139,8 +164,6 @@ class EventRecorder:
                 "count": 1,
             }
             await self.kube.create(EVENTS, event, ns)
-            self._recent[key] = (name, 1, time.monotonic())
-            if len(self._recent) > 4096:
-                self._recent.clear()
+            self._remember(key, name, 1)
         except (KubeError, OSError) as exc:
             log.warning("could not record event %s on %s/%s: %s", reason, ns, meta.get("name"), exc)
